@@ -1,0 +1,74 @@
+//! Callback signatures: `hex(sha1(concat(sort(parts))))`, compared in constant time so a forger
+//! cannot learn the right signature byte by byte from response timing.
+
+use sha1::{Digest, Sha1};
+
+/// The signature WeChat computes over `parts` (token, timestamp, nonce, and for safe mode the
+/// `Encrypt` text). Sorting is plain byte order, not numeric.
+pub fn sign(parts: &[&str]) -> String {
+    let mut sorted: Vec<&str> = parts.to_vec();
+    sorted.sort_unstable();
+    let mut hasher = Sha1::new();
+    for p in sorted {
+        hasher.update(p.as_bytes());
+    }
+    hex(&hasher.finalize())
+}
+
+/// Checks a hex signature (case-insensitive, as some proxies upper-case it) in constant time.
+pub fn verify(given: &str, parts: &[&str]) -> bool {
+    let expected = sign(parts);
+    let given = given.as_bytes();
+    if given.len() != expected.len() {
+        return false;
+    }
+    let mut diff = 0u8;
+    for (a, b) in given.iter().zip(expected.as_bytes()) {
+        diff |= a.to_ascii_lowercase() ^ b;
+    }
+    diff == 0
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_wechatpy_vector() {
+        // wechatpy test_check_signature_should_ok: token "test", ts 1410685589, nonce "test".
+        assert_eq!(sign(&["test", "1410685589", "test"]), "f21891de399b4e33a1a93c9a7b8a8fffb5a443ff");
+        assert!(verify("f21891de399b4e33a1a93c9a7b8a8fffb5a443ff", &["test", "1410685589", "test"]));
+        assert!(verify("F21891DE399B4E33A1A93C9A7B8A8FFFB5A443FF", &["test", "1410685589", "test"]));
+    }
+
+    #[test]
+    fn sort_is_lexicographic_not_numeric() {
+        assert_eq!(sign(&["789", "456", "123"]), "f7c3bc1d808e04732adf679965ccc34ca7ae3441");
+        assert_eq!(sign(&["9", "10"]), sign(&["10", "9"]));
+    }
+
+    #[test]
+    fn msg_signature_with_encrypt_part() {
+        let parts = ["RMNlACHlV5ThzfRlVS4D4", "timestamp", "nonce", "encrypt"];
+        assert_eq!(sign(&parts), "8edac0945683c119ee71c9f6256d76c48aa08a96");
+    }
+
+    #[test]
+    fn rejects_near_misses() {
+        let parts = ["test", "1410685589", "test"];
+        assert!(!verify("f21891de399b4e33a1a93c9a7b8a8fffb5a443fe", &parts));
+        assert!(!verify("f21891de399b4e33a1a93c9a7b8a8fffb5a443f", &parts));
+        assert!(!verify("", &parts));
+        assert!(!verify("f21891de399b4e33a1a93c9a7b8a8fffb5a443ffx", &parts));
+    }
+}

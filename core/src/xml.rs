@@ -1,0 +1,204 @@
+//! A small, bounded XML reader for WeChat bodies, built on quick-xml's pull reader.
+//!
+//! WeChat bodies are tiny flat documents, so we read them into a little tree with hard limits
+//! (depth, element count) and refuse DTDs and any entity that is not one of XML's five predefined
+//! ones or a character reference: nothing is ever resolved from outside the document.
+
+use quick_xml::events::Event;
+use quick_xml::Reader;
+
+use crate::error::{Error, Result};
+
+/// Deeper than any WeChat message (the deepest real one is 4); stops "billion levels" input.
+pub const MAX_DEPTH: usize = 12;
+/// More elements than any real callback carries.
+pub const MAX_ELEMENTS: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Element {
+    pub name: String,
+    /// Text of a leaf element (CDATA unwrapped, references resolved). Empty for inner elements.
+    pub text: String,
+    pub children: Vec<Element>,
+}
+
+impl Element {
+    pub fn child(&self, name: &str) -> Option<&Element> {
+        self.children.iter().find(|c| c.name == name)
+    }
+
+    pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+
+    /// Text of the first child called `name`.
+    pub fn text_of(&self, name: &str) -> Option<&str> {
+        self.child(name).map(|c| c.text.as_str())
+    }
+}
+
+/// Parses a whole document and returns its root element.
+pub fn parse(input: &str) -> Result<Element> {
+    let mut reader = Reader::from_str(input);
+    // Names must match: `<a></b>` is malformed, not a guess.
+    reader.config_mut().check_end_names = true;
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    let mut count = 0usize;
+    loop {
+        let event = reader
+            .read_event()
+            .map_err(|e| Error::Xml(format!("at byte {}: {e}", reader.error_position())))?;
+        match event {
+            Event::Start(_) | Event::Empty(_) if root.is_some() => {
+                return Err(Error::Xml("content after the root element".into()));
+            }
+            Event::Start(start) => {
+                count += 1;
+                if count > MAX_ELEMENTS {
+                    return Err(Error::Xml(format!("more than {MAX_ELEMENTS} elements")));
+                }
+                if stack.len() >= MAX_DEPTH {
+                    return Err(Error::Xml(format!("nested deeper than {MAX_DEPTH}")));
+                }
+                stack.push(Element { name: name_of(start.name().as_ref())?, ..Default::default() });
+            }
+            Event::Empty(start) => {
+                count += 1;
+                if count > MAX_ELEMENTS {
+                    return Err(Error::Xml(format!("more than {MAX_ELEMENTS} elements")));
+                }
+                let el = Element { name: name_of(start.name().as_ref())?, ..Default::default() };
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(el),
+                    None => root = Some(el),
+                }
+            }
+            Event::End(_) => {
+                let mut el = stack.pop().ok_or_else(|| Error::Xml("unbalanced end tag".into()))?;
+                if !el.children.is_empty() {
+                    el.text.clear(); // whitespace between child elements is layout, not data
+                }
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(el),
+                    None => root = Some(el),
+                }
+            }
+            Event::Text(text) => {
+                let s = text.decode().map_err(|e| Error::Xml(e.to_string()))?;
+                match stack.last_mut() {
+                    Some(el) => el.text.push_str(&s),
+                    None if s.trim().is_empty() => {}
+                    None => return Err(Error::Xml("text outside the root element".into())),
+                }
+            }
+            Event::CData(data) => {
+                let s = data.decode().map_err(|e| Error::Xml(e.to_string()))?;
+                match stack.last_mut() {
+                    Some(el) => el.text.push_str(&s),
+                    None => return Err(Error::Xml("CDATA outside the root element".into())),
+                }
+            }
+            Event::GeneralRef(r) => {
+                let ch = if r.is_char_ref() {
+                    r.resolve_char_ref()
+                        .map_err(|e| Error::Xml(e.to_string()))?
+                        .ok_or(Error::Xml("bad character reference".into()))?
+                } else {
+                    match r.as_ref() {
+                        b"amp" => '&',
+                        b"lt" => '<',
+                        b"gt" => '>',
+                        b"quot" => '"',
+                        b"apos" => '\'',
+                        _ => return Err(Error::ForbiddenXml("entity reference")),
+                    }
+                };
+                match stack.last_mut() {
+                    Some(el) => el.text.push(ch),
+                    None => return Err(Error::Xml("reference outside the root element".into())),
+                }
+            }
+            Event::DocType(_) => return Err(Error::ForbiddenXml("DOCTYPE")),
+            Event::Decl(_) | Event::Comment(_) | Event::PI(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if !stack.is_empty() {
+        return Err(Error::Xml("unexpected end of document".into()));
+    }
+    root.ok_or_else(|| Error::Xml("no root element".into()))
+}
+
+fn name_of(raw: &[u8]) -> Result<String> {
+    std::str::from_utf8(raw)
+        .map(str::to_owned)
+        .map_err(|_| Error::Xml("element name is not UTF-8".into()))
+}
+
+/// Appends `<name><![CDATA[value]]></name>`, splitting `]]>` across two CDATA sections so any
+/// text survives intact.
+pub fn push_cdata(out: &mut String, name: &str, value: &str) {
+    out.push('<');
+    out.push_str(name);
+    out.push_str("><![CDATA[");
+    out.push_str(&value.replace("]]>", "]]]]><![CDATA[>"));
+    out.push_str("]]></");
+    out.push_str(name);
+    out.push('>');
+}
+
+/// Appends `<name>number</name>` (WeChat writes numbers without CDATA).
+pub fn push_number(out: &mut String, name: &str, value: u64) {
+    out.push('<');
+    out.push_str(name);
+    out.push('>');
+    out.push_str(&value.to_string());
+    out.push_str("</");
+    out.push_str(name);
+    out.push('>');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cdata_text_refs_and_nesting() {
+        let doc = "<?xml version=\"1.0\"?>\n<xml>\n  <A><![CDATA[x]]></A>\n  <B>1 &amp; 2 &#20320;</B>\n  <C><D>d1</D><D>d2</D></C>\n  <E/>\n</xml>";
+        let root = parse(doc).unwrap();
+        assert_eq!(root.name, "xml");
+        assert_eq!(root.text_of("A"), Some("x"));
+        assert_eq!(root.text_of("B"), Some("1 & 2 你"));
+        let c = root.child("C").unwrap();
+        assert_eq!(c.children_named("D").map(|d| d.text.as_str()).collect::<Vec<_>>(), ["d1", "d2"]);
+        assert_eq!(c.text, "");
+        assert_eq!(root.text_of("E"), Some(""));
+    }
+
+    #[test]
+    fn refuses_dtd_and_entities() {
+        let xxe = "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><xml><A>&e;</A></xml>";
+        assert_eq!(parse(xxe), Err(Error::ForbiddenXml("DOCTYPE")));
+        assert_eq!(parse("<xml><A>&e;</A></xml>"), Err(Error::ForbiddenXml("entity reference")));
+    }
+
+    #[test]
+    fn refuses_malformed_and_deep_input() {
+        for bad in ["", "<xml>", "<xml><A></B></xml>", "<xml></xml><xml></xml>", "text", "<xml><A>&#xFFFFFFFF;</A></xml>"] {
+            assert!(parse(bad).is_err(), "{bad:?} should fail");
+        }
+        let deep = "<a>".repeat(MAX_DEPTH + 1) + &"</a>".repeat(MAX_DEPTH + 1);
+        assert!(matches!(parse(&deep), Err(Error::Xml(m)) if m.contains("deeper")));
+        let wide = format!("<xml>{}</xml>", "<a/>".repeat(MAX_ELEMENTS + 1));
+        assert!(matches!(parse(&wide), Err(Error::Xml(m)) if m.contains("elements")));
+    }
+
+    #[test]
+    fn cdata_split_round_trips() {
+        let mut out = String::from("<xml>");
+        push_cdata(&mut out, "Content", "a]]>b]]>");
+        out.push_str("</xml>");
+        assert_eq!(parse(&out).unwrap().text_of("Content"), Some("a]]>b]]>"));
+    }
+}
