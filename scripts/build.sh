@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Builds the deployable pieces. Usage: scripts/build.sh [worker|widget|site|all] [--sizes]
+#   worker: worker/build/ (wasm + JS shim, what wrangler deploys)
+#   widget: dist/widget/ (widget.js + widget_bg.wasm)
+#   site:   dist/site/ = www/ + the widget, served by the worker as static assets
+# Each step is skipped when its output is newer than its inputs, so wrangler's own build hook
+# (which runs this) costs nothing after `make build`.
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+cd "$ROOT"
+what=${1:-all}
+
+newer_than() { # newer_than OUTPUT INPUT...: true when OUTPUT exists and no INPUT file is newer
+  [ -e "$1" ] || return 1
+  local out=$1; shift
+  [ -z "$(find "$@" -newer "$out" -type f 2>/dev/null | head -n1)" ]
+}
+
+build_worker() {
+  if newer_than worker/build/index.js core worker/src worker/Cargo.toml Cargo.toml Cargo.lock; then return; fi
+  wasm_toolchain
+  say "building worker ($WASM_RUST toolchain)"
+  worker-build --release worker "${WASM_CARGO_FLAGS[@]}"
+  touch worker/build/index.js
+}
+
+build_widget() {
+  if newer_than dist/widget/widget.js widget core Cargo.toml Cargo.lock; then return; fi
+  wasm_toolchain
+  say "building widget ($WASM_RUST toolchain)"
+  cargo build --release -p wxedge-widget --lib --target wasm32-unknown-unknown "${WASM_CARGO_FLAGS[@]}"
+  rm -rf dist/widget-pkg && mkdir -p dist/widget
+  "$WASM_BINDGEN_BIN" --target web --no-typescript --out-dir dist/widget-pkg --out-name widget \
+    "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/wxedge_widget.wasm"
+  wasm-opt -Oz --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
+    --enable-bulk-memory --enable-multivalue --enable-reference-types \
+    dist/widget-pkg/widget_bg.wasm -o dist/widget/widget_bg.wasm
+  # One classic script: the loader plus wasm-bindgen's glue, as an IIFE.
+  esbuild widget/loader.js --bundle --minify --format=iife --target=es2019 \
+    --alias:wasm-glue=./dist/widget-pkg/widget.js --outfile=dist/widget/widget.js --log-level=warning --log-override:empty-import-meta=silent
+}
+
+build_site() {
+  build_widget
+  rm -rf dist/site.tmp && mkdir -p dist/site.tmp
+  cp -R www/. dist/site.tmp/
+  cp dist/widget/widget.js dist/widget/widget_bg.wasm dist/site.tmp/
+  rm -rf dist/site && mv dist/site.tmp dist/site
+}
+
+sizes() {
+  for f in worker/build/index_bg.wasm worker/build/index.js dist/widget/widget_bg.wasm dist/widget/widget.js; do
+    [ -f "$f" ] && printf '%-32s %8d bytes raw %8d bytes gzip\n' "$f" "$(wc -c <"$f")" "$(gzip -9c "$f" | wc -c)"
+  done
+  return 0
+}
+
+case "$what" in
+  worker) build_worker ;;
+  widget) build_widget ;;
+  site) build_site ;;
+  all) build_worker; build_site ;;
+  *) echo "usage: $0 [worker|widget|site|all] [--sizes]" >&2; exit 2 ;;
+esac
+[ "${2:-}" = --sizes ] && sizes
+exit 0

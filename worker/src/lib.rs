@@ -1,0 +1,45 @@
+//! The edge worker. Routing and platform effects only: every protocol decision is made by
+//! `wxedge-core`, so it is tested natively and the wasm stays small.
+
+mod callback;
+mod platform;
+
+use platform::{json_error, load_config};
+use worker::{event, Context, Env, Method, Request, Response, Result};
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    let path = req.path();
+    let answer = match (req.method(), path.as_str()) {
+        (_, "/wechat") => match load_config(&env) {
+            Ok(config) => callback::handle(req, &env, &ctx, &config).await,
+            Err(e) => config_error(&e),
+        },
+        (Method::Get, "/api/health") => health(&env),
+        (_, p) if p.starts_with("/api/") => json_error(404, "not_found", "no such API route"),
+        _ => return env.assets("ASSETS")?.fetch_request(req).await,
+    };
+    // Errors from the platform (KV down, a JS exception) become a logged 500, never a crash.
+    answer.or_else(|e| {
+        worker::console_error!("internal error on {path}: {e}");
+        json_error(500, "internal", "internal error; see the worker log")
+    })
+}
+
+/// Liveness plus a configuration check, so `make dev` and operators see at once what is wrong.
+fn health(env: &Env) -> Result<Response> {
+    match load_config(env) {
+        Ok(c) => Response::from_json(&serde_json::json!({
+            "ok": true,
+            "account_kind": c.account_kind.as_str(),
+            "callback_mode": format!("{:?}", c.mode).to_lowercase(),
+            "api_base": c.api_base,
+        })),
+        Err(e) => config_error(&e),
+    }
+}
+
+fn config_error(e: &wxedge_core::Error) -> Result<Response> {
+    worker::console_error!("{e}");
+    json_error(500, e.reason(), &e.to_string())
+}
