@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# `make test`: set up what is missing, then every suite. Stops at the first failing suite.
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+cd "$ROOT"
+
+bash scripts/setup.sh test
+say "native unit tests (core, simulator, widget logic)"
+cargo test
+bash scripts/build.sh all
+cargo build -q --release -p wxedge-simulator
+say "integration and browser tests (workerd + simulator + Chromium)"
+mkdir -p tests/artifacts
+node --test --test-concurrency=1 --test-reporter=spec tests/

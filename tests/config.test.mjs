@@ -1,0 +1,32 @@
+// Misconfiguration is one clear error naming the setting, from the worker and from `make dev`'s check.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { startStack, SIM, TEST_CONFIG } from "./support/stack.mjs";
+
+test("the worker names a malformed setting instead of crashing", async () => {
+  const s = await startStack({ WECHAT_TOKEN: "has spaces", ADMIN_TOKEN: null });
+  try {
+    for (const path of ["/api/health", "/wechat?signature=x&timestamp=1&nonce=2&echostr=e"]) {
+      const r = await fetch(s.base + path);
+      assert.equal(r.status, 500, path);
+      const body = await r.json();
+      assert.equal(body.error, "config");
+      assert.match(body.message, /WECHAT_TOKEN/);
+    }
+    const site = await fetch(s.base + "/");
+    assert.equal(site.status, 200, "the static site still works");
+  } finally {
+    await s.stop();
+  }
+});
+
+test("check-config (run by make dev) names the setting and exits non-zero", () => {
+  const env = { PATH: process.env.PATH, ...TEST_CONFIG, WECHAT_ACCOUNT_KIND: "enterprise" };
+  const bad = spawnSync(SIM, ["check-config"], { env, encoding: "utf8" });
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /WECHAT_ACCOUNT_KIND/);
+  const good = spawnSync(SIM, ["check-config"], { env: { ...env, WECHAT_ACCOUNT_KIND: "subscription" }, encoding: "utf8" });
+  assert.equal(good.status, 0, good.stderr);
+  assert.match(good.stdout, /configuration ok: subscription/);
+});
