@@ -30,3 +30,14 @@ test("check-config (run by make dev) names the setting and exits non-zero", () =
   assert.equal(good.status, 0, good.stderr);
   assert.match(good.stdout, /configuration ok: subscription/);
 });
+
+test("the README's configuration table lists every setting the worker reads", async () => {
+  const { readFileSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const { ROOT } = await import("./support/stack.mjs");
+  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+  const core = readFileSync(join(ROOT, "core", "src", "config.rs"), "utf8");
+  const names = [...core.matchAll(/Setting \{ name: "([A-Z_]+)"/g)].map((m) => m[1]);
+  assert.ok(names.length >= 10, "settings found in core/src/config.rs");
+  for (const n of names) assert.match(readme, new RegExp("\\| `" + n + "` \\|"), `README documents ${n}`);
+});
