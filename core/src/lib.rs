@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod error;
 pub mod message;
 pub mod reply;
+pub mod rules;
 pub mod signature;
 pub mod xml;
 

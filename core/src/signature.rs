@@ -17,16 +17,15 @@ pub fn sign(parts: &[&str]) -> String {
 
 /// Checks a hex signature (case-insensitive, as some proxies upper-case it) in constant time.
 pub fn verify(given: &str, parts: &[&str]) -> bool {
-    let expected = sign(parts);
-    let given = given.as_bytes();
-    if given.len() != expected.len() {
+    constant_time_eq(given.to_ascii_lowercase().as_bytes(), sign(parts).as_bytes())
+}
+
+/// Equality whose time depends only on the lengths, for secrets such as the admin token.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
         return false;
     }
-    let mut diff = 0u8;
-    for (a, b) in given.iter().zip(expected.as_bytes()) {
-        diff |= a.to_ascii_lowercase() ^ b;
-    }
-    diff == 0
+    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -6,13 +6,11 @@
 use worker::{Context, Env, Method, Request, Response, Result};
 use wxedge_core::callback::{self, Query};
 use wxedge_core::config::Config;
-use wxedge_core::message::{Event, Kind};
-use wxedge_core::reply::Reply;
 use wxedge_core::Error;
 
 use crate::platform::{json_error, now_secs, WebCrypto};
+use crate::store::{self, KV};
 
-const KV: &str = "WXEDGE_KV";
 /// WeChat retries 3 times about 5 s apart; KV's minimum TTL is 60 s, which covers them.
 const DEDUPE_TTL_SECS: u64 = 60;
 
@@ -40,7 +38,7 @@ pub async fn handle(mut req: Request, env: &Env, _ctx: &Context, config: &Config
             if let Some(previous) = kv.get(&key).text().await? {
                 return Response::ok(previous);
             }
-            let reply = choose_reply(config, &inbound.message.kind);
+            let reply = store::rules(env).await?.reply_for(&inbound.message, &config.welcome_text);
             let body = match callback::seal(config, &inbound, &reply, now_secs(), &mut WebCrypto) {
                 Ok(b) => b,
                 Err(e) => {
@@ -52,13 +50,6 @@ pub async fn handle(mut req: Request, env: &Env, _ctx: &Context, config: &Config
             Response::ok(body)
         }
         _ => json_error(405, "method_not_allowed", "use GET (URL verification) or POST (pushes)"),
-    }
-}
-
-fn choose_reply(config: &Config, kind: &Kind) -> Reply {
-    match kind {
-        Kind::Event(Event::Subscribe { .. }) => Reply::Text { content: config.welcome_text.clone() },
-        _ => Reply::Success,
     }
 }
 

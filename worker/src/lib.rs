@@ -1,8 +1,10 @@
 //! The edge worker. Routing and platform effects only: every protocol decision is made by
 //! `wxedge-core`, so it is tested natively and the wasm stays small.
 
+mod admin;
 mod callback;
 mod platform;
+mod store;
 
 use platform::{json_error, load_config};
 use worker::{event, Context, Env, Method, Request, Response, Result};
@@ -16,6 +18,10 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
             Err(e) => config_error(&e),
         },
         (Method::Get, "/api/health") => health(&env),
+        (_, p) if p.starts_with("/api/admin/") => match load_config(&env) {
+            Ok(config) => admin::handle(req, &env, &config, &path).await,
+            Err(e) => config_error(&e),
+        },
         (_, p) if p.starts_with("/api/") => json_error(404, "not_found", "no such API route"),
         _ => return env.assets("ASSETS")?.fetch_request(req).await,
     };

@@ -1,0 +1,244 @@
+//! Auto-reply rules: what the account answers to a follow, a scan, a menu click or a message.
+//!
+//! The rules are one JSON document (stored in KV by the worker, edited in the console). It is
+//! validated as a whole on write, with errors that point at the offending entry, so a bad edit
+//! is refused instead of breaking replies later.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::message::{Event, Kind, Message};
+use crate::reply::{Reply, MAX_ARTICLES, MAX_ARTICLES_TO_MESSAGE};
+
+/// WeChat truncates passive text replies beyond about 2,048 bytes; refuse them instead.
+pub const MAX_TEXT_BYTES: usize = 2048;
+pub const MAX_KEYWORD_RULES: usize = 500;
+pub const MAX_PATTERN_CHARS: usize = 128;
+/// QR scene strings are at most 64 characters (QR_LIMIT_STR_SCENE).
+pub const MAX_SCENE_CHARS: usize = 64;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    #[serde(default)]
+    pub welcome: Welcome,
+    /// Tried in priority order (higher first; ties keep document order).
+    #[serde(default)]
+    pub keywords: Vec<KeywordRule>,
+    /// Replies to menu CLICK events, by button key.
+    #[serde(default)]
+    pub clicks: BTreeMap<String, Reply>,
+    /// Reply to follower messages no keyword matched; none means `success`.
+    #[serde(default)]
+    pub default: Option<Reply>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Welcome {
+    /// Reply to a follow without a scene-specific welcome; none means the WELCOME_TEXT setting.
+    #[serde(default)]
+    pub default: Option<Reply>,
+    /// Per QR scene: a visitor who scanned on the pricing page gets the pricing greeting. Also
+    /// sent when an existing follower scans that scene's code (SCAN).
+    #[serde(default)]
+    pub scenes: BTreeMap<String, Reply>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeywordRule {
+    #[serde(rename = "match")]
+    pub kind: MatchKind,
+    pub pattern: String,
+    pub reply: Reply,
+    #[serde(default)]
+    pub priority: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchKind {
+    Exact,
+    Contains,
+    Prefix,
+}
+
+impl KeywordRule {
+    /// Case-insensitive, ignoring surrounding whitespace: followers type "Help ", "HELP".
+    fn matches(&self, text: &str) -> bool {
+        let text = text.trim().to_lowercase();
+        let pattern = self.pattern.trim().to_lowercase();
+        match self.kind {
+            MatchKind::Exact => text == pattern,
+            MatchKind::Contains => text.contains(&pattern),
+            MatchKind::Prefix => text.starts_with(&pattern),
+        }
+    }
+}
+
+impl Rules {
+    /// Parses and validates a rules document; the error names the first bad entry.
+    pub fn from_json(json: &str) -> Result<Rules> {
+        let mut rules: Rules = serde_json::from_str(json).map_err(|e| Error::Invalid(e.to_string()))?;
+        rules.validate()?;
+        // Stable: equal priorities keep the order the owner wrote them in.
+        rules.keywords.sort_by_key(|r| std::cmp::Reverse(r.priority));
+        Ok(rules)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |path: String, why: &str| Error::Invalid(format!("{path}: {why}"));
+        if let Some(r) = &self.welcome.default {
+            check_reply(r, false).map_err(|w| bad("welcome.default".into(), &w))?;
+        }
+        for (scene, r) in &self.welcome.scenes {
+            if scene.is_empty() || scene.chars().count() > MAX_SCENE_CHARS {
+                return Err(bad(format!("welcome.scenes[{scene:?}]"), "a scene is 1 to 64 characters"));
+            }
+            check_reply(r, false).map_err(|w| bad(format!("welcome.scenes[{scene:?}]"), &w))?;
+        }
+        if self.keywords.len() > MAX_KEYWORD_RULES {
+            return Err(bad("keywords".into(), &format!("at most {MAX_KEYWORD_RULES} rules")));
+        }
+        for (i, k) in self.keywords.iter().enumerate() {
+            let n = k.pattern.trim().chars().count();
+            if n == 0 || n > MAX_PATTERN_CHARS {
+                return Err(bad(format!("keywords[{i}].pattern"), "a pattern is 1 to 128 characters"));
+            }
+            check_reply(&k.reply, true).map_err(|w| bad(format!("keywords[{i}].reply"), &w))?;
+        }
+        for (key, r) in &self.clicks {
+            if key.is_empty() || key.len() > 128 {
+                return Err(bad(format!("clicks[{key:?}]"), "a menu key is 1 to 128 bytes"));
+            }
+            check_reply(r, false).map_err(|w| bad(format!("clicks[{key:?}]"), &w))?;
+        }
+        if let Some(r) = &self.default {
+            check_reply(r, true).map_err(|w| bad("default".into(), &w))?;
+        }
+        Ok(())
+    }
+
+    /// The reply for `msg`. `welcome_text` is the WELCOME_TEXT setting, the last fallback for a
+    /// follow.
+    pub fn reply_for(&self, msg: &Message, welcome_text: &str) -> Reply {
+        match &msg.kind {
+            Kind::Event(Event::Subscribe { scene, .. }) => scene
+                .as_ref()
+                .and_then(|s| self.welcome.scenes.get(s))
+                .or(self.welcome.default.as_ref())
+                .cloned()
+                .unwrap_or_else(|| Reply::Text { content: welcome_text.to_owned() }),
+            Kind::Event(Event::Scan { scene, .. }) => self.welcome.scenes.get(scene).cloned().unwrap_or(Reply::Success),
+            Kind::Event(Event::Click { key }) => self.clicks.get(key).cloned().unwrap_or(Reply::Success),
+            Kind::Event(_) => Reply::Success,
+            Kind::Text { content, .. } => self
+                .keywords
+                .iter()
+                .find(|k| k.matches(content))
+                .map(|k| k.reply.clone())
+                .or_else(|| self.default.clone())
+                .unwrap_or(Reply::Success),
+            Kind::Unknown { .. } => Reply::Success,
+            _ => self.default.clone().unwrap_or(Reply::Success),
+        }
+    }
+}
+
+fn check_reply(r: &Reply, to_follower_message: bool) -> std::result::Result<(), String> {
+    match r {
+        Reply::Text { content } if content.trim().is_empty() => Err("text is empty".into()),
+        Reply::Text { content } if content.len() > MAX_TEXT_BYTES => {
+            Err(format!("text is {} bytes; WeChat allows {MAX_TEXT_BYTES}", content.len()))
+        }
+        Reply::Image { media_id } | Reply::Voice { media_id } | Reply::Video { media_id, .. } if media_id.is_empty() => {
+            Err("media_id is empty".into())
+        }
+        Reply::Music { thumb_media_id, .. } if thumb_media_id.is_empty() => Err("thumb_media_id is empty".into()),
+        Reply::News { articles } => {
+            let max = if to_follower_message { MAX_ARTICLES_TO_MESSAGE } else { MAX_ARTICLES };
+            if articles.is_empty() || articles.len() > max {
+                return Err(format!("a news reply here has 1 to {max} articles, not {}", articles.len()));
+            }
+            match articles.iter().position(|a| a.title.trim().is_empty()) {
+                Some(i) => Err(format!("article {i} has no title")),
+                None => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(kind: Kind) -> Message {
+        Message { to: "gh_a".into(), from: "oF".into(), create_time: 1, kind }
+    }
+    fn text(s: &str) -> Reply {
+        Reply::Text { content: s.into() }
+    }
+
+    const DOC: &str = r#"{
+        "welcome": {"default": {"type": "text", "content": "hi"},
+                    "scenes": {"pricing": {"type": "text", "content": "pricing hi"}}},
+        "keywords": [
+            {"match": "contains", "pattern": "price", "reply": {"type": "text", "content": "contains"}},
+            {"match": "exact", "pattern": "Price list", "reply": {"type": "text", "content": "exact"}, "priority": 5},
+            {"match": "prefix", "pattern": "order ", "reply": {"type": "text", "content": "prefix"}}
+        ],
+        "clicks": {"V1001_TODAY": {"type": "text", "content": "today"}},
+        "default": {"type": "text", "content": "fallback"}
+    }"#;
+
+    #[test]
+    fn routes_follows_scans_clicks_and_keywords() {
+        let r = Rules::from_json(DOC).unwrap();
+        let sub = |scene: Option<&str>| msg(Kind::Event(Event::Subscribe { scene: scene.map(Into::into), ticket: None }));
+        assert_eq!(r.reply_for(&sub(None), "cfg"), text("hi"));
+        assert_eq!(r.reply_for(&sub(Some("pricing")), "cfg"), text("pricing hi"));
+        assert_eq!(r.reply_for(&sub(Some("other")), "cfg"), text("hi"));
+        assert_eq!(r.reply_for(&msg(Kind::Event(Event::Scan { scene: "pricing".into(), ticket: None })), "cfg"), text("pricing hi"));
+        assert_eq!(r.reply_for(&msg(Kind::Event(Event::Scan { scene: "x".into(), ticket: None })), "cfg"), Reply::Success);
+        assert_eq!(r.reply_for(&msg(Kind::Event(Event::Click { key: "V1001_TODAY".into() })), "cfg"), text("today"));
+        assert_eq!(r.reply_for(&msg(Kind::Event(Event::Click { key: "nope".into() })), "cfg"), Reply::Success);
+        let t = |s: &str| msg(Kind::Text { content: s.into(), msg_id: 1 });
+        assert_eq!(r.reply_for(&t("  PRICE LIST "), "cfg"), text("exact"), "priority 5 beats the earlier contains rule");
+        assert_eq!(r.reply_for(&t("what is the price?"), "cfg"), text("contains"));
+        assert_eq!(r.reply_for(&t("order 42"), "cfg"), text("prefix"));
+        assert_eq!(r.reply_for(&t("hello"), "cfg"), text("fallback"));
+        assert_eq!(r.reply_for(&msg(Kind::Event(Event::Unsubscribe)), "cfg"), Reply::Success);
+    }
+
+    #[test]
+    fn empty_rules_fall_back_to_the_welcome_setting() {
+        let r = Rules::default();
+        assert_eq!(r.reply_for(&msg(Kind::Event(Event::Subscribe { scene: None, ticket: None })), "cfg"), text("cfg"));
+        assert_eq!(r.reply_for(&msg(Kind::Text { content: "x".into(), msg_id: 1 }), "cfg"), Reply::Success);
+    }
+
+    #[test]
+    fn invalid_documents_name_the_entry() {
+        let cases = [
+            (r#"{"keywords": [{"match": "exact", "pattern": " ", "reply": {"type": "text", "content": "x"}}]}"#, "keywords[0].pattern"),
+            (r#"{"keywords": [{"match": "fuzzy", "pattern": "a", "reply": {"type": "success"}}]}"#, "fuzzy"),
+            (r#"{"clicks": {"K": {"type": "text", "content": ""}}}"#, "clicks[\"K\"]"),
+            (r#"{"default": {"type": "news", "articles": [{"title": "a"}, {"title": "b"}]}}"#, "default"),
+            (r#"{"welcome": {"scenes": {"": {"type": "success"}}}}"#, "welcome.scenes"),
+            (r#"{"welcom": {}}"#, "unknown field"),
+            ("not json", "expected"),
+        ];
+        for (doc, needle) in cases {
+            match Rules::from_json(doc) {
+                Err(Error::Invalid(m)) => assert!(m.contains(needle), "{doc}: {m}"),
+                other => panic!("{doc} gave {other:?}"),
+            }
+        }
+        let long = format!(r#"{{"default": {{"type": "text", "content": "{}"}}}}"#, "x".repeat(MAX_TEXT_BYTES + 1));
+        assert!(Rules::from_json(&long).is_err());
+    }
+}

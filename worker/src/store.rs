@@ -1,0 +1,43 @@
+//! What the worker keeps in KV, and under which keys. One place, so the README's cost table and
+//! the code cannot drift apart.
+
+use std::cell::RefCell;
+
+use worker::{Env, Result};
+use wxedge_core::rules::Rules;
+
+pub const KV: &str = "WXEDGE_KV";
+pub const RULES_KEY: &str = "rules";
+/// How long an isolate trusts its copy of the rules before reading KV again. Edits show up
+/// within this time everywhere (KV itself may take up to 60 s to propagate).
+const RULES_CACHE_MS: f64 = 30_000.0;
+
+thread_local! {
+    static RULES: RefCell<Option<(f64, Rules)>> = const { RefCell::new(None) };
+}
+
+/// The auto-reply rules: from this isolate's memory when fresh, else one KV read.
+pub async fn rules(env: &Env) -> Result<Rules> {
+    let now = js_sys::Date::now();
+    if let Some(r) = RULES.with(|c| c.borrow().as_ref().filter(|(at, _)| now - at < RULES_CACHE_MS).map(|(_, r)| r.clone())) {
+        return Ok(r);
+    }
+    let rules = match env.kv(KV)?.get(RULES_KEY).text().await? {
+        // Stored documents were validated on write; one that no longer parses (an older
+        // format) must not stop the callback, so it falls back to the defaults, loudly.
+        Some(json) => Rules::from_json(&json).unwrap_or_else(|e| {
+            worker::console_error!("stored rules are invalid, using defaults: {e}");
+            Rules::default()
+        }),
+        None => Rules::default(),
+    };
+    RULES.with(|c| *c.borrow_mut() = Some((now, rules.clone())));
+    Ok(rules)
+}
+
+pub async fn put_rules(env: &Env, rules: &Rules) -> Result<()> {
+    let json = serde_json::to_string(rules).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    env.kv(KV)?.put(RULES_KEY, json)?.execute().await?;
+    RULES.with(|c| *c.borrow_mut() = Some((js_sys::Date::now(), rules.clone())));
+    Ok(())
+}
