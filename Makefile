@@ -1,4 +1,5 @@
 # Two commands matter: `make dev` and `make test`. Each installs what is missing first.
+SHELL := bash
 .PHONY: dev test build deploy-check setup clean
 
 dev:
