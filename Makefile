@@ -1,6 +1,6 @@
 # Two commands matter: `make dev` and `make test`. Each installs what is missing first.
 SHELL := bash
-.PHONY: dev test build deploy-check setup clean
+.PHONY: dev test build deploy-check fuzz setup clean
 
 dev:
 	@bash scripts/dev.sh
@@ -14,6 +14,10 @@ build:
 
 deploy-check: build
 	@. scripts/env.sh && wrangler deploy --dry-run --outdir dist/deploy </dev/null
+
+# FUZZ_SECONDS per target (three targets).
+fuzz:
+	@bash scripts/fuzz.sh $(or $(FUZZ_SECONDS),60)
 
 setup:
 	@bash scripts/setup.sh test

@@ -7,6 +7,7 @@ cd "$ROOT"
 bash scripts/setup.sh test
 say "native unit tests (core, simulator, widget logic)"
 cargo test
+bash scripts/fuzz.sh 0   # the fuzz targets build and every committed seed passes
 bash scripts/build.sh all
 cargo build -q --release -p wxedge-simulator
 say "integration and browser tests (workerd + simulator + Chromium)"
