@@ -1,6 +1,6 @@
 # Two commands matter: `make dev` and `make test`. Each installs what is missing first.
 SHELL := bash
-.PHONY: dev test build deploy-check fuzz setup clean
+.PHONY: dev test build deploy-check bench fuzz setup clean
 
 dev:
 	@bash scripts/dev.sh
@@ -14,6 +14,10 @@ build:
 
 deploy-check: build
 	@. scripts/env.sh && wrangler deploy --dry-run --outdir dist/deploy </dev/null
+
+# Ours vs the peers (wechatpy, co-wechat) in one run; BENCH_SECONDS per case.
+bench:
+	@bash scripts/bench.sh
 
 # FUZZ_SECONDS per target (three targets).
 fuzz:

@@ -1,0 +1,111 @@
+//! `wxedge-bench inputs` writes the callbacks every implementation processes (signed, and
+//! encrypted for safe mode); `wxedge-bench run INPUTS` times ours: verify, open, parse, route,
+//! reply (and encrypt + sign in safe mode), per message, as the worker does it.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use wxedge_core::callback::{open, seal, Query};
+use wxedge_core::config::Config;
+use wxedge_core::crypto::AesKey;
+use wxedge_core::rules::Rules;
+use wxedge_core::signature::sign;
+use wxedge_core::SplitMix;
+
+const TOKEN: &str = "benchtoken";
+const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+const APPID: &str = "wx00000000000000b1";
+const WELCOME: &str = "Thanks for following!";
+const HELP: &str = "Reply 1 for prices, 2 for opening hours.";
+
+fn config(safe: bool) -> Config {
+    Config::from_lookup(|k| {
+        Some(
+            match k {
+                "WECHAT_APPID" => APPID,
+                "WECHAT_APPSECRET" => "s",
+                "WECHAT_TOKEN" => TOKEN,
+                "WECHAT_ENCODING_AES_KEY" if safe => AES_KEY,
+                "WECHAT_ACCOUNT_KIND" => "service",
+                "ADMIN_TOKEN" => "0123456789abcdef",
+                "WELCOME_TEXT" => WELCOME,
+                _ => return None,
+            }
+            .to_owned(),
+        )
+    })
+    .expect("bench config is valid")
+}
+
+fn inputs() -> Value {
+    let text = "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[oBenchFollower]]></FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[help]]></Content><MsgId>6000000000000000001</MsgId></xml>";
+    let subscribe = "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[oBenchFollower]]></FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event><EventKey><![CDATA[qrscene_pricing]]></EventKey><Ticket><![CDATA[gQH47joAAAAAAAAAASxodHRwOi8vd2VpeGluLnFxLmNvbS9xL2tZZ]]></Ticket></xml>";
+    let (ts, nonce) = ("1700000000", "1234567890");
+    let key = AesKey::parse(AES_KEY).expect("valid key");
+    let mut cases = Vec::new();
+    for (name, xml) in [("text", text), ("subscribe", subscribe)] {
+        cases.push(json!({
+            "name": format!("plain {name}"), "safe": false, "body": xml,
+            "query": {"signature": sign(&[TOKEN, ts, nonce]), "timestamp": ts, "nonce": nonce, "openid": "oBenchFollower"},
+        }));
+        let encrypt = key.encrypt(xml, APPID, *b"0123456789abcdef");
+        cases.push(json!({
+            "name": format!("safe {name}"), "safe": true,
+            "body": format!("<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"),
+            "query": {"signature": sign(&[TOKEN, ts, nonce]), "timestamp": ts, "nonce": nonce, "openid": "oBenchFollower",
+                      "encrypt_type": "aes", "msg_signature": sign(&[TOKEN, ts, nonce, &encrypt])},
+        }));
+    }
+    json!({"token": TOKEN, "aes_key": AES_KEY, "appid": APPID, "welcome": WELCOME, "help": HELP, "cases": cases})
+}
+
+fn run(inputs: &Value, seconds: f64) -> Value {
+    let rules = Rules::from_json(&json!({"keywords": [{"match": "exact", "pattern": "help", "reply": {"type": "text", "content": HELP}}]}).to_string()).expect("valid rules");
+    let mut out = serde_json::Map::new();
+    for case in inputs["cases"].as_array().expect("cases") {
+        let safe = case["safe"].as_bool().unwrap_or(false);
+        let cfg = config(safe);
+        let q = case["query"].as_object().expect("query");
+        let raw_query = q.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join("&");
+        let body = case["body"].as_str().expect("body").as_bytes();
+        let mut entropy = SplitMix(7);
+        let mut once = || {
+            let query = Query::parse(&raw_query);
+            let inbound = open(&cfg, &query, body).expect("bench input opens");
+            let reply = rules.reply_for(&inbound.message, &cfg.welcome_text);
+            seal(&cfg, &inbound, &reply, 1_700_000_001, &mut entropy).expect("reply seals")
+        };
+        let sample = once();
+        assert!(sample.contains(if safe { "<Encrypt>" } else { "<Content>" }), "{sample}");
+        // Warm up, then count whole iterations in the time budget.
+        let mut n = 0u64;
+        let start = Instant::now();
+        while start.elapsed().as_secs_f64() < seconds {
+            for _ in 0..256 {
+                black_box(once());
+            }
+            n += 256;
+        }
+        let ns = start.elapsed().as_nanos() as f64 / n as f64;
+        out.insert(case["name"].as_str().unwrap_or("?").to_owned(), json!(ns));
+    }
+    Value::Object(out)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("inputs") => println!("{}", inputs()),
+        Some("run") => {
+            let path = args.get(1).expect("usage: wxedge-bench run INPUTS.json [SECONDS]");
+            let seconds: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1.0);
+            let inputs: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("read inputs")).expect("inputs JSON");
+            println!("{}", run(&inputs, seconds));
+        }
+        _ => {
+            eprintln!("usage: wxedge-bench inputs | run INPUTS.json [SECONDS]");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# `make bench`: ours vs the peers in one run, as ratios. Writes target/bench/results.json.
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+cd "$ROOT"
+seconds=${BENCH_SECONDS:-2}
+
+bash scripts/setup.sh test
+[ -d bench/node_modules/co-wechat ] ||
+  { say "installing the node peer (co-wechat)"; (cd bench && npm ci --no-audit --no-fund --loglevel=error); }
+bash scripts/build.sh all
+cargo build -q --release -p wxedge-bench -p wxedge-simulator
+mkdir -p target/bench
+inputs=target/bench/inputs.json
+target/release/wxedge-bench inputs > "$inputs"
+
+say "per message: verify, (decrypt,) parse, route, reply, (encrypt, sign) — ${seconds}s each"
+ours=$(target/release/wxedge-bench run "$inputs" "$seconds")
+wechatpy=$("$PY_VENV/bin/python" bench/wechatpy_bench.py "$inputs" "$seconds")
+cowechat=$(node bench/co_wechat_bench.mjs "$inputs" "$seconds")
+say "callbacks through workerd (wrangler dev, local KV), sequential"
+workerd=$(node bench/workerd_bench.mjs 1000)
+
+size() { printf '{"raw": %d, "gzip": %d}' "$(wc -c <"$1")" "$(gzip -9c "$1" | wc -c)"; }
+cat > target/bench/results.json <<JSON
+{
+  "date": "$(date -u +%FT%TZ)",
+  "per_message_ns": {"wxedge": $ours, "wechatpy": $wechatpy, "co-wechat": $cowechat},
+  "workerd_callback": $workerd,
+  "sizes_bytes": {
+    "worker_wasm": $(size worker/build/index_bg.wasm), "worker_js": $(size worker/build/index.js),
+    "widget_wasm": $(size dist/widget/widget_bg.wasm), "widget_js": $(size dist/widget/widget.js)
+  }
+}
+JSON
+node -e '
+const r = JSON.parse(require("fs").readFileSync("target/bench/results.json", "utf8"));
+const p = r.per_message_ns;
+const rows = Object.keys(p.wxedge).sort().map((k) => ({
+  case: k, "wxedge µs": (p.wxedge[k] / 1e3).toFixed(2), "wechatpy µs": (p.wechatpy[k] / 1e3).toFixed(2),
+  "co-wechat µs": (p["co-wechat"][k] / 1e3).toFixed(2),
+  "× wechatpy": (p.wechatpy[k] / p.wxedge[k]).toFixed(1), "× co-wechat": (p["co-wechat"][k] / p.wxedge[k]).toFixed(1),
+}));
+console.table(rows);
+const w = r.workerd_callback;
+console.log(`workerd: ${w.requests} follow callbacks, mean ${w.mean_ms.toFixed(2)} ms, p50 ${w.p50_ms.toFixed(2)} ms, p99 ${w.p99_ms.toFixed(2)} ms per request (HTTP + KV read + KV write included; Workers free-plan CPU limit: 10 ms)`);
+for (const [k, v] of Object.entries(r.sizes_bytes)) console.log(`${k.padEnd(12)} ${String(v.raw).padStart(8)} B raw ${String(v.gzip).padStart(8)} B gzip`);
+console.log("written: target/bench/results.json");
+'
