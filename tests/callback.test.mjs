@@ -153,3 +153,30 @@ describe("safe mode", () => {
     assert.equal((await r.json()).error, "wrong_appid");
   });
 });
+
+describe("key rotation", () => {
+  const NEW_KEY = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefg";
+  let s;
+  before(async () => { s = await startStack({ WECHAT_ENCODING_AES_KEY: NEW_KEY, WECHAT_ENCODING_AES_KEY_PREVIOUS: AES_KEY }); });
+  after(async () => { await s?.stop(); });
+
+  for (const [label, key] of [["the previous key", AES_KEY], ["the new key", NEW_KEY]]) {
+    test(`a push encrypted with ${label} is answered with that key`, async () => {
+      const encrypt = wechatEncrypt(key, s.config.WECHAT_APPID, subscribeXml({ from: "oRot" + label.length }));
+      const timestamp = String(Math.floor(Date.now() / 1000)), nonce = "77";
+      const q = new URLSearchParams({ timestamp, nonce, encrypt_type: "aes", msg_signature: sha1Signature(s.config.WECHAT_TOKEN, timestamp, nonce, encrypt) });
+      const r = await fetch(`${s.base}/wechat?${q}`, { method: "POST", body: `<xml><Encrypt><![CDATA[${encrypt}]]></Encrypt></xml>` });
+      assert.equal(r.status, 200);
+      const { msg } = wechatDecrypt(key, xmlField(await r.text(), "Encrypt"));
+      assert.equal(xmlField(msg, "Content"), s.config.WELCOME_TEXT);
+    });
+  }
+
+  test("a push under an unknown key is refused", async () => {
+    const encrypt = wechatEncrypt("0123456789abcdefghijklmnopqrstuvwxyzABCDEFG", s.config.WECHAT_APPID, subscribeXml());
+    const timestamp = "1700000000", nonce = "1";
+    const q = new URLSearchParams({ timestamp, nonce, encrypt_type: "aes", msg_signature: sha1Signature(s.config.WECHAT_TOKEN, timestamp, nonce, encrypt) });
+    const r = await fetch(`${s.base}/wechat?${q}`, { method: "POST", body: `<xml><Encrypt>${encrypt}</Encrypt></xml>` });
+    assert.equal(r.status, 400);
+  });
+});
