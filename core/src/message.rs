@@ -114,16 +114,14 @@ impl Message {
                 recognition: root.text_of("Recognition").map(str::to_owned),
                 msg_id: msg_id(root)?,
             },
-            "video" => Kind::Video {
-                media_id: text(root, "MediaId"),
-                thumb_media_id: text(root, "ThumbMediaId"),
-                msg_id: msg_id(root)?,
-            },
-            "shortvideo" => Kind::ShortVideo {
-                media_id: text(root, "MediaId"),
-                thumb_media_id: text(root, "ThumbMediaId"),
-                msg_id: msg_id(root)?,
-            },
+            "video" | "shortvideo" => {
+                let (media_id, thumb_media_id, msg_id) = (text(root, "MediaId"), text(root, "ThumbMediaId"), msg_id(root)?);
+                if msg_type == "video" {
+                    Kind::Video { media_id, thumb_media_id, msg_id }
+                } else {
+                    Kind::ShortVideo { media_id, thumb_media_id, msg_id }
+                }
+            }
             "location" => Kind::Location {
                 x: float(root, "Location_X")?,
                 y: float(root, "Location_Y")?,

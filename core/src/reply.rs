@@ -1,7 +1,7 @@
 //! Passive replies: the XML the callback answers with, in WeChat's element order.
 
 use crate::error::{Error, Result};
-use crate::xml::{push_cdata, push_number};
+use crate::xml::{push_cdata, push_element as wrap, push_number};
 use serde::{Deserialize, Serialize};
 
 /// One article of a news reply.
@@ -127,25 +127,13 @@ impl Reply {
     }
 }
 
-fn wrap(out: &mut String, name: &str, inner: impl FnOnce(&mut String)) {
-    out.push('<');
-    out.push_str(name);
-    out.push('>');
-    inner(out);
-    out.push_str("</");
-    out.push_str(name);
-    out.push('>');
-}
-
 /// The safe-mode reply envelope around an already encrypted reply.
 pub fn encrypted_envelope(encrypt: &str, msg_signature: &str, timestamp: &str, nonce: &str) -> String {
     let mut out = String::with_capacity(encrypt.len() + 200);
     out.push_str("<xml>");
     push_cdata(&mut out, "Encrypt", encrypt);
     push_cdata(&mut out, "MsgSignature", msg_signature);
-    out.push_str("<TimeStamp>");
-    out.push_str(timestamp);
-    out.push_str("</TimeStamp>");
+    push_number(&mut out, "TimeStamp", timestamp);
     push_cdata(&mut out, "Nonce", nonce);
     out.push_str("</xml>");
     out

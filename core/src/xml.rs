@@ -54,20 +54,14 @@ pub fn parse(input: &str) -> Result<Element> {
                 return Err(Error::Xml("content after the root element".into()));
             }
             Event::Start(start) => {
-                count += 1;
-                if count > MAX_ELEMENTS {
-                    return Err(Error::Xml(format!("more than {MAX_ELEMENTS} elements")));
-                }
+                count_element(&mut count)?;
                 if stack.len() >= MAX_DEPTH {
                     return Err(Error::Xml(format!("nested deeper than {MAX_DEPTH}")));
                 }
                 stack.push(Element { name: name_of(start.name().as_ref())?, ..Default::default() });
             }
             Event::Empty(start) => {
-                count += 1;
-                if count > MAX_ELEMENTS {
-                    return Err(Error::Xml(format!("more than {MAX_ELEMENTS} elements")));
-                }
+                count_element(&mut count)?;
                 let el = Element { name: name_of(start.name().as_ref())?, ..Default::default() };
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(el),
@@ -130,33 +124,45 @@ pub fn parse(input: &str) -> Result<Element> {
     root.ok_or_else(|| Error::Xml("no root element".into()))
 }
 
+fn count_element(count: &mut usize) -> Result<()> {
+    *count += 1;
+    if *count > MAX_ELEMENTS {
+        return Err(Error::Xml(format!("more than {MAX_ELEMENTS} elements")));
+    }
+    Ok(())
+}
+
 fn name_of(raw: &[u8]) -> Result<String> {
     std::str::from_utf8(raw)
         .map(str::to_owned)
         .map_err(|_| Error::Xml("element name is not UTF-8".into()))
 }
 
-/// Appends `<name><![CDATA[value]]></name>`, splitting `]]>` across two CDATA sections so any
-/// text survives intact.
-pub fn push_cdata(out: &mut String, name: &str, value: &str) {
+/// Appends `<name>…</name>` with `inner` writing the content.
+pub fn push_element(out: &mut String, name: &str, inner: impl FnOnce(&mut String)) {
     out.push('<');
     out.push_str(name);
-    out.push_str("><![CDATA[");
-    out.push_str(&value.replace("]]>", "]]]]><![CDATA[>"));
-    out.push_str("]]></");
+    out.push('>');
+    inner(out);
+    out.push_str("</");
     out.push_str(name);
     out.push('>');
 }
 
-/// Appends `<name>number</name>` (WeChat writes numbers without CDATA).
-pub fn push_number(out: &mut String, name: &str, value: u64) {
-    out.push('<');
-    out.push_str(name);
-    out.push('>');
-    out.push_str(&value.to_string());
-    out.push_str("</");
-    out.push_str(name);
-    out.push('>');
+/// Appends `<name><![CDATA[value]]></name>`, splitting `]]>` across two CDATA sections so any
+/// text survives intact.
+pub fn push_cdata(out: &mut String, name: &str, value: &str) {
+    push_element(out, name, |o| {
+        o.push_str("<![CDATA[");
+        o.push_str(&value.replace("]]>", "]]]]><![CDATA[>"));
+        o.push_str("]]>");
+    });
+}
+
+/// Appends `<name>value</name>` unquoted: WeChat writes numbers without CDATA. `value` must
+/// contain no markup (numbers, timestamps).
+pub fn push_number(out: &mut String, name: &str, value: impl std::fmt::Display) {
+    push_element(out, name, |o| o.push_str(&value.to_string()));
 }
 
 #[cfg(test)]

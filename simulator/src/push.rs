@@ -71,7 +71,9 @@ impl Push {
             }
             Push::Location { latitude, longitude } => {
                 event(&mut out, "LOCATION");
-                out.push_str(&format!("<Latitude>{latitude}</Latitude><Longitude>{longitude}</Longitude><Precision>30.0</Precision>"));
+                push_number(&mut out, "Latitude", latitude);
+                push_number(&mut out, "Longitude", longitude);
+                push_number(&mut out, "Precision", "30.0");
             }
         }
         out.push_str("</xml>");

@@ -3,7 +3,7 @@
 //! Cost per push on the hot path: one KV read (was this delivery seen?) and at most one KV
 //! write (remember the reply so WeChat's retries get the same answer with no second effect).
 
-use worker::{Context, Env, Method, Request, Response, Result};
+use worker::{Env, Method, Request, Response, Result};
 use wxedge_core::callback::{self, Query};
 use wxedge_core::config::Config;
 use wxedge_core::Error;
@@ -14,7 +14,7 @@ use crate::store::{self, KV};
 /// WeChat retries 3 times about 5 s apart; KV's minimum TTL is 60 s, which covers them.
 const DEDUPE_TTL_SECS: u64 = 60;
 
-pub async fn handle(mut req: Request, env: &Env, _ctx: &Context, config: &Config) -> Result<Response> {
+pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Response> {
     let url = req.inner().url();
     let query = Query::parse(url.split_once('?').map(|(_, q)| q).unwrap_or(""));
     match req.method() {
