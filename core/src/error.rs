@@ -24,6 +24,97 @@ pub enum Error {
     Reply(String),
     /// A stored JSON document (rules, menu) is invalid; the text says where.
     Invalid(String),
+    /// WeChat's API answered with an errcode; the error says what to do about it.
+    WeChat(WeChatError),
+    /// The WeChat API (or KV) could not be reached, or answered something that is not WeChat's
+    /// JSON. Retryable.
+    Upstream(String),
+    /// The call would break a rule WeChat enforces, so it was not made (QR scene out of range,
+    /// an API this account kind does not have, a closed customer-service window).
+    Refused(String),
+}
+
+/// What the caller (and the owner reading the admin API's answer) should do about a WeChat
+/// error. Decided once here from the errcode, so every caller handles them alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// WeChat is busy or rate limited (-1, 45011): retry after a delay.
+    RetryLater,
+    /// The access token is invalid or expired (40001, 40014, 42001): refresh once, retry once.
+    RefreshToken,
+    /// The owner must change something in the WeChat console (40164 IP whitelist, 40125 secret,
+    /// 89501-89507 admin confirmation).
+    OwnerAction,
+    /// A quota is used up (45009 daily API quota, 45028 mass send, 45047, 45015 window).
+    QuotaExhausted,
+    /// This account (kind) lacks the permission (48001, 48004, 50001, 50002).
+    PermissionMissing,
+    /// The request itself is wrong (bad argument, unknown openid, clientmsgid reuse): do not
+    /// retry unchanged.
+    FixRequest,
+}
+
+impl Action {
+    pub fn from_errcode(errcode: i64) -> Action {
+        match errcode {
+            -1 | 45011 | 45066 => Action::RetryLater,
+            40001 | 40014 | 42001 => Action::RefreshToken,
+            40164 | 40125 | 40013 | 61004 | 89501..=89507 => Action::OwnerAction,
+            45009 | 45015 | 45028 | 45047 | 45056 | 45058 | 45059 => Action::QuotaExhausted,
+            48001 | 48004 | 50001 | 50002 | 43004 => Action::PermissionMissing,
+            _ => Action::FixRequest,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::RetryLater => "retry_later",
+            Action::RefreshToken => "refresh_token",
+            Action::OwnerAction => "owner_action",
+            Action::QuotaExhausted => "quota_exhausted",
+            Action::PermissionMissing => "permission_missing",
+            Action::FixRequest => "fix_request",
+        }
+    }
+}
+
+/// One error answer from WeChat's API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeChatError {
+    pub errcode: i64,
+    pub errmsg: String,
+    pub action: Action,
+}
+
+impl WeChatError {
+    pub fn new(errcode: i64, errmsg: impl Into<String>) -> WeChatError {
+        WeChatError { errcode, errmsg: errmsg.into(), action: Action::from_errcode(errcode) }
+    }
+
+    /// Plain words for the owner: what this errcode means for them and what to do.
+    pub fn advice(&self) -> &'static str {
+        match self.errcode {
+            -1 => "WeChat is busy; try again in a few seconds.",
+            40001 | 40014 | 42001 => "The access token was refused even after a refresh; check WECHAT_APPSECRET and that no other system calls /cgi-bin/token with force.",
+            40013 => "WECHAT_APPID is not a valid AppID.",
+            40125 => "WECHAT_APPSECRET is wrong; copy it again from the WeChat console.",
+            40164 | 61004 => "WeChat refused this server's IP address: add Cloudflare's egress ranges (or your relay's fixed IP) to the API IP whitelist in the WeChat console. See README, \"API IP whitelist\".",
+            45009 => "The account's daily quota for this API is used up; it resets at midnight China time, or reset it in the console.",
+            45011 => "Too many calls per minute; wxedge retried and gave up. Try again in a minute.",
+            45015 => "The follower has not interacted within the customer-service window (48 h after a message, 1 min after a click, follow or scan).",
+            45047 => "Too many customer-service messages since the follower's last interaction.",
+            45028 => "No mass-send quota left (a subscription account may send once per China day).",
+            45065 => "This clientmsgid was already used in the last 24 h; the earlier send stands.",
+            45066 => "Mass sends retried too fast; wait a minute.",
+            48001 => "This account kind or verification status lacks this API (e.g. send by OpenID needs a verified service account).",
+            89501..=89507 => "An administrator must confirm this mass send in WeChat.",
+            _ => match self.action {
+                Action::QuotaExhausted => "A WeChat quota is used up.",
+                Action::PermissionMissing => "The account lacks the permission for this API.",
+                _ => "WeChat refused the request as made; see errmsg.",
+            },
+        }
+    }
 }
 
 impl Error {
@@ -40,6 +131,9 @@ impl Error {
             Error::WrongAppId => "wrong_appid",
             Error::Reply(_) => "bad_reply",
             Error::Invalid(_) => "invalid",
+            Error::WeChat(_) => "wechat",
+            Error::Upstream(_) => "upstream",
+            Error::Refused(_) => "refused",
         }
     }
 }
@@ -59,6 +153,9 @@ impl fmt::Display for Error {
             Error::WrongAppId => f.write_str("decrypted message is for another appid"),
             Error::Reply(m) => write!(f, "reply not allowed: {m}"),
             Error::Invalid(m) => write!(f, "invalid document: {m}"),
+            Error::WeChat(e) => write!(f, "WeChat error {} ({}): {}", e.errcode, e.errmsg, e.advice()),
+            Error::Upstream(m) => write!(f, "WeChat API unreachable: {m}"),
+            Error::Refused(m) => write!(f, "not sent: {m}"),
         }
     }
 }

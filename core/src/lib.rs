@@ -3,11 +3,13 @@
 //! Everything here runs the same natively (tests, simulator, benchmarks) and in wasm (worker,
 //! widget). Platform effects come in through the small traits below.
 
+pub mod api;
 pub mod callback;
 pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod message;
+pub mod platform;
 pub mod reply;
 pub mod rules;
 pub mod signature;

@@ -1,0 +1,121 @@
+//! The effects the core needs from its host, as small traits: the worker implements them with
+//! workerd's fetch, KV and clock; tests, the simulator and benchmarks with the in-memory fakes
+//! below. Futures are not `Send`: workerd runs one isolate on one thread.
+#![allow(async_fn_in_trait)]
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    pub method: Method,
+    pub url: String,
+    /// JSON body for POST.
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+/// Outgoing HTTP. An `Err` is a transport failure (no answer at all).
+pub trait Http {
+    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, String>;
+}
+
+/// A key-value store with expiry, eventually consistent like Workers KV.
+pub trait Kv {
+    async fn get(&self, key: &str) -> Result<Option<String>, String>;
+    /// `ttl_secs`: Workers KV refuses less than 60, so callers pass at least that.
+    async fn put(&self, key: &str, value: &str, ttl_secs: Option<u64>) -> Result<(), String>;
+}
+
+/// Wall-clock time and waiting.
+pub trait Clock {
+    fn now_ms(&self) -> u64;
+    async fn sleep(&self, ms: u64);
+}
+
+/// An in-memory KV with expiry against a `FakeClock`'s time, counting operations so tests can
+/// hold the code to its KV budget.
+#[derive(Debug, Default)]
+pub struct MemoryKv {
+    entries: RefCell<HashMap<String, (String, Option<u64>)>>,
+    pub reads: Cell<u64>,
+    pub writes: Cell<u64>,
+    now_ms: Cell<u64>,
+}
+
+impl MemoryKv {
+    pub fn set_now(&self, now_ms: u64) {
+        self.now_ms.set(now_ms);
+    }
+
+    pub fn peek(&self, key: &str) -> Option<String> {
+        self.entries.borrow().get(key).map(|(v, _)| v.clone())
+    }
+}
+
+impl Kv for MemoryKv {
+    async fn get(&self, key: &str) -> Result<Option<String>, String> {
+        self.reads.set(self.reads.get() + 1);
+        let now = self.now_ms.get();
+        Ok(self.entries.borrow().get(key).filter(|(_, exp)| exp.is_none_or(|e| e > now)).map(|(v, _)| v.clone()))
+    }
+
+    async fn put(&self, key: &str, value: &str, ttl_secs: Option<u64>) -> Result<(), String> {
+        if ttl_secs.is_some_and(|t| t < 60) {
+            return Err(format!("KV TTL {ttl_secs:?} below the 60 s minimum"));
+        }
+        self.writes.set(self.writes.get() + 1);
+        let exp = ttl_secs.map(|t| self.now_ms.get() + t * 1000);
+        self.entries.borrow_mut().insert(key.to_owned(), (value.to_owned(), exp));
+        Ok(())
+    }
+}
+
+/// A clock that only moves when told to, or when someone sleeps on it.
+#[derive(Debug, Default)]
+pub struct FakeClock {
+    pub now_ms: Cell<u64>,
+    pub slept_ms: Cell<u64>,
+}
+
+impl Clock for FakeClock {
+    fn now_ms(&self) -> u64 {
+        self.now_ms.get()
+    }
+
+    async fn sleep(&self, ms: u64) {
+        self.slept_ms.set(self.slept_ms.get() + ms);
+        self.now_ms.set(self.now_ms.get() + ms);
+        YieldOnce(false).await;
+    }
+}
+
+/// Returns `Pending` once, so concurrent fakes interleave the way real I/O does.
+pub struct YieldOnce(pub bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
