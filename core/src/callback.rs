@@ -98,6 +98,8 @@ pub struct Inbound {
     pub raw_event_key: String,
     /// Set when the push came encrypted: the key that opened it, to seal the reply with.
     pub encrypted_with: Option<AesKey>,
+    /// The plain XML (decrypted in safe mode), for a backend the push is forwarded to.
+    pub plain: String,
 }
 
 impl Inbound {
@@ -125,7 +127,7 @@ pub fn open(config: &Config, query: &Query, body: &[u8]) -> Result<Inbound> {
         let root = xml::parse(text)?;
         let raw_event_key = root.text_of("EventKey").unwrap_or_default().to_owned();
         let message = Message::from_element(&root)?;
-        return Ok(Inbound { message, raw_event_key, encrypted_with: None });
+        return Ok(Inbound { message, raw_event_key, encrypted_with: None, plain: text.to_owned() });
     }
     let keys = config.keys.as_ref().ok_or(Error::Config {
         setting: "WECHAT_ENCODING_AES_KEY",
@@ -146,7 +148,7 @@ pub fn open(config: &Config, query: &Query, body: &[u8]) -> Result<Inbound> {
     let root = xml::parse(&plain)?;
     let raw_event_key = root.text_of("EventKey").unwrap_or_default().to_owned();
     let message = Message::from_element(&root)?;
-    Ok(Inbound { message, raw_event_key, encrypted_with: Some(key.clone()) })
+    Ok(Inbound { message, raw_event_key, encrypted_with: Some(key.clone()), plain: plain.to_string() })
 }
 
 /// Builds the HTTP body answering `inbound`: `success`, plain XML, or the encrypted envelope.

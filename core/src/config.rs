@@ -62,7 +62,10 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "ALLOWED_ORIGINS", required: false, default: "", about: "Comma-separated origins (https://example.com) whose pages may call the widget API; empty allows only the worker's own origin." },
     Setting { name: "WELCOME_TEXT", required: false, default: DEFAULT_WELCOME, about: "Default reply to a new follower." },
     Setting { name: "MAX_BODY_BYTES", required: false, default: "65536", about: "Callback bodies larger than this are refused before parsing." },
+    Setting { name: "REPLY_BUDGET_MS", required: false, default: "4000", about: "How long a callback may work on its reply (500 to 4500 ms; WeChat waits 5 s). Past it the callback answers `success` and the reply follows as a customer-service message." },
 ];
+
+pub const DEFAULT_REPLY_BUDGET_MS: u64 = 4000;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -77,6 +80,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     pub welcome_text: String,
     pub max_body_bytes: usize,
+    /// Time a callback may spend before it answers `success` and finishes in the background.
+    pub reply_budget_ms: u64,
 }
 
 fn bad(setting: &'static str, problem: impl Into<String>) -> Error {
@@ -159,7 +164,16 @@ impl Config {
                 .filter(|n| (1024..=1024 * 1024).contains(n))
                 .ok_or_else(|| bad("MAX_BODY_BYTES", "must be a number of bytes between 1024 and 1048576"))?,
         };
+        let reply_budget_ms = match opt("REPLY_BUDGET_MS") {
+            None => DEFAULT_REPLY_BUDGET_MS,
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (500..=4500).contains(n))
+                .ok_or_else(|| bad("REPLY_BUDGET_MS", "must be a number of milliseconds between 500 and 4500"))?,
+        };
         Ok(Config {
+            reply_budget_ms,
             appid,
             appsecret,
             token,

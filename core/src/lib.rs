@@ -8,6 +8,7 @@ pub mod callback;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod forward;
 pub mod message;
 pub mod platform;
 pub mod reply;

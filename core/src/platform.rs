@@ -19,8 +19,15 @@ pub enum Method {
 pub struct HttpRequest {
     pub method: Method,
     pub url: String,
-    /// JSON body for POST.
+    pub headers: Vec<(&'static str, String)>,
     pub body: Option<String>,
+}
+
+impl HttpRequest {
+    /// A POST of a JSON document, as every WeChat API call is.
+    pub fn post_json(url: String, body: String) -> HttpRequest {
+        HttpRequest { method: Method::Post, url, headers: vec![("content-type", "application/json".into())], body: Some(body) }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -127,6 +127,60 @@ impl Reply {
     }
 }
 
+impl Reply {
+    /// Reads what an owner's backend answered a forwarded message with: nothing or `success`,
+    /// a passive-reply XML exactly as it would answer WeChat (so an existing wechatpy or
+    /// WxJava handler works unchanged), or a reply as JSON (`{"type":"text",...}`).
+    pub fn parse_backend(body: &str) -> Result<Reply> {
+        let body = body.trim();
+        if body.is_empty() || body == "success" {
+            return Ok(Reply::Success);
+        }
+        if body.starts_with('{') {
+            return serde_json::from_str(body).map_err(|e| Error::Reply(format!("backend JSON reply: {e}")));
+        }
+        let root = crate::xml::parse(body)?;
+        let t = |e: &crate::xml::Element, name: &str| e.text_of(name).unwrap_or("").to_owned();
+        let media = |name: &str| root.child(name).map(|e| t(e, "MediaId")).unwrap_or_default();
+        let reply = match root.text_of("MsgType").unwrap_or("") {
+            "text" => Reply::Text { content: t(&root, "Content") },
+            "image" => Reply::Image { media_id: media("Image") },
+            "voice" => Reply::Voice { media_id: media("Voice") },
+            "video" => {
+                let v = root.child("Video");
+                let f = |n: &str| v.map(|v| t(v, n)).unwrap_or_default();
+                Reply::Video { media_id: f("MediaId"), title: f("Title"), description: f("Description") }
+            }
+            "music" => {
+                let m = root.child("Music");
+                let f = |n: &str| m.map(|m| t(m, n)).unwrap_or_default();
+                Reply::Music {
+                    title: f("Title"),
+                    description: f("Description"),
+                    music_url: f("MusicUrl"),
+                    hq_music_url: f("HQMusicUrl"),
+                    thumb_media_id: f("ThumbMediaId"),
+                }
+            }
+            "news" => Reply::News {
+                articles: root
+                    .child("Articles")
+                    .map(|a| {
+                        a.children_named("item")
+                            .map(|i| Article { title: t(i, "Title"), description: t(i, "Description"), pic_url: t(i, "PicUrl"), url: t(i, "Url") })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            },
+            "transfer_customer_service" => Reply::TransferCustomerService {
+                kf_account: root.child("TransInfo").and_then(|i| i.text_of("KfAccount")).map(str::to_owned),
+            },
+            other => return Err(Error::Reply(format!("backend answered MsgType {other:?}, which is not a passive reply"))),
+        };
+        Ok(reply)
+    }
+}
+
 /// The safe-mode reply envelope around an already encrypted reply.
 pub fn encrypted_envelope(encrypt: &str, msg_signature: &str, timestamp: &str, nonce: &str) -> String {
     let mut out = String::with_capacity(encrypt.len() + 200);
@@ -164,6 +218,30 @@ mod tests {
         assert!(Reply::News { articles: vec![a.clone(); 9] }.validate(false).is_err());
         assert!(Reply::News { articles: vec![] }.validate(false).is_err());
         assert!(two.to_xml("u", "gh", 1).contains("<ArticleCount>2</ArticleCount>"));
+    }
+
+    #[test]
+    fn backend_answers_round_trip() {
+        let a = Article { title: "t]]>x".into(), description: "d".into(), pic_url: "p".into(), url: "u".into() };
+        let replies = [
+            Reply::Text { content: "hello ]]> world".into() },
+            Reply::Image { media_id: "m1".into() },
+            Reply::Voice { media_id: "m2".into() },
+            Reply::Video { media_id: "m3".into(), title: "t".into(), description: "d".into() },
+            Reply::Music { title: "t".into(), description: "d".into(), music_url: "u".into(), hq_music_url: "h".into(), thumb_media_id: "th".into() },
+            Reply::News { articles: vec![a.clone(), a] },
+            Reply::TransferCustomerService { kf_account: Some("kf@x".into()) },
+            Reply::TransferCustomerService { kf_account: None },
+        ];
+        for r in replies {
+            assert_eq!(Reply::parse_backend(&r.to_xml("oF", "gh", 5)).unwrap(), r);
+            assert_eq!(Reply::parse_backend(&serde_json::to_string(&r).unwrap()).unwrap(), r);
+        }
+        assert_eq!(Reply::parse_backend("  success\n").unwrap(), Reply::Success);
+        assert_eq!(Reply::parse_backend("").unwrap(), Reply::Success);
+        assert!(Reply::parse_backend("<xml><MsgType>event</MsgType></xml>").is_err());
+        assert!(Reply::parse_backend("<!DOCTYPE x [<!ENTITY a 'b'>]><xml/>").is_err());
+        assert!(Reply::parse_backend("{\"type\":\"nope\"}").is_err());
     }
 
     #[test]

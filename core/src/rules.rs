@@ -30,9 +30,33 @@ pub struct Rules {
     /// Replies to menu CLICK events, by button key.
     #[serde(default)]
     pub clicks: BTreeMap<String, Reply>,
-    /// Reply to follower messages no keyword matched; none means `success`.
+    /// Reply to follower messages no keyword matched; none means `success`. With `forward`,
+    /// the fallback when the backend fails.
     #[serde(default)]
     pub default: Option<Reply>,
+    /// The owner's own backend for what the rules do not answer (follower messages no keyword
+    /// matched, clicks without a rule). It gets the plain callback XML as WeChat would send it
+    /// and answers as it would answer WeChat, so an existing handler can sit behind wxedge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<Forward>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Forward {
+    /// An https URL (http only for loopback, in development).
+    pub url: String,
+    /// Sent as `Authorization: Bearer <token>` so the backend can tell wxedge from strangers.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub token: String,
+}
+
+/// What to do with a push: answer from the rules, or ask the backend (with the rules' answer
+/// as the fallback should it fail).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route<'a> {
+    Reply(Reply),
+    Forward { to: &'a Forward, fallback: Reply },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,7 +143,28 @@ impl Rules {
         if let Some(r) = &self.default {
             check_reply(r, true).map_err(|w| bad("default".into(), &w))?;
         }
+        if let Some(f) = &self.forward {
+            let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|p| f.url.starts_with(p));
+            if !(f.url.starts_with("https://") || loopback) || f.url.len() > 2048 || f.url.contains(char::is_whitespace) {
+                return Err(bad("forward.url".into(), "must be an https:// URL (http:// only for 127.0.0.1 or localhost)"));
+            }
+        }
         Ok(())
+    }
+
+    /// Where the answer to `msg` comes from.
+    pub fn route(&self, msg: &Message, welcome_text: &str) -> Route<'_> {
+        let reply = self.reply_for(msg, welcome_text);
+        let unanswered = match &msg.kind {
+            Kind::Event(Event::Click { key }) => !self.clicks.contains_key(key),
+            Kind::Text { content, .. } => !self.keywords.iter().any(|k| k.matches(content)),
+            Kind::Event(_) | Kind::Unknown { .. } => false,
+            _ => true,
+        };
+        match &self.forward {
+            Some(to) if unanswered => Route::Forward { to, fallback: reply },
+            _ => Route::Reply(reply),
+        }
     }
 
     /// The reply for `msg`. `welcome_text` is the WELCOME_TEXT setting, the last fallback for a
@@ -212,6 +257,26 @@ mod tests {
         assert_eq!(r.reply_for(&t("order 42"), "cfg"), text("prefix"));
         assert_eq!(r.reply_for(&t("hello"), "cfg"), text("fallback"));
         assert_eq!(r.reply_for(&msg(Kind::Event(Event::Unsubscribe)), "cfg"), Reply::Success);
+    }
+
+    #[test]
+    fn forward_takes_what_the_rules_leave() {
+        let mut r = Rules::from_json(DOC).unwrap();
+        let t = |s: &str| msg(Kind::Text { content: s.into(), msg_id: 1 });
+        assert_eq!(r.route(&t("hello"), "cfg"), Route::Reply(text("fallback")));
+        r.forward = Some(Forward { url: "https://backend.example/wechat".into(), token: String::new() });
+        r.validate().unwrap();
+        assert!(matches!(r.route(&t("hello"), "cfg"), Route::Forward { fallback, .. } if fallback == text("fallback")));
+        assert_eq!(r.route(&t("price?"), "cfg"), Route::Reply(text("contains")));
+        assert!(matches!(r.route(&msg(Kind::Event(Event::Click { key: "OTHER".into() })), "cfg"), Route::Forward { .. }));
+        assert_eq!(r.route(&msg(Kind::Event(Event::Click { key: "V1001_TODAY".into() })), "cfg"), Route::Reply(text("today")));
+        assert!(matches!(r.route(&msg(Kind::Event(Event::Unsubscribe)), "cfg"), Route::Reply(Reply::Success)));
+        for bad in ["http://backend.example/x", "ftp://x", "https://a b"] {
+            r.forward = Some(Forward { url: bad.into(), token: String::new() });
+            assert!(matches!(r.validate(), Err(Error::Invalid(m)) if m.contains("forward.url")), "{bad}");
+        }
+        r.forward = Some(Forward { url: "http://127.0.0.1:9/x".into(), token: String::new() });
+        assert!(r.validate().is_ok());
     }
 
     #[test]

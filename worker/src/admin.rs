@@ -22,6 +22,9 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
         return Ok(json_error(401, "unauthorized", "send Authorization: Bearer <ADMIN_TOKEN>")?
             .with_headers(headers(&[("WWW-Authenticate", "Bearer")])?));
     }
+    if let Some(answer) = crate::account::handle(&mut req, env, config, path).await? {
+        return Ok(answer);
+    }
     match (req.method(), path) {
         (Method::Get, "/api/admin/rules") => Response::from_json(&store::rules(env).await?),
         (Method::Put, "/api/admin/rules") => {

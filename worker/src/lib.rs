@@ -1,6 +1,7 @@
 //! The edge worker. Routing and platform effects only: every protocol decision is made by
 //! `wxedge-core`, so it is tested natively and the wasm stays small.
 
+mod account;
 mod admin;
 mod callback;
 mod platform;
@@ -10,11 +11,11 @@ use platform::{json_error, load_config};
 use worker::{event, Context, Env, Method, Request, Response, Result};
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let path = req.path();
     let answer = match (req.method(), path.as_str()) {
         (_, "/wechat") => match load_config(&env) {
-            Ok(config) => callback::handle(req, &env, &config).await,
+            Ok(config) => callback::handle(req, &env, &ctx, &config).await,
             Err(e) => config_error(&e),
         },
         (Method::Get, "/api/health") => health(&env),

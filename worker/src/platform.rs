@@ -4,6 +4,8 @@
 use wasm_bindgen::prelude::wasm_bindgen;
 use worker::{Env, Response, Result};
 use wxedge_core::config::{Config, SETTINGS};
+use wxedge_core::api::{Client, Credentials, TokenCell};
+use wxedge_core::platform::{Clock, Http, HttpRequest, HttpResponse, Kv, Method as HttpMethod};
 use wxedge_core::Entropy;
 
 #[wasm_bindgen]
@@ -42,4 +44,101 @@ pub fn load_config(env: &Env) -> wxedge_core::Result<Config> {
 /// A JSON error body: `{"error": reason, "message": text}` with the given status.
 pub fn json_error(status: u16, reason: &str, message: &str) -> Result<Response> {
     Ok(Response::from_json(&serde_json::json!({ "error": reason, "message": message }))?.with_status(status))
+}
+
+/// The core's platform traits over workerd: `fetch`, KV and the clock. Borrowing the `Env`
+/// keeps it cheap to build per request.
+pub struct Edge<'a> {
+    pub env: &'a Env,
+}
+
+impl Http for Edge<'_> {
+    async fn send(&self, req: HttpRequest) -> std::result::Result<HttpResponse, String> {
+        let mut init = worker::RequestInit::new();
+        match req.method {
+            HttpMethod::Get => init.with_method(worker::Method::Get),
+            HttpMethod::Post => init.with_method(worker::Method::Post),
+        };
+        let headers = worker::Headers::new();
+        for (name, value) in &req.headers {
+            headers.set(name, value).map_err(|e| e.to_string())?;
+        }
+        init.with_headers(headers);
+        if let Some(body) = req.body {
+            init.with_body(Some(body.into()));
+        }
+        let request = worker::Request::new_with_init(&req.url, &init).map_err(|e| e.to_string())?;
+        let mut response = worker::Fetch::Request(request).send().await.map_err(|e| e.to_string())?;
+        let body = response.text().await.map_err(|e| e.to_string())?;
+        Ok(HttpResponse { status: response.status_code(), body })
+    }
+}
+
+impl Kv for Edge<'_> {
+    async fn get(&self, key: &str) -> std::result::Result<Option<String>, String> {
+        let kv = self.env.kv(crate::store::KV).map_err(|e| e.to_string())?;
+        kv.get(key).text().await.map_err(|e| e.to_string())
+    }
+
+    async fn put(&self, key: &str, value: &str, ttl_secs: Option<u64>) -> std::result::Result<(), String> {
+        let kv = self.env.kv(crate::store::KV).map_err(|e| e.to_string())?;
+        let mut put = kv.put(key, value).map_err(|e| e.to_string())?;
+        if let Some(ttl) = ttl_secs {
+            put = put.expiration_ttl(ttl);
+        }
+        put.execute().await.map_err(|e| e.to_string())
+    }
+}
+
+impl Clock for Edge<'_> {
+    fn now_ms(&self) -> u64 {
+        js_sys::Date::now() as u64
+    }
+
+    async fn sleep(&self, ms: u64) {
+        worker::Delay::from(std::time::Duration::from_millis(ms)).await;
+    }
+}
+
+thread_local! {
+    /// One per isolate, for as long as it lives: the memory copy of the token and its
+    /// single-flight refresh, shared by every request the isolate serves.
+    static TOKEN_CELL: &'static TokenCell = Box::leak(Box::default());
+}
+
+pub fn token_cell() -> &'static TokenCell {
+    TOKEN_CELL.with(|c| *c)
+}
+
+/// A WeChat API client for this request, allowed to retry until `budget_ms` from now.
+pub fn client<'a>(edge: &'a Edge<'a>, credentials: &'a Credentials, budget_ms: u64) -> Client<'a, Edge<'a>> {
+    Client { platform: edge, cell: token_cell(), credentials, deadline_ms: edge.now_ms() + budget_ms }
+}
+
+/// The HTTP answer for a core error: the status says whose move it is, the body says what
+/// to do in plain words (and, for WeChat's errors, its errcode and errmsg).
+pub fn error_response(e: &wxedge_core::Error) -> Result<Response> {
+    use wxedge_core::error::Action;
+    use wxedge_core::Error;
+    match e {
+        Error::WeChat(w) => {
+            let status = match w.action {
+                Action::QuotaExhausted => 429,
+                Action::PermissionMissing => 403,
+                Action::RetryLater => 503,
+                _ => 502,
+            };
+            Ok(Response::from_json(&serde_json::json!({
+                "error": "wechat",
+                "errcode": w.errcode,
+                "errmsg": w.errmsg,
+                "action": w.action.as_str(),
+                "message": w.advice(),
+            }))?
+            .with_status(status))
+        }
+        Error::Upstream(_) => json_error(502, e.reason(), &e.to_string()),
+        Error::Config { .. } => json_error(500, e.reason(), &e.to_string()),
+        _ => json_error(422, e.reason(), &e.to_string()),
+    }
 }

@@ -198,7 +198,10 @@ impl<P: Http + Kv + Clock> Client<'_, P> {
             for (k, v) in &call.query {
                 url.push_str(&format!("&{k}={}", percent_encode(v)));
             }
-            let req = HttpRequest { method: call.method, url, body: call.body.as_ref().map(Value::to_string) };
+            let req = match &call.body {
+                Some(body) => HttpRequest::post_json(url, body.to_string()),
+                None => HttpRequest { method: call.method, url, headers: Vec::new(), body: None },
+            };
             match self.send(req, call.accept).await {
                 Err(Error::WeChat(e)) if e.action == Action::RefreshToken && refused.is_none() => refused = Some(token),
                 other => return other,
@@ -293,7 +296,7 @@ impl<P: Http + Kv + Clock> Client<'_, P> {
         self.cell.fetches.set(self.cell.fetches.get() + 1);
         let c = self.credentials;
         let body = json!({ "grant_type": "client_credential", "appid": c.appid, "secret": c.secret, "force_refresh": force_refresh });
-        let req = HttpRequest { method: Method::Post, url: format!("{}/cgi-bin/stable_token", c.api_base), body: Some(body.to_string()) };
+        let req = HttpRequest::post_json(format!("{}/cgi-bin/stable_token", c.api_base), body.to_string());
         let v = self.send(req, &[]).await?;
         let access_token = v.get("access_token").and_then(Value::as_str).filter(|t| !t.is_empty());
         let expires_in = v.get("expires_in").and_then(Value::as_u64);
