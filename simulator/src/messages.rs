@@ -350,3 +350,139 @@ impl Messaging {
         json!({ "jobs": self.jobs.len(), "recent": recent })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2024-03-31 15:00:00 UTC = 23:00 on the last day of March in China.
+    const MARCH_END: u64 = 1_711_897_200;
+
+    fn world(kind: AccountKind, n: usize) -> (Messaging, People, Vec<String>) {
+        let people = People::seeded(n, 3, "wx1234567890abcdef", MARCH_END - 86_400);
+        let ids = people.list.iter().map(|p| p.openid.clone()).collect();
+        (Messaging::new(kind), people, ids)
+    }
+
+    fn text(to: &str) -> Value {
+        json!({"touser": to, "msgtype": "text", "text": {"content": "hi"}})
+    }
+
+    #[test]
+    fn china_calendar() {
+        assert_eq!(china_day(MARCH_END + 3599), china_day(MARCH_END));
+        assert_eq!(china_day(MARCH_END + 3600), china_day(MARCH_END) + 1);
+        assert_eq!(china_month(MARCH_END + 3599), 2024 * 12 + 2);
+        assert_eq!(china_month(MARCH_END + 3600), 2024 * 12 + 3);
+        assert_eq!(china_month(1_704_038_400), 2024 * 12); // 2023-12-31 16:00 UTC = Jan 1 China
+        assert_eq!(china_month(1_704_038_399), 2023 * 12 + 11);
+    }
+
+    #[test]
+    fn customer_service_windows() {
+        let (mut m, mut people, ids) = world(AccountKind::Service, 2);
+        let t = MARCH_END;
+        assert_eq!(m.custom_send(&mut people, &text(&ids[0]), t)["errcode"], 45015);
+        assert_eq!(m.custom_send(&mut people, &text("oNobody"), t)["errcode"], 40003);
+        assert_eq!(m.custom_send(&mut people, &json!({"touser": ids[0], "msgtype": "text"}), t)["errcode"], 44004);
+        assert_eq!(m.custom_send(&mut people, &json!({"touser": ids[0], "msgtype": "hologram"}), t)["errcode"], 40008);
+
+        // A click: 3 within the minute, then 45047; after the minute, 45015.
+        people.get_mut(&ids[0]).unwrap().last_event_at = Some(t);
+        for _ in 0..3 {
+            assert_eq!(m.custom_send(&mut people, &text(&ids[0]), t + 10)["errcode"], 0);
+        }
+        assert_eq!(m.custom_send(&mut people, &text(&ids[0]), t + 20)["errcode"], 45047);
+        assert_eq!(m.custom_send(&mut people, &text(&ids[0]), t + 60)["errcode"], 45015);
+
+        // A message: 5 within 48 hours, then 45047; after 48 hours, 45015.
+        let p = people.get_mut(&ids[0]).unwrap();
+        p.last_message_at = Some(t + 100);
+        p.message_window_used = 0;
+        for i in 0..5 {
+            assert_eq!(m.custom_send(&mut people, &text(&ids[0]), t + 200 + i * 3600)["errcode"], 0);
+        }
+        assert_eq!(m.custom_send(&mut people, &text(&ids[0]), t + 40 * 3600)["errcode"], 45047);
+        assert_eq!(m.custom_send(&mut people, &text(&ids[0]), t + 100 + MESSAGE_WINDOW)["errcode"], 45015);
+        assert_eq!(people.get(&ids[0]).unwrap().inbox.len(), 8);
+
+        people.get_mut(&ids[1]).unwrap().subscribed = false;
+        assert_eq!(m.custom_send(&mut people, &text(&ids[1]), t)["errcode"], 43004);
+        let news = json!({"touser": ids[0], "msgtype": "news", "news": {"articles": [{"title": "a"}, {"title": "b"}]}});
+        assert_eq!(m.custom_send(&mut people, &news, t)["errcode"], 45008);
+    }
+
+    fn all(content: &str) -> Value {
+        json!({"filter": {"is_to_all": true}, "msgtype": "text", "text": {"content": content}})
+    }
+
+    #[test]
+    fn subscription_account_one_sendall_per_china_day() {
+        let (mut m, mut people, ids) = world(AccountKind::Subscription, 5);
+        let (a, f) = m.sendall(&mut people, &all("one"), MARCH_END - 7200);
+        assert_eq!(a["errcode"], 0);
+        assert_eq!(a["errmsg"], "send job submission success");
+        assert!(a.get("msg_data_id").is_none());
+        assert_eq!(f.unwrap(), JobFinish { msg_id: a["msg_id"].as_u64().unwrap(), total: 5, filter: 5, sent: 5, error: 0 });
+        assert_eq!(m.sendall(&mut people, &all("two"), MARCH_END + 3599).0["errcode"], 45028);
+        assert_eq!(m.send(&mut people, &json!({"touser": [ids[0], ids[1]], "msgtype": "text", "text": {"content": "x"}}), MARCH_END).0["errcode"], 48001);
+        // 00:00 in China: a new day, a new quota. No monthly per-follower limit applies here.
+        for day in 0..5 {
+            assert_eq!(m.sendall(&mut people, &all("next"), MARCH_END + 3600 + day * 86_400).0["errcode"], 0);
+        }
+        assert_eq!(people.get(&ids[0]).unwrap().inbox.len(), 6);
+    }
+
+    #[test]
+    fn service_account_four_per_follower_per_china_month() {
+        let (mut m, mut people, ids) = world(AccountKind::Service, 10);
+        let t = MARCH_END - 10 * 86_400;
+        let pair = |a: &str, b: &str| json!({"touser": [a, b], "msgtype": "text", "text": {"content": "x"}});
+        // ids[0] and ids[1] get 3 targeted sends, then everyone gets 2 sendalls.
+        for i in 0..3 {
+            assert_eq!(m.send(&mut people, &pair(&ids[0], &ids[1]), t + i).0["errcode"], 0);
+        }
+        let (_, f) = m.sendall(&mut people, &all("a"), t + 10);
+        assert_eq!(f.unwrap().filter, 10);
+        let (a, f) = m.sendall(&mut people, &all("b"), t + 20);
+        assert_eq!(a["errcode"], 0, "API sends to different audiences are allowed");
+        let f = f.unwrap();
+        assert_eq!((f.total, f.filter, f.sent, f.error), (10, 8, 8, 0), "the two at 4 are filtered out");
+        assert_eq!(people.get(&ids[0]).unwrap().inbox.len(), 4);
+        assert_eq!(people.get(&ids[5]).unwrap().inbox.len(), 2);
+        // April in China: everyone may receive again.
+        let (_, f) = m.sendall(&mut people, &all("c"), MARCH_END + 3600);
+        assert_eq!(f.unwrap().filter, 10);
+        assert_eq!(people.get(&ids[0]).unwrap().inbox.len(), 5);
+        // Preview reaches one follower and counts against nothing.
+        let p = m.preview(&mut people, &json!({"touser": ids[0], "msgtype": "text", "text": {"content": "p"}}), MARCH_END + 3600);
+        assert_eq!(p["errcode"], 0);
+        assert_eq!(people.get(&ids[0]).unwrap().mass_in_month(china_month(MARCH_END + 3600)), 1);
+        // Tag audience, list size, message type.
+        assert_eq!(m.sendall(&mut people, &json!({"filter": {"is_to_all": false, "tag_id": 999}, "msgtype": "text", "text": {"content": "x"}}), t).0["errcode"], 40050);
+        assert_eq!(m.send(&mut people, &json!({"touser": [ids[0]], "msgtype": "text", "text": {"content": "x"}}), t).0["errcode"], 40130);
+        assert_eq!(m.sendall(&mut people, &json!({"filter": {"is_to_all": true}, "msgtype": "mpnews"}), t).0["errcode"], 40007);
+        let (a, _) = m.sendall(&mut people, &json!({"filter": {"is_to_all": true}, "msgtype": "mpnews", "mpnews": {"media_id": "M"}}), MARCH_END + 3700);
+        assert_eq!(a["msg_data_id"], a["msg_id"]);
+    }
+
+    #[test]
+    fn clientmsgid_makes_a_send_idempotent_for_a_day() {
+        let (mut m, mut people, ids) = world(AccountKind::Service, 3);
+        let mut body = all("x");
+        body["clientmsgid"] = json!("send-1");
+        let (first, _) = m.sendall(&mut people, &body, MARCH_END);
+        let (again, f) = m.sendall(&mut people, &body, MARCH_END + 86_399);
+        assert_eq!(again, json!({"errcode": 45065, "errmsg": "clientmsgid exist", "msg_id": first["msg_id"]}));
+        assert!(f.is_none());
+        assert_eq!(people.get(&ids[0]).unwrap().inbox.len(), 1, "nothing sent the second time");
+        assert_eq!(m.sendall(&mut people, &body, MARCH_END + 86_400).0["errcode"], 0);
+        body["clientmsgid"] = json!("x".repeat(65));
+        assert_eq!(m.sendall(&mut people, &body, MARCH_END).0["errcode"], 45067);
+        assert_eq!(m.get(&json!({"msg_id": first["msg_id"]}))["msg_status"], "SENDING");
+        m.mark_finished(first["msg_id"].as_u64().unwrap());
+        assert_eq!(m.get(&json!({"msg_id": first["msg_id"]}))["msg_status"], "SEND_SUCCESS");
+        assert_eq!(m.delete(&json!({"msg_id": first["msg_id"]}))["errcode"], 0);
+        assert_eq!(m.get(&json!({"msg_id": first["msg_id"]}))["msg_status"], "DELETE");
+    }
+}

@@ -198,3 +198,28 @@ impl Sim {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_api_needs_the_current_token_and_a_json_body() {
+        let mut s = Sim::new(Api::new("wx1234567890abcdef", "s3cret"), AccountKind::Service, 3, 1, 1000);
+        let (t, _) = s.call("/cgi-bin/token", "grant_type=client_credential&appid=wx1234567890abcdef&secret=s3cret", Ok(Value::Null), 1000);
+        let token = t["access_token"].as_str().unwrap().to_owned();
+        let q = format!("access_token={token}");
+        assert_eq!(s.call("/cgi-bin/menu/get", "", Ok(Value::Null), 1000).0["errcode"], 41001);
+        assert_eq!(s.call("/cgi-bin/tags/get", "access_token=old", Ok(Value::Null), 1000).0["errcode"], 40001);
+        assert_eq!(s.call("/cgi-bin/menu/create", &q, Err(error(47001, "data format error")), 1000).0["errcode"], 47001);
+        assert_eq!(s.call("/cgi-bin/menu/create", &q, Ok(Value::Null), 1000).0["errcode"], 44002);
+        assert_eq!(s.call("/cgi-bin/menu/create", &q, Ok(json!([1])), 1000).0["errcode"], 47001);
+        assert_eq!(s.call("/cgi-bin/nope", &q, Ok(Value::Null), 1000).0["errcode"], -1);
+        let first = s.people.list[0].openid.clone();
+        let info = s.call("/cgi-bin/user/info", &format!("{q}&openid={first}&lang=zh_CN"), Ok(Value::Null), 1000).0;
+        assert_eq!(info["subscribe"], 1);
+        assert_eq!(s.call("/cgi-bin/user/get", &q, Ok(Value::Null), 1000).0["total"], 3);
+        assert_eq!(s.call("/cgi-bin/menu/get", &q, Ok(Value::Null), 1000 + crate::api::TOKEN_LIFETIME).0["errcode"], 42001);
+        assert_eq!(query_param("a=1&u=http%3A%2F%2Fx%2Fy+z%", "u").as_deref(), Some("http://x/y z%"));
+    }
+}
