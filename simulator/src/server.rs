@@ -112,3 +112,121 @@ fn handle(shared: &Arc<Shared>, mut req: Request) {
         shared.finish_later(f, delay);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Api;
+    use crate::control::CallbackTarget;
+    use crate::sim::{query_param, Sim};
+    use std::sync::Mutex;
+    use wxedge_core::config::AccountKind;
+    use wxedge_core::crypto::AesKey;
+    use wxedge_core::{signature, xml};
+
+    const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+    const APPID: &str = "wx00000000000000a1";
+
+    fn post(url: &str, body: serde_json::Value) -> serde_json::Value {
+        serde_json::from_str(&ureq::post(url).send_string(&body.to_string()).unwrap().into_string().unwrap()).unwrap()
+    }
+
+    /// Checks a delivery as the worker would, then returns the decrypted push.
+    fn open(query: &str, body: &str) -> String {
+        let q = |k: &str| query_param(query, k).unwrap();
+        assert!(signature::verify(&q("signature"), &["testtoken123", &q("timestamp"), &q("nonce")]));
+        assert_eq!(q("encrypt_type"), "aes");
+        let encrypt = xml::parse(body).unwrap().text_of("Encrypt").unwrap().to_owned();
+        assert!(signature::verify(&q("msg_signature"), &["testtoken123", &q("timestamp"), &q("nonce"), &encrypt]));
+        AesKey::parse(KEY).unwrap().decrypt(&encrypt, APPID).unwrap()
+    }
+
+    #[test]
+    fn scan_and_mass_send_reach_a_worker_signed_and_encrypted() {
+        // A fake worker: records each callback and, like a real one, calls the simulated API
+        // (a welcome message) while handling it.
+        let worker = Arc::new(Server::http("127.0.0.1:0").unwrap());
+        let worker_port = worker.server_addr().to_ip().unwrap().port();
+        let seen: Arc<Mutex<Vec<(String, String, Option<serde_json::Value>)>>> = Arc::default();
+        let api_base: Arc<Mutex<String>> = Arc::default();
+        {
+            let (seen, api_base, worker) = (seen.clone(), api_base.clone(), worker.clone());
+            std::thread::spawn(move || loop {
+                let Ok(mut req) = worker.recv() else { continue };
+                let mut body = String::new();
+                let _ = req.as_reader().read_to_string(&mut body);
+                let query = req.url().split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default();
+                let plain = open(&query, &body);
+                let welcome = plain.contains("subscribe").then(|| {
+                    let from = xml::parse(&plain).unwrap().text_of("FromUserName").unwrap().to_owned();
+                    let base = api_base.lock().unwrap().clone();
+                    post(&base, serde_json::json!({"touser": from, "msgtype": "text", "text": {"content": "welcome"}}))
+                });
+                seen.lock().unwrap().push((query, plain, welcome));
+                let _ = req.respond(Response::from_string("success"));
+            });
+        }
+
+        let target = CallbackTarget {
+            url: format!("http://127.0.0.1:{worker_port}/wechat"),
+            token: "testtoken123".into(),
+            appid: APPID.into(),
+            aes_key: Some(AesKey::parse(KEY).unwrap()),
+        };
+        let sim = Sim::new(Api::new(APPID, "secret"), AccountKind::Service, 3, 1, now());
+        let shared = Arc::new(Shared::new(sim, target));
+        let (port, _threads) = start(0, shared.clone()).unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let token: serde_json::Value = serde_json::from_str(
+            &ureq::get(&format!("{base}/cgi-bin/token?grant_type=client_credential&appid={APPID}&secret=secret")).call().unwrap().into_string().unwrap(),
+        )
+        .unwrap();
+        let token = token["access_token"].as_str().unwrap().to_owned();
+        *api_base.lock().unwrap() = format!("{base}/cgi-bin/message/custom/send?access_token={token}");
+
+        let qr = post(&format!("{base}/cgi-bin/qrcode/create?access_token={token}"), serde_json::json!({"action_name": "QR_STR_SCENE", "expire_seconds": 600, "action_info": {"scene": {"scene_str": "pricing"}}}));
+        let scan = post(&format!("{base}/sim/scan"), serde_json::json!({"url": qr["url"]}));
+        assert_eq!(scan["event"], "subscribe");
+        assert_eq!(scan["scene"], "pricing");
+        assert_eq!(scan["status"], 200);
+        assert_eq!(scan["reply"], "success");
+        let openid = scan["openid"].as_str().unwrap().to_owned();
+        {
+            let seen = seen.lock().unwrap();
+            let (query, plain, welcome) = &seen[0];
+            assert_eq!(query_param(query, "openid").unwrap(), openid);
+            let root = xml::parse(plain).unwrap();
+            assert_eq!(root.text_of("Event"), Some("subscribe"));
+            assert_eq!(root.text_of("EventKey"), Some("qrscene_pricing"));
+            assert_eq!(root.text_of("Ticket"), qr["ticket"].as_str());
+            assert_eq!(root.text_of("ToUserName"), Some(crate::push::GH_ID));
+            assert_eq!(welcome.as_ref().unwrap()["errcode"], 0, "the follow opened the 1-minute window");
+        }
+        let inbox: serde_json::Value = serde_json::from_str(&ureq::get(&format!("{base}/sim/inbox?openid={openid}")).call().unwrap().into_string().unwrap()).unwrap();
+        assert_eq!(inbox["messages"][0]["content"], "welcome");
+
+        let sent = post(&format!("{base}/cgi-bin/message/mass/sendall?access_token={token}"), serde_json::json!({"filter": {"is_to_all": true}, "msgtype": "text", "text": {"content": "news"}}));
+        assert_eq!(sent["errcode"], 0);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while seen.lock().unwrap().len() < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let seen = seen.lock().unwrap();
+        let root = xml::parse(&seen.get(1).expect("MASSSENDJOBFINISH delivered").1).unwrap();
+        assert_eq!(root.text_of("Event"), Some("MASSSENDJOBFINISH"));
+        assert_eq!(root.text_of("MsgID").unwrap(), sent["msg_id"].to_string());
+        assert_eq!(root.text_of("Status"), Some("send success"));
+        for (field, n) in [("TotalCount", "4"), ("FilterCount", "4"), ("SentCount", "4"), ("ErrorCount", "0")] {
+            assert_eq!(root.text_of(field), Some(n), "{field}");
+        }
+        assert_eq!(root.text_of("FromUserName"), Some(crate::control::SYSTEM_OPENID));
+        drop(seen);
+        // The sender counts a delivery once the worker has answered it.
+        while shared.lock().callbacks_sent < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let status = shared.lock().status(0);
+        assert_eq!(status["callbacks_sent"], 2);
+        assert_eq!(status["callbacks_failed"], 0);
+    }
+}
