@@ -14,7 +14,9 @@ fn call(base: &str, method: &str, path: &str, body: Option<Value>) -> Result<Val
     let text = match res {
         Ok(r) => r.into_string().map_err(|e| e.to_string())?,
         Err(ureq::Error::Status(code, r)) => return Err(format!("HTTP {code}: {}", r.into_string().unwrap_or_default())),
-        Err(e) => return Err(format!("cannot reach the simulator at {base}: {e}")),
+        Err(ureq::Error::Transport(t)) => {
+            return Err(format!("cannot reach the simulator at {base}: {}", t.message().unwrap_or(&t.kind().to_string())))
+        }
     };
     serde_json::from_str(&text).map_err(|_| format!("not JSON: {text}"))
 }
@@ -31,7 +33,9 @@ fn print_event(a: &Value) {
         Some(e) => println!("delivery failed: {e}"),
         None => println!("delivered: HTTP {}", a["status"]),
     }
-    println!("{}", a["reply"].as_str().unwrap_or(""));
+    if let Some(reply) = a["reply"].as_str() {
+        println!("{reply}");
+    }
 }
 
 fn print_json(a: &Value) {

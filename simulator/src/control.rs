@@ -294,12 +294,13 @@ fn control(shared: &Shared, method: &str, path: &str, query: &str, body: &Value)
         ("DELETE", "/sim/faults") => sim.faults.clear(),
         ("GET", "/sim/faults") => json!({ "faults": sim.faults.to_json() }),
         ("POST", "/sim/clock") => match body.get("offset_secs").and_then(Value::as_i64) {
-            Some(off) => {
+            // A century either way covers every quota boundary and keeps the arithmetic sane.
+            Some(off) if off.unsigned_abs() <= 100 * 366 * 86_400 => {
                 sim.clock_offset = off;
                 let now = sim.now(real_now());
                 json!({ "errcode": 0, "errmsg": "ok", "clock_offset_secs": off, "now": now })
             }
-            None => error(47001, "data format error: give offset_secs"),
+            _ => error(47001, "data format error: give offset_secs (at most a century)"),
         },
         _ => error(-1, "system error: no such simulator endpoint"),
     }

@@ -40,7 +40,8 @@ fn errmsg(code: i64) -> &'static str {
 impl Faults {
     /// `POST /sim/faults {"path","errcode"?,"count"?,"delay_ms"?}`; count defaults to 1.
     pub fn add(&mut self, body: &Value) -> Answer {
-        let Some(path) = body.get("path").and_then(Value::as_str).filter(|p| p.starts_with('/')) else {
+        let path = body.get("path").and_then(Value::as_str).map(|p| p.split('?').next().unwrap_or(p));
+        let Some(path) = path.filter(|p| p.starts_with('/')) else {
             return error(47001, "data format error: path must start with /");
         };
         let errcode = body.get("errcode").and_then(Value::as_i64);

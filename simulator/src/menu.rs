@@ -48,7 +48,7 @@ impl Default for Menus {
     }
 }
 
-/// Error codes per level: (count, type, name, key, url) for top-level and sub buttons.
+/// WeChat numbers the same mistakes differently for top-level and sub buttons.
 struct Codes {
     kind: i64,
     name: i64,
@@ -60,6 +60,10 @@ const SUB: Codes = Codes { kind: 40024, name: 40025, key: 40026, url: 40027 };
 
 fn str_len(b: &Map<String, Value>, field: &str) -> Option<usize> {
     b.get(field).and_then(Value::as_str).map(str::len)
+}
+
+fn lacks(b: &Map<String, Value>, field: &str) -> bool {
+    str_len(b, field).unwrap_or(0) == 0
 }
 
 /// A leaf button, checked as WeChat checks it. A click without a key fails the key-length
@@ -84,19 +88,19 @@ fn leaf(b: &Map<String, Value>, c: &Codes, name_max: usize) -> Result<Value, Ans
             return Err(error(c.url, "invalid button url size"));
         }
     }
-    if KEYED.contains(&kind) && !str_len(b, "key").is_some_and(|n| n > 0) {
+    if KEYED.contains(&kind) && lacks(b, "key") {
         return Err(error(c.key, "invalid button key size"));
     }
-    if matches!(kind, "view" | "miniprogram") && !str_len(b, "url").is_some_and(|n| n > 0) {
+    if matches!(kind, "view" | "miniprogram") && lacks(b, "url") {
         return Err(error(c.url, "invalid button url size"));
     }
-    if kind == "media_id" && !str_len(b, "media_id").is_some_and(|n| n > 0) {
+    if kind == "media_id" && lacks(b, "media_id") {
         return Err(error(40007, "invalid media_id"));
     }
-    if matches!(kind, "article_id" | "article_view_limited") && !str_len(b, "article_id").is_some_and(|n| n > 0) {
+    if matches!(kind, "article_id" | "article_view_limited") && lacks(b, "article_id") {
         return Err(error(40007, "invalid media_id"));
     }
-    if kind == "miniprogram" && !(str_len(b, "appid").is_some_and(|n| n > 0) && str_len(b, "pagepath").is_some_and(|n| n > 0)) {
+    if kind == "miniprogram" && (lacks(b, "appid") || lacks(b, "pagepath")) {
         return Err(error(40013, "invalid appid"));
     }
     let mut out = Map::new();

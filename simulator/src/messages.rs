@@ -60,6 +60,13 @@ pub struct MassJob {
     pub deleted: bool,
 }
 
+/// One mass message as submitted.
+struct Outgoing {
+    msgtype: String,
+    content: Value,
+    clientmsgid: Option<String>,
+}
+
 #[derive(Debug)]
 pub struct Messaging {
     pub kind: AccountKind,
@@ -178,7 +185,8 @@ impl Messaging {
 
     /// Delivers to the chosen followers, filtering those at the monthly limit on a service
     /// account, and records the job.
-    fn submit(&mut self, api: &'static str, people: &mut People, idx: Vec<usize>, total: u64, msgtype: String, content: Value, clientmsgid: Option<String>, now: u64) -> (Answer, JobFinish) {
+    fn submit(&mut self, api: &'static str, people: &mut People, idx: Vec<usize>, total: u64, msg: Outgoing, now: u64) -> (Answer, JobFinish) {
+        let Outgoing { msgtype, content, clientmsgid } = msg;
         let msg_id = self.msg_id();
         let month = china_month(now);
         let mut filter = 0;
@@ -244,7 +252,7 @@ impl Messaging {
         if self.kind == AccountKind::Subscription {
             self.last_sendall_day = Some(china_day(now));
         }
-        let (a, f) = self.submit("sendall", people, idx, total, msgtype, content, clientmsgid, now);
+        let (a, f) = self.submit("sendall", people, idx, total, Outgoing { msgtype, content, clientmsgid }, now);
         (a, Some(f))
     }
 
@@ -276,7 +284,7 @@ impl Messaging {
             }
         }
         let total = seen.len() as u64;
-        let (a, f) = self.submit("send", people, idx, total, msgtype, content, clientmsgid, now);
+        let (a, f) = self.submit("send", people, idx, total, Outgoing { msgtype, content, clientmsgid }, now);
         (a, Some(f))
     }
 

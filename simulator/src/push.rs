@@ -147,7 +147,7 @@ impl Sender {
         let (status, text) = match ureq::post(&url).timeout(std::time::Duration::from_secs(5)).send_string(&body) {
             Ok(r) => (r.status(), r.into_string().map_err(|e| e.to_string())?),
             Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
-            Err(e) => return Err(format!("cannot reach {}: {e}", self.url)),
+            Err(ureq::Error::Transport(t)) => return Err(format!("cannot reach {}: {}", self.url, t.message().unwrap_or(&t.kind().to_string()))),
         };
         let plain_reply = match (&self.aes_key, status) {
             (Some(key), 200) if text.contains("<Encrypt>") => Some(self.open_reply(key, &text)?),

@@ -147,7 +147,9 @@ mod tests {
         // (a welcome message) while handling it.
         let worker = Arc::new(Server::http("127.0.0.1:0").unwrap());
         let worker_port = worker.server_addr().to_ip().unwrap().port();
-        let seen: Arc<Mutex<Vec<(String, String, Option<serde_json::Value>)>>> = Arc::default();
+        // (query, decrypted push, the worker's welcome-message answer)
+        type Seen = Vec<(String, String, Option<serde_json::Value>)>;
+        let seen: Arc<Mutex<Seen>> = Arc::default();
         let api_base: Arc<Mutex<String>> = Arc::default();
         {
             let (seen, api_base, worker) = (seen.clone(), api_base.clone(), worker.clone());

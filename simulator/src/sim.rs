@@ -68,7 +68,7 @@ impl Sim {
             faults: Faults::default(),
             callbacks_sent: 0,
             callbacks_failed: 0,
-            rng: SplitMix(seed ^ 0x5eed_0f_c0de),
+            rng: SplitMix(seed ^ 0x005e_ed0f_c0de),
             inbound_msg_id: 0,
         }
     }
@@ -81,7 +81,7 @@ impl Sim {
     /// A fresh MsgId for a follower's message, unique within this run.
     pub fn next_inbound_msg_id(&mut self, now: u64) -> u64 {
         self.inbound_msg_id += 1;
-        now * 10_000 + self.inbound_msg_id % 10_000
+        now.wrapping_mul(10_000).wrapping_add(self.inbound_msg_id % 10_000)
     }
 
     /// One WeChat API call. `body` is the parsed JSON (Null when empty) or the parse error.
