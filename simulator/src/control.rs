@@ -75,7 +75,8 @@ impl Shared {
                 let reply = d.plain_reply.unwrap_or(d.body);
                 if d.status == 200 {
                     if let Some(item) = passive_reply(&reply, now) {
-                        if let Some(p) = sim.people.get_mut(openid) {
+                        // A reply to an unfollow reaches no one.
+                        if let Some(p) = sim.people.get_mut(openid).filter(|p| p.subscribed) {
                             p.inbox.push(item);
                         }
                     }
