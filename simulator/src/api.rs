@@ -10,6 +10,10 @@ pub fn error(errcode: i64, errmsg: &str) -> Answer {
     json!({ "errcode": errcode, "errmsg": errmsg })
 }
 
+pub fn ok() -> Answer {
+    error(0, "ok")
+}
+
 #[derive(Debug)]
 pub struct Api {
     pub appid: String,
@@ -81,8 +85,8 @@ impl Api {
         }
     }
 
-    pub fn status(&self) -> Answer {
-        json!({ "appid": self.appid, "calls": self.calls, "token_serial": self.token_serial })
+    pub fn token_serial(&self) -> u64 {
+        self.token_serial
     }
 }
 

@@ -4,15 +4,37 @@
 //! `check-config` validates the worker settings the way the worker will.
 
 mod api;
+mod cli;
+mod control;
+mod faults;
+mod menu;
+mod messages;
+mod people;
 mod push;
+mod qr;
 mod server;
+mod sim;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage:
-  wxedge-sim serve [--port N] [--appid ID] [--secret S]
-      Serve the simulated WeChat API on 127.0.0.1:N (default 8788).
+  wxedge-sim serve [--port N] [--appid ID] [--secret S] [--env-file F]... [--callback-url U]
+                   [--account-kind service|subscription] [--followers N] [--seed S]
+      Serve the simulated WeChat API on 127.0.0.1:N (default 8788) for an account with N
+      followers (default 20; OpenIDs depend only on --seed, default 1). Callbacks (scans,
+      follows, mass-send results) go to --callback-url (default http://127.0.0.1:8787/wechat),
+      signed with WECHAT_TOKEN and, when WECHAT_ENCODING_AES_KEY is set and WECHAT_CALLBACK_MODE
+      is not plain, encrypted; settings come from the env files and the environment, and the
+      flags win (--account-kind over WECHAT_ACCOUNT_KIND, --appid/--secret over WECHAT_APPID/
+      WECHAT_APPSECRET).
+  wxedge-sim [--sim URL] COMMAND ...   (talks to a running simulator, default http://127.0.0.1:8788)
+      scan URL_OR_TICKET [--as OPENID]   someone scans a QR code (a new visitor unless --as)
+      follow [--as OPENID]               someone follows from search
+      unfollow OPENID | text OPENID CONTENT | click OPENID KEY
+      status | inbox OPENID
+      fault PATH [--errcode N] [--count N] [--delay-ms N] | fault clear
+      clock OFFSET_SECS                  simulated time = real time + OFFSET_SECS
   wxedge-sim check-config [--env-file F]... [--print-env FILE]
       Validate the worker's settings from env files overlaid with the process environment;
       with --print-env, also write the merged settings to FILE (for wrangler --env-file).
@@ -32,7 +54,8 @@ fn main() -> ExitCode {
         Some("serve") => serve(&args[1..]),
         Some("check-config") => check_config(&args[1..]),
         Some("push") => push_cmd(&args[1..]),
-        _ => Err(USAGE.to_owned()),
+        Some(_) => cli::run(&args),
+        None => Err(USAGE.to_owned()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -76,10 +99,32 @@ fn one<'a>(f: &'a HashMap<String, Vec<String>>, name: &str, default: &'a str) ->
 
 fn serve(args: &[String]) -> Result<(), String> {
     let f = flags(args)?;
+    let vars = merged_settings(f.get("env-file").map(Vec::as_slice).unwrap_or_default())?;
+    let setting = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     let port: u16 = one(&f, "port", "8788").parse().map_err(|_| "--port must be a port number".to_owned())?;
-    let appid = one(&f, "appid", "wx0000000000000001");
-    let secret = one(&f, "secret", "simulated-appsecret");
-    server::run(port, api::Api::new(appid, secret))
+    let appid = f.get("appid").and_then(|v| v.last()).map(String::as_str).or(setting("WECHAT_APPID")).unwrap_or("wx0000000000000001");
+    let secret = f.get("secret").and_then(|v| v.last()).map(String::as_str).or(setting("WECHAT_APPSECRET")).unwrap_or("simulated-appsecret");
+    let kind = match f.get("account-kind").and_then(|v| v.last()).map(String::as_str).or(setting("WECHAT_ACCOUNT_KIND")).unwrap_or("service") {
+        "service" => wxedge_core::config::AccountKind::Service,
+        "subscription" => wxedge_core::config::AccountKind::Subscription,
+        other => return Err(format!("account kind {other:?} is not service or subscription")),
+    };
+    let followers: usize = one(&f, "followers", "20").parse().map_err(|_| "--followers must be a number".to_owned())?;
+    let seed: u64 = one(&f, "seed", "1").parse().map_err(|_| "--seed must be a number".to_owned())?;
+    let aes_key = setting("WECHAT_ENCODING_AES_KEY")
+        .filter(|_| setting("WECHAT_CALLBACK_MODE") != Some("plain"))
+        .map(|k| wxedge_core::crypto::AesKey::parse(k).map_err(|e| format!("WECHAT_ENCODING_AES_KEY {e}")))
+        .transpose()?;
+    let target = control::CallbackTarget {
+        url: one(&f, "callback-url", "http://127.0.0.1:8787/wechat").to_owned(),
+        // Without a configured token callbacks are still signed, with a token the worker will
+        // refuse: the simulator runs, and the refusal shows in callbacks_failed.
+        token: setting("WECHAT_TOKEN").unwrap_or("simulatedtoken").to_owned(),
+        appid: appid.to_owned(),
+        aes_key,
+    };
+    let sim = sim::Sim::new(api::Api::new(appid, secret), kind, followers, seed, server::now());
+    server::run(port, std::sync::Arc::new(control::Shared::new(sim, target)))
 }
 
 /// Reads `KEY=VALUE` lines (dotenv style: `#` comments, optional quotes).
@@ -174,7 +219,7 @@ fn push_cmd(args: &[String]) -> Result<(), String> {
         aes_key,
         entropy: wxedge_core::SplitMix(now ^ u64::from(std::process::id()) << 32),
     };
-    let plain = what.to_xml("gh_simulated", &from, now);
+    let plain = what.to_xml(push::GH_ID, &from, now);
     for attempt in 1..=repeat.max(1) {
         let d = sender.deliver(&plain, now, &from)?;
         println!("delivery {attempt}: HTTP {}", d.status);

@@ -6,6 +6,9 @@ use wxedge_core::signature;
 use wxedge_core::xml::{self, push_cdata, push_number};
 use wxedge_core::{Entropy, SplitMix};
 
+/// The simulated account's original ID (gh_...), ToUserName of every push.
+pub const GH_ID: &str = "gh_simulated";
+
 /// What to push, in WeChat's terms.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Push {
@@ -16,6 +19,8 @@ pub enum Push {
     Click { key: String },
     View { url: String },
     Location { latitude: f64, longitude: f64 },
+    /// The outcome of a mass send, pushed by WeChat once the job is done.
+    MassJobFinish { msg_id: u64, status: String, total: u64, filter: u64, sent: u64, error: u64 },
     /// A verbatim plain body (for hostile or unusual input).
     Raw(String),
 }
@@ -75,6 +80,15 @@ impl Push {
                 push_number(&mut out, "Longitude", longitude);
                 push_number(&mut out, "Precision", "30.0");
             }
+            Push::MassJobFinish { msg_id, status, total, filter, sent, error } => {
+                event(&mut out, "MASSSENDJOBFINISH");
+                push_number(&mut out, "MsgID", msg_id);
+                push_cdata(&mut out, "Status", status);
+                push_number(&mut out, "TotalCount", total);
+                push_number(&mut out, "FilterCount", filter);
+                push_number(&mut out, "SentCount", sent);
+                push_number(&mut out, "ErrorCount", error);
+            }
         }
         out.push_str("</xml>");
         out
@@ -116,7 +130,7 @@ impl Sender {
                 let msg_sig = signature::sign(&[&self.token, &ts, &nonce, &encrypt]);
                 query.push_str(&format!("&encrypt_type=aes&msg_signature={msg_sig}"));
                 let mut b = String::from("<xml>");
-                push_cdata(&mut b, "ToUserName", "gh_simulated");
+                push_cdata(&mut b, "ToUserName", GH_ID);
                 push_cdata(&mut b, "Encrypt", &encrypt);
                 b.push_str("</xml>");
                 b
@@ -133,7 +147,7 @@ impl Sender {
         let (status, text) = match ureq::post(&url).timeout(std::time::Duration::from_secs(5)).send_string(&body) {
             Ok(r) => (r.status(), r.into_string().map_err(|e| e.to_string())?),
             Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
-            Err(e) => return Err(format!("cannot reach {}: {e}", self.url)),
+            Err(ureq::Error::Transport(t)) => return Err(format!("cannot reach {}: {}", self.url, t.message().unwrap_or(&t.kind().to_string()))),
         };
         let plain_reply = match (&self.aes_key, status) {
             (Some(key), 200) if text.contains("<Encrypt>") => Some(self.open_reply(key, &text)?),

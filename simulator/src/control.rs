@@ -1,0 +1,308 @@
+//! `/sim/*`: the test's and the developer's hands on the simulated world — people scanning,
+//! following, writing and clicking, which WeChat then pushes to the worker.
+//!
+//! The state lock is never held while a callback is delivered: the worker, handling it, calls
+//! the simulated API (a welcome message, a user lookup) and would wait for the lock forever.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use serde_json::{json, Value};
+use wxedge_core::crypto::AesKey;
+use wxedge_core::SplitMix;
+
+use crate::api::{error, Answer};
+use crate::messages::JobFinish;
+use crate::people::{InboxItem, Origin};
+use crate::push::{Push, Sender, GH_ID};
+use crate::qr::{Lookup, Scene};
+use crate::sim::{query_param, Sim};
+
+/// FromUserName of WeChat's own events (MASSSENDJOBFINISH), as in WeChat's documentation.
+pub const SYSTEM_OPENID: &str = "oR5Gjjl_eiZoUpGozMo7dbBJ362A";
+
+/// Where callbacks go and the secrets that sign (and in safe mode encrypt) them.
+#[derive(Debug, Clone)]
+pub struct CallbackTarget {
+    pub url: String,
+    pub token: String,
+    pub appid: String,
+    pub aes_key: Option<AesKey>,
+}
+
+pub struct Shared {
+    state: Mutex<Sim>,
+    pub target: CallbackTarget,
+    deliveries: AtomicU64,
+}
+
+pub fn real_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Shared {
+    pub fn new(sim: Sim, target: CallbackTarget) -> Shared {
+        Shared { state: Mutex::new(sim), target, deliveries: AtomicU64::new(0) }
+    }
+
+    /// The state, even after a panic elsewhere poisoned the lock: one bad request must not take
+    /// the simulator down for the rest of a test run.
+    pub fn lock(&self) -> MutexGuard<'_, Sim> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Delivers one push from `openid` as WeChat does and counts it. Call without the lock.
+    /// Answers `{status, reply}` (reply decrypted in safe mode) or `{status: 0, error}`.
+    pub fn deliver(&self, push: &Push, openid: &str, now: u64) -> Value {
+        let n = self.deliveries.fetch_add(1, Ordering::Relaxed);
+        let mut sender = Sender {
+            url: self.target.url.clone(),
+            token: self.target.token.clone(),
+            appid: self.target.appid.clone(),
+            aes_key: self.target.aes_key.clone(),
+            entropy: SplitMix(real_now() ^ (n << 32) ^ u64::from(std::process::id())),
+        };
+        let plain = push.to_xml(GH_ID, openid, now);
+        let result = sender.deliver(&plain, now, openid);
+        let mut sim = self.lock();
+        match result {
+            Ok(d) => {
+                if d.status == 200 {
+                    sim.callbacks_sent += 1;
+                } else {
+                    sim.callbacks_failed += 1;
+                }
+                let reply = d.plain_reply.unwrap_or(d.body);
+                if d.status == 200 {
+                    if let Some(item) = passive_reply(&reply, now) {
+                        // A reply to an unfollow reaches no one.
+                        if let Some(p) = sim.people.get_mut(openid).filter(|p| p.subscribed) {
+                            p.inbox.push(item);
+                        }
+                    }
+                }
+                json!({ "status": d.status, "reply": reply })
+            }
+            Err(e) => {
+                sim.callbacks_failed += 1;
+                json!({ "status": 0, "reply": Value::Null, "error": e })
+            }
+        }
+    }
+
+    /// Delivers MASSSENDJOBFINISH after `delay_ms`, from its own thread, as WeChat reports a
+    /// job's end some time after accepting it. The job reads as done before the event arrives,
+    /// so a worker checking `mass/get` while handling it sees SEND_SUCCESS.
+    pub fn finish_later(self: &std::sync::Arc<Self>, f: JobFinish, delay_ms: u64) {
+        let shared = self.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+            let now = {
+                let mut sim = shared.lock();
+                sim.msgs.mark_finished(f.msg_id);
+                sim.now(real_now())
+            };
+            let push = Push::MassJobFinish { msg_id: f.msg_id, status: "send success".into(), total: f.total, filter: f.filter, sent: f.sent, error: f.error };
+            shared.deliver(&push, SYSTEM_OPENID, now);
+        });
+    }
+}
+
+/// The worker's passive reply as the follower receives it: nothing for `success` or empty.
+fn passive_reply(reply: &str, now: u64) -> Option<InboxItem> {
+    let trimmed = reply.trim();
+    if trimmed.is_empty() || trimmed == "success" {
+        return None;
+    }
+    let root = wxedge_core::xml::parse(trimmed).ok()?;
+    let msgtype = root.text_of("MsgType").unwrap_or("").to_owned();
+    let content = match root.text_of("Content") {
+        Some(c) if msgtype == "text" => json!(c),
+        _ => json!(trimmed),
+    };
+    Some(InboxItem { kind: "reply", msgtype, time: now, msg_id: None, content })
+}
+
+fn str_of<'a>(body: &'a Value, k: &str) -> Option<&'a str> {
+    body.get(k).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// Sim-only error codes (WeChat has no words for "no such QR code in this world").
+pub const SIM_UNKNOWN_QR: i64 = 90001;
+pub const SIM_EXPIRED_QR: i64 = 90002;
+pub const SIM_ALREADY_FOLLOWING: i64 = 90003;
+
+/// A follower's action: what changed in the state (under the lock), then the push.
+struct Action {
+    openid: String,
+    event: &'static str,
+    scene: Option<String>,
+    push: Push,
+    now: u64,
+}
+
+fn known_follower<'a>(sim: &'a mut Sim, body: &Value) -> Result<&'a mut crate::people::Person, Answer> {
+    let openid = str_of(body, "openid").ok_or_else(|| error(41009, "missing openid"))?;
+    match sim.people.get_mut(openid) {
+        None => Err(error(40003, "invalid openid")),
+        Some(p) if !p.subscribed => Err(error(43004, "require subscribe")),
+        Some(p) => Ok(p),
+    }
+}
+
+fn open_event_window(p: &mut crate::people::Person, now: u64) {
+    p.last_event_at = Some(now);
+    p.event_window_used = 0;
+}
+
+fn scan(sim: &mut Sim, body: &Value, now: u64) -> Result<Action, Answer> {
+    let what = str_of(body, "url").or_else(|| str_of(body, "ticket")).ok_or_else(|| error(47001, "data format error: give url or ticket"))?;
+    let code = match sim.qr.lookup(what, now) {
+        Lookup::Found(c) => c.clone(),
+        Lookup::Expired => return Err(error(SIM_EXPIRED_QR, "sim: this QR code has expired")),
+        Lookup::Unknown => return Err(error(SIM_UNKNOWN_QR, "sim: no such QR code")),
+    };
+    let openid = match str_of(body, "openid") {
+        Some(o) => o.to_owned(),
+        None => sim.people.fresh_openid(),
+    };
+    let scene = code.scene.key();
+    let ticket = Some(code.ticket.clone());
+    let origin = match &code.scene {
+        Scene::Id(n) => Origin::Qr { scene_id: *n, scene_str: String::new() },
+        Scene::Str(s) => Origin::Qr { scene_id: 0, scene_str: s.clone() },
+    };
+    let (event, push) = if sim.people.follow(&openid, origin, now) {
+        ("subscribe", Push::Subscribe { scene: Some(scene.clone()), ticket })
+    } else {
+        ("SCAN", Push::Scan { scene: scene.clone(), ticket })
+    };
+    if let Some(p) = sim.people.get_mut(&openid) {
+        open_event_window(p, now);
+    }
+    Ok(Action { openid, event, scene: Some(scene), push, now })
+}
+
+fn follow(sim: &mut Sim, body: &Value, now: u64) -> Result<Action, Answer> {
+    let openid = match str_of(body, "openid") {
+        Some(o) => o.to_owned(),
+        None => sim.people.fresh_openid(),
+    };
+    if !sim.people.follow(&openid, Origin::Search, now) {
+        return Err(error(SIM_ALREADY_FOLLOWING, "sim: already following"));
+    }
+    if let Some(p) = sim.people.get_mut(&openid) {
+        open_event_window(p, now);
+    }
+    Ok(Action { openid, event: "subscribe", scene: None, push: Push::Subscribe { scene: None, ticket: None }, now })
+}
+
+fn unfollow(sim: &mut Sim, body: &Value, now: u64) -> Result<Action, Answer> {
+    let p = known_follower(sim, body)?;
+    p.subscribed = false;
+    p.last_event_at = None;
+    p.last_message_at = None;
+    Ok(Action { openid: p.openid.clone(), event: "unsubscribe", scene: None, push: Push::Unsubscribe, now })
+}
+
+fn text(sim: &mut Sim, body: &Value, now: u64) -> Result<Action, Answer> {
+    let content = body.get("content").and_then(Value::as_str).ok_or_else(|| error(47001, "data format error: give content"))?.to_owned();
+    let msg_id = sim.next_inbound_msg_id(now);
+    let p = known_follower(sim, body)?;
+    p.last_message_at = Some(now);
+    p.message_window_used = 0;
+    Ok(Action { openid: p.openid.clone(), event: "text", scene: None, push: Push::Text { content, msg_id }, now })
+}
+
+fn click(sim: &mut Sim, body: &Value, now: u64) -> Result<Action, Answer> {
+    let key = str_of(body, "key").ok_or_else(|| error(47001, "data format error: give key"))?.to_owned();
+    let p = known_follower(sim, body)?;
+    open_event_window(p, now);
+    Ok(Action { openid: p.openid.clone(), event: "CLICK", scene: Some(key.clone()), push: Push::Click { key }, now })
+}
+
+fn page(sim: &Sim, query: &str) -> Answer {
+    let offset: usize = query_param(query, "offset").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let limit: usize = query_param(query, "limit").and_then(|v| v.parse().ok()).unwrap_or(100).min(10_000);
+    let month = crate::messages::china_month(sim.now(real_now()));
+    let followers: Vec<Value> = sim
+        .people
+        .list
+        .iter()
+        .filter(|p| p.subscribed)
+        .skip(offset)
+        .take(limit)
+        .map(|p| {
+            json!({
+                "openid": p.openid, "subscribe_time": p.subscribe_time, "tags": p.tags,
+                "mass_this_month": p.mass_in_month(month), "inbox": p.inbox.len(),
+            })
+        })
+        .collect();
+    json!({ "total": sim.people.follower_count(), "offset": offset, "followers": followers })
+}
+
+/// One `/sim/*` request. `body` is the parsed JSON (Null when empty) or its parse error.
+pub fn handle(shared: &Shared, method: &str, path: &str, query: &str, body: Result<Value, Answer>) -> Answer {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    let action: fn(&mut Sim, &Value, u64) -> Result<Action, Answer> = match (method, path) {
+        ("POST", "/sim/scan") => scan,
+        ("POST", "/sim/follow") => follow,
+        ("POST", "/sim/unfollow") => unfollow,
+        ("POST", "/sim/text") => text,
+        ("POST", "/sim/click") => click,
+        _ => return control(shared, method, path, query, &body),
+    };
+    let act = {
+        let mut sim = shared.lock();
+        let now = sim.now(real_now());
+        action(&mut sim, &body, now)
+    };
+    let act = match act {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let d = shared.deliver(&act.push, &act.openid, act.now);
+    let mut out = json!({ "openid": act.openid, "event": act.event, "scene": act.scene, "status": d["status"], "reply": d["reply"] });
+    if let Some(e) = d.get("error") {
+        out["error"] = e.clone();
+    }
+    out
+}
+
+fn control(shared: &Shared, method: &str, path: &str, query: &str, body: &Value) -> Answer {
+    let mut sim = shared.lock();
+    let now = sim.now(real_now());
+    match (method, path) {
+        ("GET", "/sim/status") => {
+            let mut s = sim.status(now);
+            s["callback_url"] = json!(shared.target.url);
+            s["callbacks_encrypted"] = json!(shared.target.aes_key.is_some());
+            s
+        }
+        ("GET", "/sim/inbox") => {
+            let Some(openid) = query_param(query, "openid") else { return error(41009, "missing openid") };
+            match sim.people.get(&openid) {
+                Some(p) => json!({ "openid": openid, "subscribe": u8::from(p.subscribed), "messages": p.inbox.iter().map(InboxItem::to_json).collect::<Vec<_>>() }),
+                None => error(40003, "invalid openid"),
+            }
+        }
+        ("GET", "/sim/followers") => page(&sim, query),
+        ("POST", "/sim/faults") => sim.faults.add(body),
+        ("DELETE", "/sim/faults") => sim.faults.clear(),
+        ("GET", "/sim/faults") => json!({ "faults": sim.faults.to_json() }),
+        ("POST", "/sim/clock") => match body.get("offset_secs").and_then(Value::as_i64) {
+            // A century either way covers every quota boundary and keeps the arithmetic sane.
+            Some(off) if off.unsigned_abs() <= 100 * 366 * 86_400 => {
+                sim.clock_offset = off;
+                let now = sim.now(real_now());
+                json!({ "errcode": 0, "errmsg": "ok", "clock_offset_secs": off, "now": now })
+            }
+            _ => error(47001, "data format error: give offset_secs (at most a century)"),
+        },
+        _ => error(-1, "system error: no such simulator endpoint"),
+    }
+}
