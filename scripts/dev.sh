@@ -26,7 +26,10 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-"$SIM" serve --port "$SIM_PORT" --appid "$appid" --secret "$secret" &
+# The simulator signs (and in safe mode encrypts) its callbacks with the same settings and
+# delivers them to the worker, like WeChat; FOLLOWERS seeds its population.
+"$SIM" serve --port "$SIM_PORT" --appid "$appid" --secret "$secret" --env-file .wrangler/dev.env \
+  --callback-url "http://127.0.0.1:$PORT/wechat" --followers "${FOLLOWERS:-200}" &
 pids+=($!)
 node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$PORT" --show-interactive-dev-session=false \
   --env-file .wrangler/dev.env --persist-to .wrangler/state </dev/null &

@@ -36,7 +36,7 @@ export function freePort() {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Starts simulator + worker. `vars` override TEST_CONFIG; a value of null removes a setting. */
-export async function startStack(vars = {}) {
+export async function startStack(vars = {}, { followers = 20 } = {}) {
   const [port, simPort] = [await freePort(), await freePort()];
   const dir = mkdtempSync(join(tmpdir(), "wxedge-test-"));
   const config = { ...TEST_CONFIG, WECHAT_API_BASE: `http://127.0.0.1:${simPort}`, ...vars };
@@ -46,7 +46,10 @@ export async function startStack(vars = {}) {
 
   const logs = [];
   const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" };
-  const sim = spawn(SIM, ["serve", "--port", String(simPort), "--appid", config.WECHAT_APPID ?? "wx0", "--secret", config.WECHAT_APPSECRET ?? "x"], { stdio: ["ignore", "pipe", "pipe"] });
+  const sim = spawn(SIM, [
+    "serve", "--port", String(simPort), "--appid", config.WECHAT_APPID ?? "wx0", "--secret", config.WECHAT_APPSECRET ?? "x",
+    "--env-file", envFile, "--callback-url", `http://127.0.0.1:${port}/wechat`, "--followers", String(followers),
+  ], { stdio: ["ignore", "pipe", "pipe"] });
   const worker = spawn(join(ROOT, "node_modules", ".bin", "wrangler"), [
     "dev", "--ip", "127.0.0.1", "--port", String(port), "--show-interactive-dev-session=false",
     "--env-file", envFile, "--persist-to", join(dir, "state"), "--log-level", "log",
@@ -72,7 +75,19 @@ export async function startStack(vars = {}) {
       await sleep(250);
     }
   }
-  return { base, simBase: `http://127.0.0.1:${simPort}`, config, logs, dir, stop };
+  const simBase = `http://127.0.0.1:${simPort}`;
+  /** The simulator's control API (`/sim/...`): GET without a body, POST with one. */
+  const sim_ = async (path, body, method = body === undefined ? "GET" : "POST") => {
+    const r = await fetch(simBase + path, { method, body: body === undefined ? undefined : JSON.stringify(body) });
+    return r.json();
+  };
+  /** The worker's admin API with the test's ADMIN_TOKEN. */
+  const admin = (path, init = {}) => fetch(`${base}/api/admin${path}`, {
+    ...init,
+    body: init.body === undefined || typeof init.body === "string" ? init.body : JSON.stringify(init.body),
+    headers: { authorization: `Bearer ${config.ADMIN_TOKEN}`, "content-type": "application/json", ...(init.headers || {}) },
+  });
+  return { base, simBase, config, logs, dir, stop, sim: sim_, admin };
 }
 
 export function sha1Signature(...parts) {
