@@ -4,6 +4,8 @@
 //! `check-config` validates the worker settings the way the worker will.
 
 mod api;
+#[cfg(test)]
+mod client_check;
 mod cli;
 mod control;
 mod faults;
