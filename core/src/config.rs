@@ -62,6 +62,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "ALLOWED_ORIGINS", required: false, default: "", about: "Comma-separated origins (https://example.com) whose pages may call the widget API; empty allows only the worker's own origin." },
     Setting { name: "WELCOME_TEXT", required: false, default: DEFAULT_WELCOME, about: "Default reply to a new follower." },
     Setting { name: "MAX_BODY_BYTES", required: false, default: "65536", about: "Callback bodies larger than this are refused before parsing." },
+    Setting { name: "DEV_CLOCK", required: false, default: "false", about: "true lets admin requests set the clock with an `X-Wxedge-Now: <unix seconds>` header (tests and demos of China-day and month boundaries). Never in production." },
     Setting { name: "REPLY_BUDGET_MS", required: false, default: "4000", about: "How long a callback may work on its reply (500 to 4500 ms; WeChat waits 5 s). Past it the callback answers `success` and the reply follows as a customer-service message." },
 ];
 
@@ -82,6 +83,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Time a callback may spend before it answers `success` and finishes in the background.
     pub reply_budget_ms: u64,
+    /// Admin requests may carry their own clock (tests only).
+    pub dev_clock: bool,
 }
 
 fn bad(setting: &'static str, problem: impl Into<String>) -> Error {
@@ -172,7 +175,13 @@ impl Config {
                 .filter(|n| (500..=4500).contains(n))
                 .ok_or_else(|| bad("REPLY_BUDGET_MS", "must be a number of milliseconds between 500 and 4500"))?,
         };
+        let dev_clock = match opt("DEV_CLOCK").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => return Err(bad("DEV_CLOCK", format!("{other:?} is not true or false"))),
+        };
         Ok(Config {
+            dev_clock,
             reply_budget_ms,
             appid,
             appsecret,

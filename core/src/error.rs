@@ -30,8 +30,12 @@ pub enum Error {
     /// JSON. Retryable.
     Upstream(String),
     /// The call would break a rule WeChat enforces, so it was not made (QR scene out of range,
-    /// an API this account kind does not have, a closed customer-service window).
+    /// too few recipients, nobody eligible).
     Refused(String),
+    /// A mass-send quota is used up (the subscription account's day, every follower's month).
+    OverQuota(String),
+    /// This account kind cannot do it at all (a subscription account sending to a list).
+    WrongAccountKind(String),
 }
 
 /// What the caller (and the owner reading the admin API's answer) should do about a WeChat
@@ -134,6 +138,8 @@ impl Error {
             Error::WeChat(_) => "wechat",
             Error::Upstream(_) => "upstream",
             Error::Refused(_) => "refused",
+            Error::OverQuota(_) => "over_quota",
+            Error::WrongAccountKind(_) => "wrong_account_kind",
         }
     }
 }
@@ -156,6 +162,8 @@ impl fmt::Display for Error {
             Error::WeChat(e) => write!(f, "WeChat error {} ({}): {}", e.errcode, e.errmsg, e.advice()),
             Error::Upstream(m) => write!(f, "WeChat API unreachable: {m}"),
             Error::Refused(m) => write!(f, "not sent: {m}"),
+            Error::OverQuota(m) => write!(f, "over quota: {m}"),
+            Error::WrongAccountKind(m) => write!(f, "not for this account kind: {m}"),
         }
     }
 }

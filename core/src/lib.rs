@@ -5,10 +5,13 @@
 
 pub mod api;
 pub mod callback;
+pub mod china;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod follower;
 pub mod forward;
+pub mod ledger;
 pub mod message;
 pub mod platform;
 pub mod reply;

@@ -63,9 +63,11 @@ pub enum Event {
     Unknown { event: String, fields: Vec<(String, String)> },
 }
 
-/// The outcome of a mass send, reported later by MASSSENDJOBFINISH. `filter_count` counts the
-/// followers WeChat left out, e.g. because they already had 4 mass messages that month.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The outcome of a mass send, reported later by MASSSENDJOBFINISH. Careful: `filter_count` is
+/// WeChat's count of followers left *after* filtering (those at 4 mass messages that month,
+/// refusals, region/sex filters), normally `sent_count + error_count`; the number filtered out
+/// is `total_count - filter_count`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MassSendResult {
     pub msg_id: u64,
     pub status: String,

@@ -46,6 +46,23 @@ pub trait Kv {
     async fn get(&self, key: &str) -> Result<Option<String>, String>;
     /// `ttl_secs`: Workers KV refuses less than 60, so callers pass at least that.
     async fn put(&self, key: &str, value: &str, ttl_secs: Option<u64>) -> Result<(), String>;
+
+    /// Many reads; hosts override this to issue them concurrently or in one call.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<String>>, String> {
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            out.push(self.get(k).await?);
+        }
+        Ok(out)
+    }
+
+    /// Many writes without expiry; hosts override this to batch them (atomically where they can).
+    async fn put_many(&self, entries: &[(String, String)]) -> Result<(), String> {
+        for (k, v) in entries {
+            self.put(k, v, None).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Wall-clock time and waiting.

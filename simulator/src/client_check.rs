@@ -112,7 +112,7 @@ fn subscription_account_gets_one_sendall_a_day_and_no_send_by_list() {
     }
     let calls = native.calls.get();
     let list = Audience::OpenIds { openids: vec!["oA".into(), "oB".into()] };
-    assert!(matches!(block_on(api.mass_send(AccountKind::Subscription, &list, &text, None)), Err(Error::Refused(_))));
+    assert!(matches!(block_on(api.mass_send(AccountKind::Subscription, &list, &text, None)), Err(Error::WrongAccountKind(_))));
     assert_eq!(native.calls.get(), calls, "refused before calling");
     // Had it been called, WeChat would have said 48001: the client's kind check mirrors the rule.
     let raw = wxedge_core::api::messages::mass_call(AccountKind::Service, &list, &text, None).unwrap();

@@ -80,7 +80,17 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
             Err(_) => return json_error(400, "invalid", "the tag id is a number").map(Some),
         },
         (Method::Post, ["tags", id, "members"]) => match (id.parse::<u64>(), body::<MembersBody>(req).await?) {
-            (Ok(id), Ok(b)) => api.tag_followers(id, &b.openids, !b.remove).await.map(|()| json!({ "ok": true, "count": b.openids.len() })),
+            (Ok(id), Ok(b)) => match api.tag_followers(id, &b.openids, !b.remove).await {
+                Ok(()) => {
+                    // The audience index learns the tag too, so broadcasts to it can be planned.
+                    let change = [wxedge_core::ledger::IndexChange::Tag { tag_id: id, openids: b.openids.clone(), remove: b.remove }];
+                    if let Err(r) = crate::ledger::call_json(env, Method::Post, "/apply", Some(&change)).await? {
+                        return Ok(Some(r));
+                    }
+                    Ok(json!({ "ok": true, "count": b.openids.len() }))
+                }
+                Err(e) => Err(e),
+            },
             (Err(_), _) => return json_error(400, "invalid", "the tag id is a number").map(Some),
             (_, Err(r)) => return Ok(Some(r)),
         },
@@ -91,7 +101,13 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
         (Method::Get, ["users", openid]) => api.user_info(openid).await.map(|u| json!(u)),
         (Method::Post, ["messages", "custom"]) => match body::<CustomBody>(req).await? {
             Ok(b) => match custom_message(&b.touser, &b.reply) {
-                Some(m) => api.send_custom(&m).await.map(|()| json!({ "ok": true })),
+                Some(m) => match api.send_custom(&m).await {
+                    Ok(()) => {
+                        crate::store::note_cs_sent(env, &b.touser).await;
+                        Ok(json!({ "ok": true }))
+                    }
+                    Err(e) => Err(e),
+                },
                 None => Err(Error::Invalid("this reply type has no customer-service form (success, transfer_customer_service)".into())),
             },
             Err(r) => return Ok(Some(r)),

@@ -25,6 +25,9 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
     if let Some(answer) = crate::account::handle(&mut req, env, config, path).await? {
         return Ok(answer);
     }
+    if let Some(answer) = crate::broadcasts::handle(&mut req, env, config, path).await? {
+        return Ok(answer);
+    }
     match (req.method(), path) {
         (Method::Get, "/api/admin/rules") => Response::from_json(&store::rules(env).await?),
         (Method::Put, "/api/admin/rules") => {

@@ -1,7 +1,8 @@
 //! `/wechat`: URL verification (GET) and pushes (POST).
 //!
-//! Cost per push on the hot path: one KV read (was this delivery seen?) and at most one KV
-//! write (remember the reply so WeChat's retries get the same answer with no second effect).
+//! Cost per push on the hot path: one KV read (the follower's record: was this delivery seen?)
+//! and at most one KV write (the record, with the reply so WeChat's retries get the same answer
+//! and no second effect). Follows and unfollows also update the ledger object (no KV write).
 //!
 //! The 5-second guard: WeChat waits 5 s, then retries. Work that may take long (asking the
 //! owner's backend) runs as a `waitUntil` task racing `REPLY_BUDGET_MS`; if it loses, the push
@@ -19,16 +20,15 @@ use wxedge_core::api::messages::custom_message;
 use wxedge_core::api::Credentials;
 use wxedge_core::callback::{self, Inbound, Query};
 use wxedge_core::config::Config;
-use wxedge_core::message::Message;
+use wxedge_core::follower::{self, FollowerRecord};
+use wxedge_core::ledger::IndexChange;
+use wxedge_core::message::{Event, Kind, MassSendResult, Message};
 use wxedge_core::reply::Reply;
 use wxedge_core::rules::{Forward, Route};
 use wxedge_core::Error;
 
 use crate::platform::{client, json_error, now_secs, Edge, WebCrypto};
 use crate::store::{self, KV};
-
-/// WeChat retries 3 times about 5 s apart; KV's minimum TTL is 60 s, which covers them.
-const DEDUPE_TTL_SECS: u64 = 60;
 /// A backend still silent after this long is given up on (waitUntil tasks get 30 s).
 const BACKEND_LIMIT: Duration = Duration::from_secs(25);
 /// The late customer-service send may retry WeChat's -1 for this long.
@@ -53,32 +53,10 @@ pub async fn handle(mut req: Request, env: &Env, ctx: &Context, config: &Config)
                 Ok(i) => i,
                 Err(e) => return refuse(&e),
             };
-            let kv = env.kv(KV)?;
-            let key = format!("dedupe:{}", inbound.dedupe_key());
-            if let Some(previous) = kv.get(&key).text().await? {
-                return Response::ok(previous);
+            if let Kind::Event(Event::MassSendJobFinish(result)) = &inbound.message.kind {
+                return job_finished(env, result).await;
             }
-            let rules = store::rules(env).await?;
-            let reply = match rules.route(&inbound.message, &config.welcome_text) {
-                Route::Reply(r) => r,
-                Route::Forward { to, fallback } => match guarded(env, ctx, config, &inbound, to.clone(), fallback).await {
-                    Some(r) => r,
-                    None => {
-                        // Late: `success` now stops WeChat's retries; the reply follows.
-                        kv.put(&key, "success")?.expiration_ttl(DEDUPE_TTL_SECS).execute().await?;
-                        return Response::ok("success");
-                    }
-                },
-            };
-            let body = match callback::seal(config, &inbound, &reply, now_secs(), &mut WebCrypto) {
-                Ok(b) => b,
-                Err(e) => {
-                    worker::console_error!("reply refused: {e}");
-                    "success".to_owned()
-                }
-            };
-            kv.put(&key, &body)?.expiration_ttl(DEDUPE_TTL_SECS).execute().await?;
-            Response::ok(body)
+            answer(env, ctx, config, &inbound).await
         }
         _ => json_error(405, "method_not_allowed", "use GET (URL verification) or POST (pushes)"),
     }
@@ -136,8 +114,90 @@ async fn send_late(env: &Env, credentials: &Credentials, message: &Message, repl
     let edge = Edge { env };
     let sent = client(&edge, credentials, LATE_SEND_BUDGET_MS).send_custom(&body).await;
     match sent {
-        Ok(()) => worker::console_log!("late reply to {} sent as a customer-service message", message.from),
+        Ok(()) => {
+            worker::console_log!("late reply to {} sent as a customer-service message", message.from);
+            store::note_cs_sent(env, &message.from).await;
+        }
         Err(e) => worker::console_error!("late reply to {} could not be sent: {e}", message.from),
+    }
+}
+
+/// One KV read (the follower's record, which also holds the answers to their latest pushes) and
+/// at most one KV write (the record, when the push changed it or got a reply). A follow or
+/// unfollow is applied to the ledger before answering: if that fails the push is answered 500
+/// and WeChat's retry does it again, so no follow is lost.
+async fn answer(env: &Env, ctx: &Context, config: &Config, inbound: &Inbound) -> Result<Response> {
+    let msg = &inbound.message;
+    let kv = env.kv(KV)?;
+    let record_key = follower::key(&msg.from);
+    let mut record = kv
+        .get(&record_key)
+        .text()
+        .await?
+        .and_then(|s| serde_json::from_str::<FollowerRecord>(&s).ok())
+        .unwrap_or_else(|| FollowerRecord::new(&msg.from));
+    let delivery = inbound.dedupe_key();
+    if let Some(previous) = record.answered(&delivery) {
+        return Response::ok(previous);
+    }
+    let change = record.observe(msg);
+    let rules = store::rules(env).await?;
+    let reply = match rules.route(msg, &config.welcome_text) {
+        Route::Reply(r) => Some(r),
+        Route::Forward { to, fallback } => guarded(env, ctx, config, inbound, to.clone(), fallback).await,
+    };
+    let body = match reply {
+        // Late: `success` now stops WeChat's retries; the reply follows.
+        None => "success".to_owned(),
+        Some(reply) => callback::seal(config, inbound, &reply, now_secs(), &mut WebCrypto).unwrap_or_else(|e| {
+            worker::console_error!("reply refused: {e}");
+            "success".to_owned()
+        }),
+    };
+    let index_change = match &msg.kind {
+        _ if change.followed => {
+            let scene = match &msg.kind {
+                Kind::Event(Event::Subscribe { scene, .. }) => scene.clone(),
+                _ => None,
+            };
+            Some(IndexChange::Follow { openid: msg.from.clone(), at: msg.create_time, scene, page: record.page.clone() })
+        }
+        _ if change.unfollowed => Some(IndexChange::Unfollow { openid: msg.from.clone(), at: msg.create_time }),
+        _ => None,
+    };
+    if let Some(c) = index_change {
+        let applied = crate::ledger::call(env, Method::Post, "/apply", Some(&[c])).await;
+        if !matches!(&applied, Ok(r) if r.status_code() == 200) {
+            worker::console_error!("follower index update for {} failed; answering 500 so WeChat retries", msg.from);
+            return json_error(500, "ledger_unavailable", "the follower index could not be updated; WeChat will retry");
+        }
+    }
+    if change.dirty || body != "success" {
+        record.remember(&delivery, &body);
+        let json = serde_json::to_string(&record).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        // Losing this write loses only the retry answer and the window bookkeeping; the reply
+        // still goes out.
+        let written = async {
+            kv.put(&record_key, json)?.execute().await?;
+            Ok::<(), worker::Error>(())
+        };
+        if let Err(e) = written.await {
+            worker::console_error!("follower record {} not written: {e}", msg.from);
+        }
+    }
+    Response::ok(body)
+}
+
+/// MASSSENDJOBFINISH: the ledger records the outcome (idempotently, so no de-duplication is
+/// needed here); if it cannot, 500 makes WeChat deliver it again.
+async fn job_finished(env: &Env, result: &MassSendResult) -> Result<Response> {
+    let body = serde_json::json!({ "result": result, "now": now_secs() });
+    match crate::ledger::call(env, Method::Post, "/job", Some(&body)).await {
+        Ok(r) if r.status_code() == 200 => Response::ok("success"),
+        _ => {
+            worker::console_error!("mass-send outcome {} not recorded; answering 500 so WeChat retries", result.msg_id);
+            json_error(500, "ledger_unavailable", "the outcome could not be recorded; WeChat will retry")
+        }
     }
 }
 

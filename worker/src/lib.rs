@@ -3,7 +3,9 @@
 
 mod account;
 mod admin;
+mod broadcasts;
 mod callback;
+mod ledger;
 mod platform;
 mod store;
 

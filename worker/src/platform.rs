@@ -88,6 +88,22 @@ impl Kv for Edge<'_> {
         }
         put.execute().await.map_err(|e| e.to_string())
     }
+
+    async fn get_many(&self, keys: &[String]) -> std::result::Result<Vec<Option<String>>, String> {
+        self.kv_get_many(keys).await
+    }
+}
+
+impl Edge<'_> {
+    /// Reads many KV keys at once (a plan reads 256 shards).
+    pub async fn kv_get_many(&self, keys: &[String]) -> std::result::Result<Vec<Option<String>>, String> {
+        let kv = self.env.kv(crate::store::KV).map_err(|e| e.to_string())?;
+        let reads = keys.iter().map(|k| {
+            let kv = &kv;
+            async move { kv.get(k).text().await.map_err(|e| e.to_string()) }
+        });
+        futures_util::future::join_all(reads).await.into_iter().collect()
+    }
 }
 
 impl Clock for Edge<'_> {
@@ -138,6 +154,8 @@ pub fn error_response(e: &wxedge_core::Error) -> Result<Response> {
             .with_status(status))
         }
         Error::Upstream(_) => json_error(502, e.reason(), &e.to_string()),
+        Error::OverQuota(_) => json_error(429, e.reason(), &e.to_string()),
+        Error::WrongAccountKind(_) => json_error(403, e.reason(), &e.to_string()),
         Error::Config { .. } => json_error(500, e.reason(), &e.to_string()),
         _ => json_error(422, e.reason(), &e.to_string()),
     }

@@ -41,3 +41,22 @@ pub async fn put_rules(env: &Env, rules: &Rules) -> Result<()> {
     RULES.with(|c| *c.borrow_mut() = Some((js_sys::Date::now(), rules.clone())));
     Ok(())
 }
+
+/// Counts a customer-service message against the follower's window in their record (a
+/// read-modify-write off the hot path; a lost update only makes the window look more open than
+/// it is, and WeChat still enforces it).
+pub async fn note_cs_sent(env: &Env, openid: &str) {
+    let key = wxedge_core::follower::key(openid);
+    let result = async {
+        let kv = env.kv(KV)?;
+        let Some(raw) = kv.get(&key).text().await? else { return Ok(()) };
+        let Ok(mut record) = serde_json::from_str::<wxedge_core::follower::FollowerRecord>(&raw) else { return Ok(()) };
+        record.record_cs_sent(crate::platform::now_secs());
+        let json = serde_json::to_string(&record).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        kv.put(&key, json)?.execute().await?;
+        Ok::<(), worker::Error>(())
+    };
+    if let Err(e) = result.await {
+        worker::console_warn!("customer-service count for {openid} not recorded: {e}");
+    }
+}

@@ -97,7 +97,7 @@ pub enum Audience {
 
 /// WeChat accepted the job (the outcome arrives later as MASSSENDJOBFINISH), or had already
 /// accepted one with this `clientmsgid` (`duplicate`, 45065) and nothing new was sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MassSent {
     pub msg_id: u64,
     pub msg_data_id: Option<u64>,
@@ -117,7 +117,7 @@ pub fn mass_call(kind: AccountKind, audience: &Audience, message: &MassMessage, 
         Audience::Tag { tag_id } => ("/cgi-bin/message/mass/sendall", json!({ "filter": { "is_to_all": false, "tag_id": tag_id } })),
         Audience::OpenIds { openids } => {
             if kind == AccountKind::Subscription {
-                return Err(Error::Refused("sending to a list of OpenIDs needs a service account (WeChat answers 48001)".into()));
+                return Err(Error::WrongAccountKind("sending to a list of OpenIDs needs a service account (WeChat answers 48001)".into()));
             }
             if !(MIN_SEND_OPENIDS..=MAX_SEND_OPENIDS).contains(&openids.len()) {
                 return Err(Error::Refused(format!(
@@ -196,7 +196,7 @@ mod tests {
         assert_eq!(body["text"]["content"], "hello");
         assert_eq!(body["clientmsgid"], "b-1");
         let ids = Audience::OpenIds { openids: vec!["a".into(), "b".into()] };
-        assert!(matches!(mass_call(AccountKind::Subscription, &ids, &text, None), Err(Error::Refused(_))));
+        assert!(matches!(mass_call(AccountKind::Subscription, &ids, &text, None), Err(Error::WrongAccountKind(_))));
         assert_eq!(mass_call(AccountKind::Service, &ids, &text, None).unwrap().path, "/cgi-bin/message/mass/send");
         let one = Audience::OpenIds { openids: vec!["a".into()] };
         assert!(mass_call(AccountKind::Service, &one, &text, None).is_err());

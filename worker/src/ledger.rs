@@ -1,0 +1,321 @@
+//! The `Ledger` Durable Object: the one place where follower index changes, quota reservations
+//! and broadcast outcomes are applied, one event at a time, so two owners planning at once can
+//! never book the same follower twice. Its storage holds the truth in the layout of
+//! `wxedge_core::ledger`; it mirrors the shards it changes to KV, where dry-run plans read them.
+//!
+//! Follow events arrive in bursts and KV takes one write per second per key, so their shard
+//! writes are collected and flushed by an alarm a second later; reservations are mirrored at once.
+
+use futures_util::future::join_all;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use wasm_bindgen::JsValue;
+use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, State, Storage};
+use wxedge_core::config::AccountKind;
+use wxedge_core::ledger::{self, IndexChange, SendAnswer, SendRequest, Touched};
+use wxedge_core::message::MassSendResult;
+use wxedge_core::platform::Kv;
+
+use crate::platform::{error_response, json_error, Edge};
+
+pub const BINDING: &str = "LEDGER";
+/// Shards waiting for the alarm to copy them to KV.
+const DIRTY_KEY: &str = "dirty";
+const FLUSH_DELAY_MS: i64 = 1000;
+/// The Durable Object storage API takes at most 128 keys per call.
+const DO_BATCH: usize = 128;
+
+/// The core's store over Durable Object storage. Values are JSON strings, the same bytes as in KV.
+struct DoStore<'a>(&'a Storage);
+
+impl Kv for DoStore<'_> {
+    async fn get(&self, key: &str) -> std::result::Result<Option<String>, String> {
+        self.0.get::<String>(key).await.map_err(|e| e.to_string())
+    }
+
+    async fn put(&self, key: &str, value: &str, _ttl: Option<u64>) -> std::result::Result<(), String> {
+        self.0.put(key, value).await.map_err(|e| e.to_string())
+    }
+
+    async fn get_many(&self, keys: &[String]) -> std::result::Result<Vec<Option<String>>, String> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(DO_BATCH) {
+            let map = self.0.get_multiple(chunk.to_vec()).await.map_err(|e| e.to_string())?;
+            out.extend(chunk.iter().map(|k| map.get(&JsValue::from_str(k)).as_string()));
+        }
+        Ok(out)
+    }
+
+    async fn put_many(&self, entries: &[(String, String)]) -> std::result::Result<(), String> {
+        for chunk in entries.chunks(DO_BATCH) {
+            let obj = js_sys::Object::new();
+            for (k, v) in chunk {
+                js_sys::Reflect::set(&obj, &JsValue::from_str(k), &JsValue::from_str(v)).map_err(|e| format!("{e:?}"))?;
+            }
+            self.0.put_multiple_raw(obj).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+#[durable_object]
+pub struct Ledger {
+    state: State,
+    env: Env,
+}
+
+#[derive(Deserialize)]
+struct ReserveBody {
+    kind: String,
+    request: SendRequest,
+    now: u64,
+}
+
+#[derive(Deserialize)]
+struct PlanBody {
+    kind: String,
+    segment: ledger::Segment,
+    now: u64,
+}
+
+#[derive(Deserialize)]
+struct SettleBody {
+    id: String,
+    n: u32,
+    answer: SendAnswer,
+}
+
+#[derive(Deserialize)]
+struct JobBody {
+    result: MassSendResult,
+    now: u64,
+}
+
+#[derive(Deserialize)]
+struct BatchRef {
+    id: String,
+    n: u32,
+}
+
+fn kind_of(s: &str) -> AccountKind {
+    if s == "subscription" { AccountKind::Subscription } else { AccountKind::Service }
+}
+
+impl DurableObject for Ledger {
+    fn new(state: State, env: Env) -> Self {
+        Ledger { state, env }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let storage = self.state.storage();
+        let store = DoStore(&storage);
+        let path = req.path();
+        let answer: wxedge_core::Result<Value> = match (req.method(), path.as_str()) {
+            (Method::Post, "/apply") => {
+                let changes: Vec<IndexChange> = req.json().await?;
+                match ledger::apply(&store, &changes).await {
+                    Ok(touched) => {
+                        self.mark_dirty(&touched).await?;
+                        Ok(json!({ "shards": touched.len() }))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            (Method::Post, "/reserve") => {
+                let b: ReserveBody = req.json().await?;
+                match ledger::reserve(&store, kind_of(&b.kind), &b.request, b.now).await {
+                    Ok((broadcast, touched, fresh)) => {
+                        self.mirror(&touched, true).await;
+                        Ok(json!({ "broadcast": broadcast, "status": broadcast.status(), "fresh": fresh }))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            (Method::Post, "/plan") => {
+                let b: PlanBody = req.json().await?;
+                match (ledger::load_shards(&store).await, ledger::load_day(&store).await) {
+                    (Ok(shards), Ok(day)) => Ok(json!(ledger::plan(kind_of(&b.kind), &b.segment, &shards, day.as_ref(), b.now))),
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                }
+            }
+            (Method::Post, "/recipients") => {
+                let r: BatchRef = req.json().await?;
+                match ledger::load_broadcast(&store, &r.id).await {
+                    Ok(Some(b)) => ledger::batch_recipients(&store, &b, r.n).await.map(|v| json!(v)),
+                    Ok(None) => return json_error(404, "not_found", "no such broadcast"),
+                    Err(e) => Err(e),
+                }
+            }
+            (Method::Post, "/settle") => {
+                let s: SettleBody = req.json().await?;
+                match ledger::settle(&store, &s.id, s.n, &s.answer).await {
+                    Ok((b, touched)) => {
+                        self.mirror(&touched, true).await;
+                        Ok(json!({ "broadcast": b, "status": b.status() }))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            (Method::Post, "/job") => {
+                let j: JobBody = req.json().await?;
+                match ledger::job_finished(&store, &j.result, j.now).await {
+                    Ok((b, touched)) => {
+                        self.mirror(&touched, false).await;
+                        Ok(json!({ "broadcast": b.map(|b| b.id) }))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            (Method::Get, "/history") => self.history(&store).await,
+            (Method::Get, p) if p.starts_with("/broadcast/") => match ledger::load_broadcast(&store, &p["/broadcast/".len()..]).await {
+                Ok(Some(b)) => Ok(with_status(&b)),
+                Ok(None) => return json_error(404, "not_found", "no such broadcast"),
+                Err(e) => Err(e),
+            },
+            (Method::Post, "/quota") => {
+                let q: Value = req.json().await?;
+                let now = q.get("now").and_then(Value::as_u64).unwrap_or(0);
+                let kind = kind_of(q.get("kind").and_then(Value::as_str).unwrap_or(""));
+                match (ledger::load_shards(&store).await, ledger::load_day(&store).await) {
+                    (Ok(shards), Ok(day)) => Ok(json!(ledger::quota_view(kind, &shards, day.as_ref(), now))),
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                }
+            }
+            (Method::Post, "/stats") => {
+                let days: Vec<u32> = req.json().await?;
+                let keys: Vec<String> = days.iter().map(|d| ledger::stats_key(*d)).collect();
+                match store.get_many(&keys).await {
+                    Ok(raw) => {
+                        let out: serde_json::Map<String, Value> = days
+                            .iter()
+                            .zip(raw)
+                            .map(|(d, r)| (d.to_string(), r.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_else(|| json!({}))))
+                            .collect();
+                        Ok(Value::Object(out))
+                    }
+                    Err(e) => Err(wxedge_core::Error::Upstream(e)),
+                }
+            }
+            (Method::Get, "/import") => Ok(storage.get::<Value>("import").await?.unwrap_or_else(|| json!({ "next_openid": "", "done": false, "imported": 0 }))),
+            (Method::Put, "/import") => {
+                let v: Value = req.json().await?;
+                storage.put("import", &v).await?;
+                Ok(v)
+            }
+            _ => return json_error(404, "not_found", "no such ledger route"),
+        };
+        match answer {
+            Ok(v) => Response::from_json(&v),
+            Err(e) => error_response(&e),
+        }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let storage = self.state.storage();
+        let dirty: Vec<u32> = storage.get(DIRTY_KEY).await?.unwrap_or_default();
+        storage.put(DIRTY_KEY, Vec::<u32>::new()).await?;
+        self.mirror(&dirty.into_iter().collect(), false).await;
+        Response::ok("flushed")
+    }
+}
+
+fn with_status(b: &ledger::Broadcast) -> Value {
+    let mut v = json!(b);
+    v["status"] = json!(b.status());
+    v
+}
+
+impl Ledger {
+    async fn history(&self, store: &DoStore<'_>) -> wxedge_core::Result<Value> {
+        let ids: Vec<String> = match store.get(ledger::HISTORY_KEY).await.map_err(wxedge_core::Error::Upstream)? {
+            Some(h) => serde_json::from_str(&h).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let keys: Vec<String> = ids.iter().map(|i| format!("b:{i}")).collect();
+        let raw = store.get_many(&keys).await.map_err(wxedge_core::Error::Upstream)?;
+        let list: Vec<Value> = raw
+            .into_iter()
+            .flatten()
+            .filter_map(|s| serde_json::from_str::<ledger::Broadcast>(&s).ok())
+            .map(|b| with_status(&b))
+            .collect();
+        Ok(json!({ "broadcasts": list }))
+    }
+
+    async fn mark_dirty(&self, touched: &Touched) -> Result<()> {
+        if touched.is_empty() {
+            return Ok(());
+        }
+        let storage = self.state.storage();
+        let mut dirty: Vec<u32> = storage.get(DIRTY_KEY).await?.unwrap_or_default();
+        dirty.extend(touched.iter().copied());
+        dirty.sort_unstable();
+        dirty.dedup();
+        storage.put(DIRTY_KEY, &dirty).await?;
+        if storage.get_alarm().await?.is_none() {
+            storage.set_alarm(FLUSH_DELAY_MS).await?;
+        }
+        Ok(())
+    }
+
+    /// Copies shards (and the day ledger) from this object's storage to KV. A failed copy is
+    /// retried by the next alarm; the object's storage stays the truth either way.
+    async fn mirror(&self, touched: &Touched, with_day: bool) {
+        let storage = self.state.storage();
+        let store = DoStore(&storage);
+        let mut keys: Vec<String> = touched.iter().map(|n| ledger::shard_key(*n)).collect();
+        if with_day {
+            keys.push(ledger::DAY_KEY.to_owned());
+        }
+        let values = match store.get_many(&keys).await {
+            Ok(v) => v,
+            Err(e) => {
+                worker::console_error!("ledger mirror read failed: {e}");
+                return;
+            }
+        };
+        let edge = Edge { env: &self.env };
+        let writes = keys.iter().zip(values).filter_map(|(k, v)| v.map(|v| (k.clone(), v))).map(|(k, v)| {
+            let edge = &edge;
+            async move { (k.clone(), edge.put(&k, &v, None).await) }
+        });
+        let failed: Vec<u32> = join_all(writes)
+            .await
+            .into_iter()
+            .filter_map(|(k, r)| r.err().map(|e| (k, e)))
+            .filter_map(|(k, e)| {
+                worker::console_error!("ledger mirror of {k} failed, retrying later: {e}");
+                k.strip_prefix("fs:").and_then(|n| n.parse().ok())
+            })
+            .collect();
+        if !failed.is_empty() {
+            let _ = self.mark_dirty(&failed.into_iter().collect()).await;
+        }
+    }
+}
+
+/// Calls the ledger object from the worker. Errors the object answered come back as its
+/// response (status and JSON), ready to pass on.
+pub async fn call<T: Serialize>(env: &Env, method: Method, path: &str, body: Option<&T>) -> Result<Response> {
+    let namespace = env.durable_object(BINDING)?;
+    let stub = namespace.id_from_name("account")?.get_stub()?;
+    let mut init = RequestInit::new();
+    init.with_method(method);
+    if let Some(b) = body {
+        let headers = worker::Headers::new();
+        headers.set("content-type", "application/json")?;
+        init.with_headers(headers).with_body(Some(serde_json::to_string(b).map_err(|e| worker::Error::RustError(e.to_string()))?.into()));
+    }
+    stub.fetch_with_request(Request::new_with_init(&format!("https://ledger{path}"), &init)?).await
+}
+
+/// Like `call`, for answers the worker reads: `Ok(Ok(value))` on 200, `Ok(Err(response))` to
+/// pass an error answer on.
+pub async fn call_json<T: Serialize>(env: &Env, method: Method, path: &str, body: Option<&T>) -> Result<std::result::Result<Value, Response>> {
+    let mut r = call(env, method, path, body).await?;
+    if r.status_code() == 200 {
+        Ok(Ok(r.json().await?))
+    } else {
+        Ok(Err(r))
+    }
+}
