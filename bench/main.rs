@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 use wxedge_core::callback::{open, seal, Query};
-use wxedge_core::config::Config;
+use wxedge_core::config::{AccountKind, Config};
 use wxedge_core::crypto::AesKey;
 use wxedge_core::rules::Rules;
 use wxedge_core::signature::sign;
@@ -93,6 +93,53 @@ fn run(inputs: &Value, seconds: f64) -> Value {
     Value::Object(out)
 }
 
+/// Runs a future whose every await is immediately ready (the in-memory store's are).
+fn ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("the in-memory store never waits"),
+    }
+}
+
+/// The ledger at `followers` followers: the bytes a plan reads (all 256 shards), the time to
+/// parse them and plan a broadcast to everyone, and the time to reserve one (parse, count,
+/// write back). Native times; wasm in workerd is slower by a small factor.
+fn ledger(followers: usize) -> Value {
+    use wxedge_core::api::messages::MassMessage;
+    use wxedge_core::ledger::{self, IndexChange, Segment, SendRequest};
+    use wxedge_core::platform::{Kv, MemoryKv};
+    let store = MemoryKv::default();
+    let now = 1_795_000_000;
+    let openids: Vec<String> = (0..followers).map(|i| format!("oSIM{:024x}", (i as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15))).collect();
+    for chunk in openids.chunks(50_000) {
+        ready(ledger::apply(&store, &[IndexChange::Import { openids: chunk.to_vec(), at: now }])).expect("import");
+    }
+    let keys = ledger::all_shard_keys();
+    let raw = ready(store.get_many(&keys)).expect("shards");
+    let sizes: Vec<usize> = raw.iter().map(|r| r.as_ref().map_or(0, String::len)).collect();
+    let start = Instant::now();
+    let shards = ready(ledger::load_shards(&store)).expect("load");
+    let plan = ledger::plan(AccountKind::Service, &Segment::All, &shards, None, now);
+    let plan_ms = start.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(plan.eligible, followers);
+    let request = SendRequest { id: Some("bench".into()), segment: Segment::All, message: MassMessage::Text { content: "x".into() } };
+    let start = Instant::now();
+    ready(ledger::reserve(&store, AccountKind::Service, &request, now)).expect("reserve");
+    let reserve_ms = start.elapsed().as_secs_f64() * 1e3;
+    let after: usize = ready(store.get_many(&keys)).expect("shards").iter().map(|r| r.as_ref().map_or(0, String::len)).sum();
+    json!({
+        "followers": followers,
+        "kv_reads_per_plan": keys.len() + 1,
+        "shard_bytes_total": sizes.iter().sum::<usize>(),
+        "shard_bytes_max": sizes.iter().max(),
+        "shard_bytes_total_after_a_send": after,
+        "plan_ms": plan_ms,
+        "reserve_ms": reserve_ms,
+    })
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -103,8 +150,12 @@ fn main() {
             let inputs: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("read inputs")).expect("inputs JSON");
             println!("{}", run(&inputs, seconds));
         }
+        Some("ledger") => {
+            let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+            println!("{}", ledger(n));
+        }
         _ => {
-            eprintln!("usage: wxedge-bench inputs | run INPUTS.json [SECONDS]");
+            eprintln!("usage: wxedge-bench inputs | run INPUTS.json [SECONDS] | ledger FOLLOWERS");
             std::process::exit(2);
         }
     }

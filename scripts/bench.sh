@@ -18,6 +18,9 @@ say "per message: verify, (decrypt,) parse, route, reply, (encrypt, sign) — ${
 ours=$(target/release/wxedge-bench run "$inputs" "$seconds")
 wechatpy=$("$PY_VENV/bin/python" bench/wechatpy_bench.py "$inputs" "$seconds")
 cowechat=$(node bench/co_wechat_bench.mjs "$inputs" "$seconds")
+say "the ledger: plan and reserve a broadcast to everyone, at 100,000 and 1,000,000 followers"
+ledger100k=$(target/release/wxedge-bench ledger 100000)
+ledger1m=$(target/release/wxedge-bench ledger 1000000)
 say "callbacks through workerd (wrangler dev, local KV), sequential"
 workerd=$(node bench/workerd_bench.mjs 1000)
 
@@ -27,6 +30,7 @@ cat > target/bench/results.json <<JSON
   "date": "$(date -u +%FT%TZ)",
   "per_message_ns": {"wxedge": $ours, "wechatpy": $wechatpy, "co-wechat": $cowechat},
   "workerd_callback": $workerd,
+  "ledger": [$ledger100k, $ledger1m],
   "sizes_bytes": {
     "worker_wasm": $(size worker/build/index_bg.wasm), "worker_js": $(size worker/build/index.js),
     "widget_wasm": $(size dist/widget/widget_bg.wasm), "widget_js": $(size dist/widget/widget.js)
@@ -44,6 +48,7 @@ const rows = Object.keys(p.wxedge).sort().map((k) => ({
 console.table(rows);
 const w = r.workerd_callback;
 console.log(`workerd: ${w.requests} follow callbacks, mean ${w.mean_ms.toFixed(2)} ms, p50 ${w.p50_ms.toFixed(2)} ms, p99 ${w.p99_ms.toFixed(2)} ms per request (HTTP + KV read + KV write included; Workers free-plan CPU limit: 10 ms)`);
+for (const l of r.ledger) console.log(`ledger, ${l.followers} followers: a plan reads ${l.kv_reads_per_plan} keys, ${(l.shard_bytes_total / 1e6).toFixed(1)} MB (largest shard ${(l.shard_bytes_max / 1e3).toFixed(0)} KB); parse + plan ${l.plan_ms.toFixed(0)} ms, reserve ${l.reserve_ms.toFixed(0)} ms (native)`);
 for (const [k, v] of Object.entries(r.sizes_bytes)) console.log(`${k.padEnd(12)} ${String(v.raw).padStart(8)} B raw ${String(v.gzip).padStart(8)} B gzip`);
 console.log("written: target/bench/results.json");
 '

@@ -36,6 +36,9 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
                 return json_error(413, "body_too_large", "a rules document is at most 256 KiB");
             }
             let text = String::from_utf8_lossy(&body);
+            if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+                return json_error(400, "invalid", &format!("request JSON: {e}"));
+            }
             match Rules::from_json(&text) {
                 Ok(rules) => {
                     store::put_rules(env, &rules).await?;

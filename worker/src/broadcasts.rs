@@ -164,9 +164,15 @@ async fn follower_view(env: &Env, openid: &str, now: u64) -> Result<Response> {
 /// One step of the import of followers who followed before wxedge: one `user/get` page (10,000)
 /// per call, resumable from the cursor the ledger keeps; then one sweep of the tags.
 async fn import_step(req: &mut Request, env: &Env, config: &Config, now: u64) -> Result<Response> {
-    let restart = match body::<Value>(req).await? {
-        Ok(v) => v.get("restart").and_then(Value::as_bool).unwrap_or(false),
-        Err(_) => false,
+    // The body is optional; when there is one it must be JSON.
+    let text = req.text().await?;
+    let restart = if text.trim().is_empty() {
+        false
+    } else {
+        match serde_json::from_str::<Value>(&text) {
+            Ok(v) => v.get("restart").and_then(Value::as_bool).unwrap_or(false),
+            Err(e) => return json_error(400, "invalid", &format!("request JSON: {e}")),
+        }
     };
     let mut cursor = match ledger_object::call_json::<()>(env, Method::Get, "/import", None).await? {
         Ok(v) => v,

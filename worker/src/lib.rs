@@ -21,6 +21,8 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
             Err(e) => config_error(&e),
         },
         (Method::Get, "/api/health") => health(&env),
+        // The OpenAPI document is a static asset; served here too so it sits beside the API.
+        (Method::Get, "/api/openapi.json") => return env.assets("ASSETS")?.fetch("https://assets.local/openapi.json", None).await,
         (_, p) if p.starts_with("/api/admin/") => match load_config(&env) {
             Ok(config) => admin::handle(req, &env, &config, &path).await,
             Err(e) => config_error(&e),
