@@ -111,6 +111,18 @@ async fn ask_backend(env: &Env, to: &Forward, plain: &str, message: &Message, fa
 
 async fn send_late(env: &Env, credentials: &Credentials, message: &Message, reply: &Reply) {
     let Some(body) = custom_message(&message.from, reply) else { return };
+    // The follower's own record says whether WeChat would take it; a closed window is reported
+    // here instead of spending an API call on a certain 45015.
+    let record = match env.kv(KV) {
+        Ok(kv) => kv.get(&follower::key(&message.from)).text().await.ok().flatten(),
+        Err(_) => None,
+    };
+    if let Some(r) = record.and_then(|s| serde_json::from_str::<FollowerRecord>(&s).ok()) {
+        if !r.cs_window(now_secs()).open {
+            worker::console_error!("late reply to {} dropped: the customer-service window is closed", message.from);
+            return;
+        }
+    }
     let edge = Edge { env };
     let sent = client(&edge, credentials, LATE_SEND_BUDGET_MS).send_custom(&body).await;
     match sent {
