@@ -15,8 +15,6 @@ mkdir -p .wrangler
 # Settings: .dev.vars, overridden by any setting exported in this shell. Checked before
 # anything starts so a mistake is one line naming the setting.
 "$SIM" check-config --env-file .dev.vars --print-env .wrangler/dev.env
-appid=$(sed -n 's/^WECHAT_APPID="\(.*\)"$/\1/p' .wrangler/dev.env)
-secret=$(sed -n 's/^WECHAT_APPSECRET="\(.*\)"$/\1/p' .wrangler/dev.env)
 
 pids=()
 cleanup() {
@@ -28,7 +26,7 @@ trap cleanup INT TERM EXIT
 
 # The simulator signs (and in safe mode encrypts) its callbacks with the same settings and
 # delivers them to the worker, like WeChat; FOLLOWERS seeds its population.
-"$SIM" serve --port "$SIM_PORT" --appid "$appid" --secret "$secret" --env-file .wrangler/dev.env \
+"$SIM" serve --port "$SIM_PORT" --env-file .wrangler/dev.env \
   --callback-url "http://127.0.0.1:$PORT/wechat" --followers "${FOLLOWERS:-200}" &
 pids+=($!)
 node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$PORT" --show-interactive-dev-session=false \

@@ -136,7 +136,11 @@ fn read_env_file(path: &str) -> Result<HashMap<String, String>, String> {
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
         let (k, v) = line.split_once('=').ok_or_else(|| format!("{path}: line {line:?} is not KEY=VALUE"))?;
         let v = v.trim();
-        let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+            .unwrap_or(v);
         out.insert(k.trim().to_owned(), v.to_owned());
     }
     Ok(out)
@@ -165,7 +169,10 @@ fn check_config(args: &[String]) -> Result<(), String> {
         for s in wxedge_core::config::SETTINGS {
             if let Some(v) = vars.get(s.name) {
                 // Quoted so values with spaces or '#' survive dotenv parsing.
-                text.push_str(&format!("{}=\"{}\"\n", s.name, v.replace('\\', "\\\\").replace('"', "\\\"")));
+                // dotenv keeps single-quoted values literally; double quotes only when the value
+                // has a single quote (and then has no escapes to lose).
+                let quoted = if v.contains('\'') { format!("\"{v}\"") } else { format!("'{v}'") };
+                text.push_str(&format!("{}={quoted}\n", s.name));
             }
         }
         std::fs::write(out, text).map_err(|e| format!("{out}: {e}"))?;
