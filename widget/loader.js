@@ -1,17 +1,35 @@
-// The embed loader: one async <script src=".../widget.js" data-url=...>.
-// It must find its own .wasm next to itself, so it captures its URL while it first runs
-// (document.currentScript is null later, inside callbacks).
-import init, { mount } from "wasm-glue";
+// The embed loader: one async <script src=".../widget.js" data-account=... data-prompt=...>.
+// - finds its own .wasm next to itself while it first runs (document.currentScript is null in
+//   callbacks later);
+// - takes settings from the script's data-* attributes and the window.wxedge queue, which a page
+//   may fill before this script has loaded: window.wxedge = window.wxedge || [];
+//   wxedge.push(["prompt", "inline", "#follow"]);
+// - runs once even if the snippet is pasted twice;
+// - when the page's CSP blocks WebAssembly, shows a plain QR image from the worker instead.
+import init, { boot, command, mount } from "wasm-glue";
 
 (function () {
-  if (window.__wxedgeLoaded) return; // the snippet pasted twice must not mount twice
-  window.__wxedgeLoaded = true;
+  var w = window;
+  if (w.__wxedgeLoaded) return;
+  w.__wxedgeLoaded = true;
   var self = document.currentScript || document.querySelector('script[src*="widget.js"]');
-  var base = self && self.src ? self.src : location.href;
-  var wasmUrl = new URL("widget_bg.wasm", base).href;
-  var ready = init({ module_or_path: wasmUrl });
+  var src = self && self.src ? self.src : location.href;
+  var ds = (self && self.dataset) || {};
+  var settings = {
+    api: (ds.api || new URL(src).origin).replace(/\/$/, ""),
+    account: ds.account, mode: ds.mode, qrUrl: ds.qrUrl, lang: ds.lang, theme: ds.theme,
+    scene: ds.scene, page: ds.page, menu: ds.menu, target: ds.target,
+    prompt: ds.prompt === undefined ? "floating" : ds.prompt,
+  };
+  var queued = Array.isArray(w.wxedge) ? w.wxedge.slice() : [];
+  var pending = [];
+  w.wxedge = { push: function (args) { pending.push(args); } };
 
-  function mountAll() {
+  function run(args) {
+    try { command(args); } catch (e) { console.error("wxedge:", e); }
+  }
+
+  function mountStaticCards() {
     var hosts = document.querySelectorAll("[data-wxedge-qr]");
     for (var i = 0; i < hosts.length; i++) {
       var el = hosts[i];
@@ -25,10 +43,52 @@ import init, { mount } from "wasm-glue";
     }
   }
 
-  ready.then(function () {
-    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", mountAll);
-    else mountAll();
+  function start() {
+    // Settings queued as ["config", {...}] apply before the prompts are drawn.
+    queued.forEach(function (a) { if (a && a[0] === "config") Object.assign(settings, a[1]); });
+    try { boot(settings); } catch (e) { console.error("wxedge:", e); }
+    queued.forEach(function (a) { if (a && a[0] !== "config") run(a); });
+    pending.forEach(run);
+    w.wxedge = { push: run };
+    mountStaticCards();
+    document.documentElement.setAttribute("data-wxedge", "ready");
+  }
+
+  // Without WebAssembly: the worker draws the code as an image; no dialog, no live status.
+  function fallback(error) {
+    console.warn("wxedge: this page's Content-Security-Policy blocks WebAssembly (add 'wasm-unsafe-eval' to script-src); showing a plain QR image instead. " + error);
+    var qs = "page=" + encodeURIComponent(settings.page || location.pathname) + "&scene=" + encodeURIComponent(settings.scene || "");
+    var target = settings.target && document.querySelector(settings.target);
+    var host = target || document.body.appendChild(document.createElement("div"));
+    var root = host.shadowRoot || host.attachShadow({ mode: "open" });
+    var sheet = new CSSStyleSheet();
+    sheet.replaceSync(":host{all:initial;font:14px/1.4 system-ui,sans-serif;color:#191919}" +
+      ".box{background:#fff;border:1px solid #e5e5e5;border-radius:12px;padding:12px;text-align:center;width:180px}" +
+      (target ? "" : ".box{position:fixed;right:20px;bottom:20px;z-index:2147483000;box-shadow:0 8px 32px #0003}") +
+      "img{width:150px;height:150px;display:block;margin:6px auto}");
+    root.adoptedStyleSheets = [sheet];
+    var box = document.createElement("div");
+    box.className = "box";
+    box.setAttribute("role", "region");
+    var title = (settings.account ? "Follow " + settings.account : "Follow us") + " on WeChat";
+    box.setAttribute("aria-label", title);
+    var p = document.createElement("div");
+    p.textContent = title;
+    var img = document.createElement("img");
+    img.alt = title;
+    img.src = settings.api + "/api/qr.svg?" + qs;
+    box.appendChild(p);
+    box.appendChild(img);
+    root.appendChild(box);
+    document.documentElement.setAttribute("data-wxedge", "fallback");
+  }
+
+  init({ module_or_path: new URL("widget_bg.wasm", src).href }).then(function () {
+    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+    else start();
   }, function (e) {
-    console.error("wxedge: the widget could not start (is 'wasm-unsafe-eval' allowed by the page's CSP?):", e);
+    var go = function () { fallback(e); };
+    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", go);
+    else go();
   });
 })();

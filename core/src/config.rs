@@ -62,6 +62,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "ALLOWED_ORIGINS", required: false, default: "", about: "Comma-separated origins (https://example.com) whose pages may call the widget API; empty allows only the worker's own origin." },
     Setting { name: "WELCOME_TEXT", required: false, default: DEFAULT_WELCOME, about: "Default reply to a new follower." },
     Setting { name: "MAX_BODY_BYTES", required: false, default: "65536", about: "Callback bodies larger than this are refused before parsing." },
+    Setting { name: "FOLLOW_QR_URL", required: false, default: "", about: "The account's ordinary follow QR code URL (http://weixin.qq.com/r/…), shown by the widget when the account cannot create QR codes (48001) or the page asks for static mode." },
     Setting { name: "DEV_CLOCK", required: false, default: "false", about: "true lets admin requests set the clock with an `X-Wxedge-Now: <unix seconds>` header (tests and demos of China-day and month boundaries). Never in production." },
     Setting { name: "REPLY_BUDGET_MS", required: false, default: "4000", about: "How long a callback may work on its reply (500 to 4500 ms; WeChat waits 5 s). Past it the callback answers `success` and the reply follows as a customer-service message." },
 ];
@@ -85,6 +86,7 @@ pub struct Config {
     pub reply_budget_ms: u64,
     /// Admin requests may carry their own clock (tests only).
     pub dev_clock: bool,
+    pub follow_qr_url: Option<String>,
 }
 
 fn bad(setting: &'static str, problem: impl Into<String>) -> Error {
@@ -180,7 +182,14 @@ impl Config {
             Some("true") => true,
             Some(other) => return Err(bad("DEV_CLOCK", format!("{other:?} is not true or false"))),
         };
+        let follow_qr_url = opt("FOLLOW_QR_URL");
+        if let Some(u) = &follow_qr_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) || u.contains(char::is_whitespace) {
+                return Err(bad("FOLLOW_QR_URL", format!("{u:?} is not an http(s) URL")));
+            }
+        }
         Ok(Config {
+            follow_qr_url,
             dev_clock,
             reply_budget_ms,
             appid,

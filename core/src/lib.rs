@@ -14,9 +14,11 @@ pub mod forward;
 pub mod ledger;
 pub mod message;
 pub mod platform;
+pub mod qrsvg;
 pub mod reply;
 pub mod rules;
 pub mod signature;
+pub mod visits;
 pub mod xml;
 
 pub use error::{Error, Result};

@@ -63,10 +63,21 @@ pub fn run(port: u16, shared: Arc<Shared>) -> Result<(), String> {
 fn respond(req: Request, answer: &Answer) {
     let body = serde_json::to_string(answer).unwrap_or_else(|_| "{}".into());
     let header = Header::from_bytes("Content-Type", "application/json; charset=utf-8").expect("static header");
-    let _ = req.respond(Response::from_string(body).with_header(header));
+    // The demo site's "scan as a follower" button calls the simulator from the page.
+    let cors = Header::from_bytes("Access-Control-Allow-Origin", "*").expect("static header");
+    let _ = req.respond(Response::from_string(body).with_header(header).with_header(cors));
 }
 
 fn handle(shared: &Arc<Shared>, mut req: Request) {
+    if req.method() == &tiny_http::Method::Options {
+        let headers = [("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Methods", "GET, POST, DELETE"), ("Access-Control-Allow-Headers", "content-type")];
+        let mut r = Response::empty(204);
+        for (k, v) in headers {
+            r.add_header(Header::from_bytes(k, v).expect("static header"));
+        }
+        let _ = req.respond(r);
+        return;
+    }
     let url = req.url().to_owned();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let method = req.method().as_str().to_ascii_uppercase();

@@ -36,11 +36,23 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
         (Method::Put, ["menu"]) => match body::<Menu>(req).await? {
             Ok(menu) => match menu.problems() {
                 p if !p.is_empty() => return invalid_menu(&p).map(Some),
-                _ => api.create_menu(&menu).await.map(|()| json!({ "ok": true, "menu": menu })),
+                _ => match api.create_menu(&menu).await {
+                    Ok(()) => {
+                        forget_public_menu(env).await;
+                        Ok(json!({ "ok": true, "menu": menu }))
+                    }
+                    Err(e) => Err(e),
+                },
             },
             Err(r) => return Ok(Some(r)),
         },
-        (Method::Delete, ["menu"]) => api.delete_menu().await.map(|()| json!({ "ok": true })),
+        (Method::Delete, ["menu"]) => match api.delete_menu().await {
+            Ok(()) => {
+                forget_public_menu(env).await;
+                Ok(json!({ "ok": true }))
+            }
+            Err(e) => Err(e),
+        },
         // For the console's editor: WeChat's rules without calling WeChat.
         (Method::Post, ["menu", "validate"]) => match body::<Menu>(req).await? {
             Ok(menu) => Ok(json!({ "ok": menu.problems().is_empty(), "problems": menu.problems() })),
@@ -129,6 +141,15 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
             error_response(&e)?
         }
     }))
+}
+
+/// The widget's menu preview reads a cached copy; a published menu must show at once.
+async fn forget_public_menu(env: &Env) {
+    if let Ok(kv) = env.kv(crate::store::KV) {
+        if let Err(e) = kv.delete(crate::widget_api::MENU_CACHE_KEY).await {
+            worker::console_warn!("menu preview cache not cleared: {e}");
+        }
+    }
 }
 
 /// Admin bodies are small JSON documents.

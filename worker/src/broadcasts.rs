@@ -75,6 +75,11 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
             let list: Vec<u32> = (0..days).rev().map(|d| china::day(now.saturating_sub(d * 86_400))).collect();
             ledger_object::call(env, Method::Post, "/stats", Some(&list)).await?
         }
+        (Method::Get, ["funnel"]) => {
+            let days = query_u64(req, "days").unwrap_or(30).clamp(1, 366);
+            let list: Vec<u32> = (0..days).rev().map(|d| china::day(now.saturating_sub(d * 86_400))).collect();
+            crate::visits::call(env, Method::Post, "/funnel", Some(&json!(list))).await?
+        }
         (Method::Get, ["followers", openid]) => follower_view(env, openid, now).await?,
         (Method::Post, ["followers", "import"]) => import_step(req, env, config, now).await?,
         _ => return Ok(None),

@@ -139,20 +139,28 @@ async fn send_late(env: &Env, credentials: &Credentials, message: &Message, repl
 /// unfollow is applied to the ledger before answering: if that fails the push is answered 500
 /// and WeChat's retry does it again, so no follow is lost.
 async fn answer(env: &Env, ctx: &Context, config: &Config, inbound: &Inbound) -> Result<Response> {
-    let msg = &inbound.message;
     let kv = env.kv(KV)?;
-    let record_key = follower::key(&msg.from);
+    let from = &inbound.message.from;
+    let record_key = follower::key(from);
     let mut record = kv
         .get(&record_key)
         .text()
         .await?
         .and_then(|s| serde_json::from_str::<FollowerRecord>(&s).ok())
-        .unwrap_or_else(|| FollowerRecord::new(&msg.from));
+        .unwrap_or_else(|| FollowerRecord::new(from));
     let delivery = inbound.dedupe_key();
     if let Some(previous) = record.answered(&delivery) {
         return Response::ok(previous);
     }
+    // A scan of one of the widget's codes: the visit it was lent to names the page and the
+    // owner's scene label, which the rules and statistics use instead of the pool's `w17`.
+    let mut message = inbound.message.clone();
+    let widget_page = widget_visit(env, &mut message).await;
+    let msg = &message;
     let change = record.observe(msg);
+    if widget_page.is_some() {
+        record.page = widget_page;
+    }
     let rules = store::rules(env).await?;
     let reply = match rules.route(msg, &config.welcome_text) {
         Route::Reply(r) => Some(r),
@@ -198,6 +206,39 @@ async fn answer(env: &Env, ctx: &Context, config: &Config, inbound: &Inbound) ->
         }
     }
     Response::ok(body)
+}
+
+/// Resolves a widget scene (`w<index>`) through the visits object: marks the visit scanned or
+/// followed (the visitor's page sees it on its next poll) and puts the owner's scene label in
+/// the message. Returns the page. A failure only loses the attribution, never the push.
+async fn widget_visit(env: &Env, message: &mut Message) -> Option<String> {
+    let (scene, follow) = match &mut message.kind {
+        Kind::Event(Event::Subscribe { scene: Some(scene), .. }) => (scene, true),
+        Kind::Event(Event::Scan { scene, .. }) => (scene, false),
+        _ => return None,
+    };
+    let idx = wxedge_core::visits::parse_scene(scene)?;
+    let body = serde_json::json!({ "idx": idx, "follow": follow, "now": now_secs() });
+    let answer = async {
+        let mut r = crate::visits::call(env, Method::Post, "/scan", Some(&body)).await?;
+        if r.status_code() != 200 {
+            return Ok(None);
+        }
+        r.json::<serde_json::Value>().await.map(Some)
+    };
+    match answer.await {
+        Ok(Some(v)) => {
+            if let Some(label) = v.get("scene").and_then(|s| s.as_str()).filter(|l| !l.is_empty()) {
+                *scene = label.to_owned();
+            }
+            v.get("page").and_then(|p| p.as_str()).map(str::to_owned)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            worker::console_error!("widget scene {idx} not resolved: {e}");
+            None
+        }
+    }
 }
 
 /// MASSSENDJOBFINISH: the ledger records the outcome (idempotently, so no de-duplication is

@@ -8,6 +8,8 @@ mod callback;
 mod ledger;
 mod platform;
 mod store;
+mod visits;
+mod widget_api;
 
 use platform::{json_error, load_config};
 use worker::{event, Context, Env, Method, Request, Response, Result};
@@ -25,6 +27,10 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         (Method::Get, "/api/openapi.json") => return env.assets("ASSETS")?.fetch("https://assets.local/openapi.json", None).await,
         (_, p) if p.starts_with("/api/admin/") => match load_config(&env) {
             Ok(config) => admin::handle(req, &env, &config, &path).await,
+            Err(e) => config_error(&e),
+        },
+        (_, p) if widget_api::is_widget_route(p) => match load_config(&env) {
+            Ok(config) => widget_api::handle(req, &env, &config, &path).await,
             Err(e) => config_error(&e),
         },
         (_, p) if p.starts_with("/api/") => json_error(404, "not_found", "no such API route"),

@@ -1,0 +1,63 @@
+//! QR codes as SVG, for the widget (drawn in the visitor's browser) and for the worker's image
+//! fallback on pages whose CSP blocks WebAssembly. One function, so both draw the same code.
+
+use qrcodegen::{QrCode, QrCodeEcc};
+
+/// An SVG of `text` as a QR code (medium error correction, 4-module quiet zone, one path).
+/// `None` when the text is too long for a QR code.
+pub fn qr_svg(text: &str) -> Option<String> {
+    let qr = QrCode::encode_text(text, QrCodeEcc::Medium).ok()?;
+    let border = 4;
+    let size = qr.size() + border * 2;
+    let mut path = String::with_capacity((qr.size() * qr.size()) as usize * 4);
+    for y in 0..qr.size() {
+        let mut x = 0;
+        while x < qr.size() {
+            if !qr.get_module(x, y) {
+                x += 1;
+                continue;
+            }
+            // Runs of dark modules become one rectangle: about a third of the path length.
+            let start = x;
+            while x < qr.size() && qr.get_module(x, y) {
+                x += 1;
+            }
+            path.push_str(&format!("M{},{}h{}v1h-{}z", start + border, y + border, x - start, x - start));
+        }
+    }
+    Some(format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {size} {size}\" shape-rendering=\"crispEdges\" role=\"img\"><rect width=\"100%\" height=\"100%\" fill=\"#fff\"/><path d=\"{path}\" fill=\"#000\"/></svg>"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes the path back into modules: every dark module and nothing else is covered.
+    #[test]
+    fn path_covers_exactly_the_dark_modules() {
+        let url = "http://weixin.qq.com/q/02abcDEF";
+        let svg = qr_svg(url).unwrap();
+        let qr = QrCode::encode_text(url, QrCodeEcc::Medium).unwrap();
+        let side = qr.size() + 8;
+        assert!(svg.contains(&format!("viewBox=\"0 0 {side} {side}\"")), "{svg}");
+        let d = svg.split("d=\"").nth(1).unwrap().split('"').next().unwrap();
+        let mut dark = std::collections::HashSet::new();
+        for run in d.split('M').filter(|r| !r.is_empty()) {
+            let (xy, rest) = run.split_once('h').unwrap();
+            let (x, y) = xy.split_once(',').unwrap();
+            let (x, y): (i32, i32) = (x.parse().unwrap(), y.parse().unwrap());
+            let w: i32 = rest.split('v').next().unwrap().parse().unwrap();
+            for i in 0..w {
+                assert!(dark.insert((x + i - 4, y - 4)), "overlap at {x},{y}");
+            }
+        }
+        for y in 0..qr.size() {
+            for x in 0..qr.size() {
+                assert_eq!(dark.contains(&(x, y)), qr.get_module(x, y), "module {x},{y}");
+            }
+        }
+        assert!(qr_svg(&"x".repeat(5000)).is_none());
+    }
+}

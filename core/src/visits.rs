@@ -1,0 +1,283 @@
+//! The widget's parametric QR codes: a pool of temporary codes, each lent to one visit at a time,
+//! so every visitor gets a code whose scan the worker can attribute to their page — without
+//! creating a WeChat QR code (an API call with a daily quota) per page view.
+//!
+//! A code's scene is `w<index>`. A visit leases a code for `LEASE_SECS`; afterwards the code
+//! goes back to the pool, but keeps pointing at its last visit until it is lent again, so a late
+//! scan is still attributed. Codes live 30 days; one about to expire is not lent.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+pub const SCENE_PREFIX: &str = "w";
+pub const LEASE_SECS: u64 = 600;
+pub const CODE_LIFETIME_SECS: u32 = 2_592_000;
+/// A code is lent only if it outlives the lease by this much.
+pub const CODE_MARGIN_SECS: u64 = 3600;
+/// The most codes the pool holds: the most visitors the widget serves at once.
+pub const MAX_CODES: usize = 5000;
+/// New codes (API calls) one IP address may cause per minute; reused codes are not counted.
+pub const MAX_PER_IP_PER_MINUTE: u32 = 10;
+
+pub fn scene_of(idx: u32) -> String {
+    format!("{SCENE_PREFIX}{idx}")
+}
+
+/// The pool index of a widget scene (`w17` → 17); `None` for the owner's own scenes.
+pub fn parse_scene(scene: &str) -> Option<u32> {
+    let digits = scene.strip_prefix(SCENE_PREFIX)?;
+    if digits.is_empty() || digits.len() > 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Code {
+    pub idx: u32,
+    pub url: String,
+    pub expires_at: u64,
+    #[serde(default)]
+    pub visit: Option<String>,
+    #[serde(default)]
+    pub leased_until: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pool {
+    pub codes: Vec<Code>,
+}
+
+/// Where a new visit's code comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// Reuse the code at this position.
+    Reuse(usize),
+    /// Create a code with this index (then `add` it).
+    Create(u32),
+    Full,
+}
+
+impl Pool {
+    pub fn find_free(&self, now: u64) -> Lease {
+        let usable = |c: &Code| c.leased_until <= now && c.expires_at > now + LEASE_SECS + CODE_MARGIN_SECS;
+        // The code idle longest first, so a late scan of a recent one is still attributed.
+        if let Some((pos, _)) = self.codes.iter().enumerate().filter(|(_, c)| usable(c)).min_by_key(|(_, c)| c.leased_until) {
+            return Lease::Reuse(pos);
+        }
+        // An expired code's index is reused for its replacement; else the next index.
+        if let Some(c) = self.codes.iter().find(|c| c.expires_at <= now + LEASE_SECS + CODE_MARGIN_SECS && c.leased_until <= now) {
+            return Lease::Create(c.idx);
+        }
+        if self.codes.len() >= MAX_CODES {
+            return Lease::Full;
+        }
+        Lease::Create(self.codes.iter().map(|c| c.idx + 1).max().unwrap_or(1))
+    }
+
+    /// Adds (or replaces, for a renewed index) a code and returns its position.
+    pub fn add(&mut self, code: Code) -> usize {
+        match self.codes.iter().position(|c| c.idx == code.idx) {
+            Some(pos) => {
+                self.codes[pos] = code;
+                pos
+            }
+            None => {
+                self.codes.push(code);
+                self.codes.len() - 1
+            }
+        }
+    }
+
+    pub fn lease(&mut self, pos: usize, visit: &str, now: u64) -> &Code {
+        let c = &mut self.codes[pos];
+        c.visit = Some(visit.to_owned());
+        c.leased_until = now + LEASE_SECS;
+        c
+    }
+
+    /// The visit a scan of code `idx` belongs to.
+    pub fn visit_of(&self, idx: u32) -> Option<&str> {
+        self.codes.iter().find(|c| c.idx == idx).and_then(|c| c.visit.as_deref())
+    }
+
+    /// Ends a lease early (the visitor followed: the code can serve someone else).
+    pub fn release(&mut self, idx: u32, now: u64) {
+        if let Some(c) = self.codes.iter_mut().find(|c| c.idx == idx) {
+            c.leased_until = c.leased_until.min(now);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VisitState {
+    Waiting,
+    /// An existing follower scanned (WeChat's SCAN).
+    Scanned,
+    /// A new follow through this visit's code.
+    Followed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Visit {
+    pub id: String,
+    pub idx: u32,
+    pub page: String,
+    /// The owner's label for where the code was shown (`pricing`), used for per-scene welcomes.
+    pub scene: String,
+    pub state: VisitState,
+    pub created_at: u64,
+    pub leased_until: u64,
+}
+
+impl Visit {
+    /// The state a poll reports: a waiting visit whose lease ran out is `expired` (the widget
+    /// then asks for a new code).
+    pub fn reported_state(&self, now: u64) -> &'static str {
+        match self.state {
+            VisitState::Followed => "followed",
+            VisitState::Scanned => "scanned",
+            VisitState::Waiting if now >= self.leased_until => "expired",
+            VisitState::Waiting => "waiting",
+        }
+    }
+
+    /// Applies a scan; returns whether the visit changed (a repeated callback changes nothing).
+    pub fn scanned(&mut self, follow: bool) -> bool {
+        let next = if follow { VisitState::Followed } else { VisitState::Scanned };
+        if self.state == VisitState::Followed || self.state == next {
+            return false;
+        }
+        self.state = next;
+        true
+    }
+}
+
+/// Cleans a page path or scene label from a visitor's request: short, printable, no spaces.
+pub fn clean_label(raw: &str, max: usize) -> String {
+    raw.chars().filter(|c| !c.is_control() && !c.is_whitespace()).take(max).collect()
+}
+
+/// Per-IP counters for one minute at a time (kept in the object's memory: losing them on
+/// eviction only forgives a minute).
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    minute: u64,
+    counts: HashMap<String, u32>,
+}
+
+impl RateLimiter {
+    /// Counts one new code for `ip`; false when the IP is over its limit this minute.
+    pub fn allow(&mut self, ip: &str, now: u64) -> bool {
+        let minute = now / 60;
+        if minute != self.minute {
+            self.minute = minute;
+            self.counts.clear();
+        }
+        let n = self.counts.entry(ip.to_owned()).or_insert(0);
+        if *n >= MAX_PER_IP_PER_MINUTE {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    pub fn retry_after(&self, now: u64) -> u64 {
+        60 - now % 60
+    }
+}
+
+/// The conversion funnel of one day (`fn:<YYYYMMDD>`): per page, per scene, the counts of
+/// impressions, QR codes shown, scans by followers, and follows.
+pub type Funnel = BTreeMap<String, BTreeMap<String, [u64; 4]>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Impression,
+    QrShown,
+    Scanned,
+    Followed,
+}
+
+pub fn count(funnel: &mut Funnel, page: &str, scene: &str, step: Step) {
+    let row = funnel.entry(clean_label(page, 200)).or_default().entry(clean_label(scene, 64)).or_insert([0; 4]);
+    row[step as usize] += 1;
+}
+
+pub fn funnel_key(day: u32) -> String {
+    format!("fn:{day}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(idx: u32, expires_at: u64) -> Code {
+        Code { idx, url: format!("http://weixin.qq.com/q/{idx}"), expires_at, visit: None, leased_until: 0 }
+    }
+
+    #[test]
+    fn codes_are_reused_after_their_lease() {
+        let mut pool = Pool::default();
+        let now = 1_000_000;
+        assert_eq!(pool.find_free(now), Lease::Create(1));
+        let pos = pool.add(code(1, now + CODE_LIFETIME_SECS as u64));
+        pool.lease(pos, "v1", now);
+        assert_eq!(pool.find_free(now + 1), Lease::Create(2), "leased codes are not shared");
+        assert_eq!(pool.visit_of(1), Some("v1"));
+        assert_eq!(pool.find_free(now + LEASE_SECS), Lease::Reuse(0), "free again after the lease");
+        pool.release(1, now + 5);
+        assert_eq!(pool.find_free(now + 6), Lease::Reuse(0), "a follow frees it early");
+        assert_eq!(pool.visit_of(1), Some("v1"), "still attributed until lent again");
+        // A code about to expire is replaced under the same index.
+        let late = now + CODE_LIFETIME_SECS as u64 - 10;
+        assert_eq!(pool.find_free(late), Lease::Create(1));
+    }
+
+    #[test]
+    fn scenes_round_trip_and_owner_scenes_are_not_ours() {
+        assert_eq!(parse_scene(&scene_of(42)), Some(42));
+        for s in ["pricing", "w", "wx1", "w-1", "w1234567", "W1"] {
+            assert_eq!(parse_scene(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn visits_follow_their_states() {
+        let mut v = Visit { id: "v".into(), idx: 1, page: "/p".into(), scene: "p".into(), state: VisitState::Waiting, created_at: 0, leased_until: 600 };
+        assert_eq!(v.reported_state(10), "waiting");
+        assert_eq!(v.reported_state(600), "expired");
+        assert!(v.scanned(false));
+        assert_eq!(v.reported_state(700), "scanned");
+        assert!(v.scanned(true));
+        assert!(!v.scanned(true), "a retried callback changes nothing");
+        assert!(!v.scanned(false), "followed stays followed");
+        assert_eq!(v.reported_state(700), "followed");
+    }
+
+    #[test]
+    fn rate_limit_per_ip_per_minute() {
+        let mut rl = RateLimiter::default();
+        for _ in 0..MAX_PER_IP_PER_MINUTE {
+            assert!(rl.allow("1.2.3.4", 120));
+        }
+        assert!(!rl.allow("1.2.3.4", 150));
+        assert!(rl.allow("5.6.7.8", 150), "other visitors are not affected");
+        assert_eq!(rl.retry_after(150), 30);
+        assert!(rl.allow("1.2.3.4", 180), "a new minute");
+    }
+
+    #[test]
+    fn funnel_counts_per_page_and_scene() {
+        let mut f = Funnel::new();
+        count(&mut f, "/pricing", "pricing", Step::Impression);
+        count(&mut f, "/pricing", "pricing", Step::QrShown);
+        count(&mut f, "/pricing", "pricing", Step::Followed);
+        count(&mut f, "/p ricing\n", "x", Step::Impression);
+        assert_eq!(f["/pricing"]["pricing"], [1, 1, 0, 1]);
+        assert_eq!(f["/pricing"]["x"], [1, 0, 0, 0], "labels are cleaned");
+    }
+}

@@ -1,0 +1,302 @@
+// The widget in real headless Chromium against the local stack: embedding, Shadow DOM isolation,
+// the accessible dialog, a scan that becomes a follow within 2 s, device-aware prompts,
+// language and theme, the menu preview, the CSP fallback; and its public API from node (CORS,
+// rate limit, image fallback, menu cache).
+import { test, before, after, describe } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+import { startStack, ROOT } from "./support/stack.mjs";
+
+const IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Mobile/15E148 Safari/604.1";
+const WECHAT = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/130.0 Mobile Safari/537.36 MicroMessenger/8.0.49.2600(0x28003133) WeChat/arm64 Weixin NetType/WIFI Language/zh_CN";
+const MENU = { button: [
+  { name: "Today", type: "click", key: "TODAY" },
+  { name: "Shop", sub_button: [{ name: "Teas", type: "view", url: "https://acme.example/teas" }, { name: "Gifts", type: "view", url: "https://acme.example/gifts" }] },
+  { name: "Help", type: "click", key: "HELP" },
+] };
+const shot = (name) => join(ROOT, "tests", "artifacts", `widget-${name}.png`);
+
+let s, browser;
+before(async () => {
+  s = await startStack({ ALLOWED_ORIGINS: "https://shop.example", FOLLOW_QR_URL: "http://weixin.qq.com/r/acme-static" });
+  browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  const rules = { welcome: { scenes: { pricing: { type: "text", content: "Welcome from the pricing page: 10% off your first box." } } } };
+  assert.equal((await s.admin("/rules", { method: "PUT", body: rules })).status, 200);
+});
+after(async () => { await browser?.close(); await s?.stop(); });
+
+/** A page in a fresh context; collects console errors and warnings. */
+async function open(path, context = {}) {
+  const ctx = await browser.newContext({ viewport: { width: 1100, height: 760 }, ...context });
+  const page = await ctx.newPage();
+  const logs = [];
+  page.on("console", (m) => logs.push({ type: m.type(), text: m.text() }));
+  page.on("pageerror", (e) => logs.push({ type: "pageerror", text: String(e) }));
+  if (path) await page.goto(s.base + path);
+  return { ctx, page, logs, errors: () => logs.filter((l) => l.type === "error" || l.type === "pageerror") };
+}
+
+/** Serves `html` at `path` on the worker's origin (same-origin, like a host page would be). */
+async function routed(html, path = "/host-page", context = {}) {
+  const o = await open(null, context);
+  await o.page.route(s.base + path, (r) => r.fulfill({ status: 200, contentType: "text/html", body: html }));
+  await o.page.goto(s.base + path);
+  return o;
+}
+
+const dialogState = (page) => page.evaluate(() => {
+  const host = document.querySelector("[data-wxedge=dialog]");
+  if (!host) return null;
+  const d = host.shadowRoot.querySelector("[role=dialog]");
+  const active = host.shadowRoot.activeElement;
+  return {
+    modal: d.getAttribute("aria-modal"),
+    title: d.querySelector("h2").textContent,
+    hint: d.querySelector(".hint").textContent,
+    status: d.querySelector(".status").textContent,
+    active: active ? active.className || active.textContent : null,
+    inside: !!active && d.contains(active),
+    hasSvg: !!d.querySelector(".qr svg"),
+    copy: [...d.querySelectorAll("button")].some((b) => /copy/i.test(b.textContent)),
+    background: getComputedStyle(d).backgroundColor,
+  };
+});
+
+describe("widget in Chromium", () => {
+  test("home: one script tag, floating button in a shadow root, isolated from the page's CSS", async () => {
+    const { ctx, page, errors } = await open("/");
+    await page.waitForSelector("html[data-wxedge=ready]");
+    await page.addStyleTag({ content: "button{background:rgb(255,0,0)!important;font-size:40px!important} .floating{position:static}" });
+    const look = await page.evaluate(() => {
+      const host = document.querySelector("[data-wxedge=floating]");
+      const b = host.shadowRoot.querySelector("button");
+      const probe = document.createElement("div");
+      probe.className = "dialog backdrop";
+      document.body.appendChild(probe);
+      return {
+        bg: getComputedStyle(b).backgroundColor,
+        size: getComputedStyle(b).fontSize,
+        fixed: getComputedStyle(b).position,
+        leaked: getComputedStyle(probe).position,
+        inLight: document.querySelectorAll("button").length,
+        staticCard: document.querySelector("#follow").getAttribute("data-wxedge-state"),
+      };
+    });
+    assert.equal(look.bg, "rgb(7, 193, 96)", "the host's !important rule does not reach in");
+    assert.notEqual(look.size, "40px");
+    assert.equal(look.fixed, "fixed");
+    assert.equal(look.leaked, "static", "our .backdrop does not leak out");
+    assert.equal(look.staticCard, "ready");
+    await page.screenshot({ path: shot("home") });
+    assert.deepEqual(errors(), []);
+    await ctx.close();
+  });
+
+  test("the dialog: role=dialog, aria-modal, focus trapped, Esc closes, focus returns", async () => {
+    const { ctx, page, errors } = await open("/");
+    await page.waitForSelector("html[data-wxedge=ready]");
+    await page.locator("[data-wxedge=floating] button").click();
+    await page.waitForFunction(() => document.querySelector("[data-wxedge=dialog]")?.shadowRoot.querySelector(".qr svg"));
+    let d = await dialogState(page);
+    assert.equal(d.modal, "true");
+    assert.equal(d.title, "Follow AcmeTea on WeChat");
+    assert.match(d.hint, /Open WeChat on your phone/);
+    assert.equal(d.active, "x", "focus starts on the close button");
+    for (let i = 0; i < 5; i++) {
+      await page.keyboard.press("Tab");
+      assert.ok((await dialogState(page)).inside, `Tab ${i} stays inside`);
+    }
+    await page.keyboard.press("Shift+Tab");
+    assert.ok((await dialogState(page)).inside);
+    await page.screenshot({ path: shot("dialog") });
+    await page.keyboard.press("Escape");
+    assert.equal(await dialogState(page), null);
+    const back = await page.evaluate(() => {
+      const host = document.activeElement;
+      return host?.getAttribute("data-wxedge") + ":" + host?.shadowRoot?.activeElement?.className;
+    });
+    assert.equal(back, "floating:floating primary");
+    assert.deepEqual(errors(), []);
+    await ctx.close();
+  });
+
+  test("pricing: the simulator scans the code on screen; the widget shows the follow within 2 s", async () => {
+    const { ctx, page, errors } = await open(null);
+    await page.addInitScript(() => { window.wxedge = [["on", "followed", () => { window.__followed = Date.now(); }]]; });
+    await page.goto(s.base + "/pricing");
+    await page.waitForSelector("html[data-wxedge=ready]");
+    await page.locator("[data-wxedge=banner] button.primary").click();
+    await page.waitForFunction(() => document.querySelector("[data-wxedge=dialog]")?.shadowRoot.querySelector(".qr svg"));
+    assert.equal((await dialogState(page)).status, "Waiting for your scan…");
+    // The demo's button sits behind the modal; a visitor would scan with a phone instead.
+    await page.evaluate(() => { document.querySelector("[data-wxedge=dialog]").style.display = "none"; });
+    const clicked = Date.now();
+    await page.locator("#sim-scan").click();
+    await page.waitForFunction(() => window.__followed, null, { timeout: 5000 });
+    const seenAfter = (await page.evaluate(() => window.__followed)) - clicked;
+    assert.ok(seenAfter <= 2000, `follow seen ${seenAfter} ms after the scan`);
+    assert.equal((await dialogState(page)).status, "Followed — thank you!");
+    await page.waitForFunction(() => document.querySelectorAll("#sim-log li").length >= 2);
+    const log = await page.locator("#sim-log").innerText();
+    assert.match(log, /subscribe \(scene w\d+\)/);
+    assert.match(log, /Welcome from the pricing page/, "the per-scene welcome for the page's scene");
+    const openid = log.match(/WeChat: (\S+) subscribe/)[1];
+    const who = await (await s.admin(`/followers/${openid}`)).json();
+    assert.equal(who.record.page, "/pricing");
+    assert.equal(who.record.scene, "pricing");
+    const funnel = await (await s.admin("/funnel?days=1")).json();
+    const row = Object.values(funnel)[0]["/pricing"].pricing;
+    assert.ok(row[0] >= 1 && row[1] >= 1 && row[3] === 1, `impressions, shown, scanned, followed: ${row}`);
+    assert.deepEqual(errors(), []);
+    await ctx.close();
+  });
+
+  test("the queue works before the script loads; a second copy of the snippet does nothing", async () => {
+    const html = `<!doctype html><html lang="en"><body><div id="slot"></div>
+      <script>window.wxedge = window.wxedge || []; wxedge.push(["prompt", "inline", "#slot"]); wxedge.push(["config", {account: "QueueCo"}]);
+      wxedge.push(["on", "open", function () { window.__opened = (window.__opened || 0) + 1; }]);</script>
+      <script async src="/widget.js" data-prompt="none"></script><script async src="/widget.js" data-prompt="none"></script></body></html>`;
+    const { ctx, page, errors } = await routed(html);
+    await page.waitForSelector("html[data-wxedge=ready]");
+    const card = await page.evaluate(() => document.querySelector("#slot").shadowRoot.querySelector(".card").textContent);
+    assert.match(card, /Follow QueueCo on WeChat/);
+    assert.equal(await page.evaluate(() => document.querySelectorAll("[data-wxedge=floating],[data-wxedge=banner]").length), 0);
+    await page.evaluate(() => window.wxedge.push(["open"]));
+    await page.waitForFunction(() => document.querySelector("[data-wxedge=dialog]"));
+    assert.equal(await page.evaluate(() => window.__opened), 1);
+    assert.equal(await page.evaluate(() => document.querySelectorAll("[data-wxedge=dialog]").length), 1);
+    assert.deepEqual(errors(), []);
+    await ctx.close();
+  });
+
+  test("a phone browser: save-and-scan guidance and a copy button that says it copied", async () => {
+    const { ctx, page } = await open(null, { userAgent: IPHONE, viewport: { width: 390, height: 800 }, isMobile: true, hasTouch: true });
+    await ctx.grantPermissions(["clipboard-read", "clipboard-write"], { origin: s.base });
+    await page.goto(s.base + "/contact");
+    await page.waitForSelector("html[data-wxedge=ready]");
+    await page.locator("#follow-card button").click();
+    await page.waitForFunction(() => document.querySelector("[data-wxedge=dialog]")?.shadowRoot.querySelector(".qr svg"));
+    const d = await dialogState(page);
+    assert.match(d.hint, /screenshot/);
+    assert.ok(d.copy);
+    await page.locator("[data-wxedge=dialog] button", { hasText: "Copy" }).click();
+    await page.waitForFunction(() => /Copied/.test(document.querySelector("[data-wxedge=dialog]").shadowRoot.querySelector("[aria-live]:not(.status)")?.textContent));
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), "AcmeTea");
+    await page.screenshot({ path: shot("phone") });
+    await ctx.close();
+  });
+
+  test("WeChat's in-app browser: long-press guidance, no copy step", async () => {
+    const { ctx, page } = await open(null, { userAgent: WECHAT, viewport: { width: 390, height: 800 }, isMobile: true });
+    await page.goto(s.base + "/contact");
+    await page.waitForSelector("html[data-wxedge=ready]");
+    await page.locator("#follow-card button").click();
+    await page.waitForFunction(() => document.querySelector("[data-wxedge=dialog]")?.shadowRoot.querySelector(".qr svg"));
+    const d = await dialogState(page);
+    assert.match(d.hint, /Long-press/);
+    assert.equal(d.copy, false);
+    await ctx.close();
+  });
+
+  test("Chinese text and the dark theme", async () => {
+    const html = `<!doctype html><html lang="zh-CN"><body><script async src="/widget.js" data-account="AcmeTea" data-prompt="floating"></script></body></html>`;
+    const { ctx, page } = await routed(html, "/zh-page", { colorScheme: "dark" });
+    await page.waitForSelector("html[data-wxedge=ready]");
+    assert.match(await page.locator("[data-wxedge=floating] button").innerText(), /关注公众号/);
+    await page.locator("[data-wxedge=floating] button").click();
+    await page.waitForFunction(() => document.querySelector("[data-wxedge=dialog]")?.shadowRoot.querySelector(".qr svg"));
+    const d = await dialogState(page);
+    assert.equal(d.title, "关注「AcmeTea」公众号");
+    assert.equal(d.background, "rgb(31, 31, 31)");
+    await page.screenshot({ path: shot("zh-dark") });
+    await ctx.close();
+  });
+
+  test("static mode draws the account's ordinary code and asks the worker for nothing", async () => {
+    const html = `<!doctype html><html lang="en"><body><script async src="/widget.js" data-mode="static" data-qr-url="http://weixin.qq.com/r/acme-static" data-prompt="floating"></script></body></html>`;
+    const { ctx, page } = await routed(html, "/static-page");
+    const calls = [];
+    page.on("request", (r) => r.url().includes("/api/qr") && calls.push(r.url()));
+    await page.waitForSelector("html[data-wxedge=ready]");
+    await page.locator("[data-wxedge=floating] button").click();
+    await page.waitForFunction(() => document.querySelector("[data-wxedge=dialog]")?.shadowRoot.querySelector(".qr svg"));
+    assert.deepEqual(calls, []);
+    assert.equal((await dialogState(page)).status, "Waiting for your scan…");
+    await ctx.close();
+  });
+
+  test("menu preview: the published menu on a phone mock; a tap opens the sub-menu", async () => {
+    assert.equal((await s.admin("/menu", { method: "PUT", body: MENU })).status, 200);
+    const { ctx, page, errors } = await open("/contact");
+    await page.waitForFunction(() => document.querySelector("#menu")?.shadowRoot?.querySelectorAll(".bar > div").length === 3);
+    await page.locator("#menu .bar button", { hasText: "Shop" }).click();
+    const subs = await page.evaluate(() => [...document.querySelector("#menu").shadowRoot.querySelectorAll(".sub:not([hidden]) button")].map((b) => b.textContent));
+    assert.deepEqual(subs, ["Teas", "Gifts"]);
+    await page.locator("#menu .sub button", { hasText: "Teas" }).click();
+    assert.match(await page.locator("#menu .toast").innerText(), /Opens https:\/\/acme.example\/teas/);
+    await page.screenshot({ path: shot("menu") });
+    assert.deepEqual(errors(), []);
+    await ctx.close();
+  });
+
+  test("a page whose CSP blocks WebAssembly gets the image fallback and one clear console line", async () => {
+    const { ctx, page, logs } = await open("/csp");
+    await page.waitForSelector("html[data-wxedge=fallback]");
+    await page.waitForFunction(() => document.querySelector("#follow-card").shadowRoot.querySelector("img")?.naturalWidth > 0);
+    const lines = logs.filter((l) => /wasm-unsafe-eval/.test(l.text));
+    assert.equal(lines.length, 1, JSON.stringify(logs));
+    assert.equal(lines[0].type, "warning");
+    await page.screenshot({ path: shot("csp") });
+    await ctx.close();
+  });
+});
+
+describe("widget API", () => {
+  test("CORS: allowed origins get their origin echoed, others 403", async () => {
+    const ok = await fetch(`${s.base}/api/menu`, { headers: { origin: "https://shop.example" } });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers.get("access-control-allow-origin"), "https://shop.example");
+    const pre = await fetch(`${s.base}/api/qr`, { method: "OPTIONS", headers: { origin: "https://shop.example", "access-control-request-method": "POST" } });
+    assert.equal(pre.status, 204);
+    const evil = await fetch(`${s.base}/api/qr`, { method: "POST", headers: { origin: "https://evil.example" }, body: "{}" });
+    assert.equal(evil.status, 403);
+    assert.equal((await evil.json()).error, "origin_not_allowed");
+    assert.equal(evil.headers.get("access-control-allow-origin"), null);
+  });
+
+  test("the image fallback is an SVG attributed to a visit; unknown visits are 404", async () => {
+    const r = await fetch(`${s.base}/api/qr.svg?page=/csp&scene=csp-demo`, { headers: { "cf-connecting-ip": "198.51.100.7" } });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get("content-type"), "image/svg+xml");
+    assert.match(await r.text(), /^<svg[^>]+viewBox="0 0 \d+ \d+"/);
+    const visit = r.headers.get("x-wxedge-visit");
+    assert.match(visit, /^[0-9a-f]{24}$/);
+    assert.equal((await (await fetch(`${s.base}/api/qr/${visit}`)).json()).state, "waiting");
+    assert.equal((await fetch(`${s.base}/api/qr/0123456789abcdef01234567`)).status, 404);
+    assert.equal((await fetch(`${s.base}/api/qr/not-hex`)).status, 404);
+  });
+
+  test("one address gets 10 codes a minute, then 429 with Retry-After", async () => {
+    const ask = () => fetch(`${s.base}/api/qr`, { method: "POST", headers: { "cf-connecting-ip": "203.0.113.9" }, body: JSON.stringify({ page: "/burst", scene: "burst" }) });
+    const answers = [];
+    for (let i = 0; i < 12; i++) answers.push(await ask());
+    const statuses = answers.map((r) => r.status);
+    assert.deepEqual(statuses.slice(0, 10), Array(10).fill(200), JSON.stringify(statuses));
+    assert.equal(statuses[10], 429);
+    assert.ok(Number(answers[10].headers.get("retry-after")) > 0);
+    const other = await fetch(`${s.base}/api/qr`, { method: "POST", headers: { "cf-connecting-ip": "203.0.113.10" }, body: JSON.stringify({ page: "/", scene: "x" }) });
+    assert.equal(other.status, 200, "other visitors are not affected");
+  });
+
+  test("static mode on request, and the menu cache follows a publish", async () => {
+    const st = await (await fetch(`${s.base}/api/qr`, { method: "POST", body: JSON.stringify({ static: true }) })).json();
+    assert.deepEqual(st, { static: true, url: "http://weixin.qq.com/r/acme-static" });
+    await s.admin("/menu", { method: "PUT", body: { button: [{ name: "Only", type: "click", key: "ONLY" }] } });
+    const m = await (await fetch(`${s.base}/api/menu`)).json();
+    assert.equal(m.menu.button[0].name, "Only");
+  });
+});

@@ -1,0 +1,234 @@
+//! The `Visits` Durable Object: the widget's pool of parametric QR codes, each visit's state
+//! (waiting → scanned / followed), the per-IP rate limit and the conversion funnel. One object,
+//! strongly consistent: a callback arriving at one edge location is seen at once by a visitor
+//! polling from another.
+
+use std::cell::RefCell;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, State};
+use wxedge_core::api::qr::{QrRequest, Scene};
+use wxedge_core::api::Credentials;
+use wxedge_core::china;
+use wxedge_core::visits::{self, Code, Funnel, Lease, Pool, RateLimiter, Step, Visit, VisitState};
+use wxedge_core::Entropy;
+
+use crate::platform::{client, error_response, json_error, load_config, Edge, WebCrypto};
+
+pub const BINDING: &str = "VISITS";
+const POOL_KEY: &str = "pool";
+
+#[durable_object]
+pub struct Visits {
+    state: State,
+    env: Env,
+    pool: RefCell<Option<Pool>>,
+    limiter: RefCell<RateLimiter>,
+}
+
+#[derive(Deserialize)]
+struct AcquireBody {
+    page: String,
+    scene: String,
+    ip: String,
+    now: u64,
+}
+
+#[derive(Deserialize)]
+struct ScanBody {
+    idx: u32,
+    follow: bool,
+    now: u64,
+}
+
+#[derive(Deserialize)]
+struct EventBody {
+    step: Step,
+    page: String,
+    #[serde(default)]
+    scene: String,
+}
+
+#[derive(Deserialize)]
+struct EventsBody {
+    events: Vec<EventBody>,
+    now: u64,
+}
+
+fn visit_key(id: &str) -> String {
+    format!("v:{id}")
+}
+
+impl DurableObject for Visits {
+    fn new(state: State, env: Env) -> Self {
+        Visits { state, env, pool: RefCell::new(None), limiter: RefCell::new(RateLimiter::default()) }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let path = req.path();
+        match (req.method(), path.as_str()) {
+            (Method::Post, "/acquire") => {
+                let b: AcquireBody = req.json().await?;
+                self.acquire(b).await
+            }
+            (Method::Get, p) if p.starts_with("/state/") => {
+                let now = req.url()?.query_pairs().find(|(k, _)| k == "now").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+                match self.state.storage().get::<Visit>(&visit_key(&p["/state/".len()..])).await? {
+                    Some(v) => Response::from_json(&json!({ "state": v.reported_state(now), "page": v.page, "scene": v.scene })),
+                    None => json_error(404, "not_found", "no such visit (it may have expired)"),
+                }
+            }
+            (Method::Post, "/scan") => {
+                let b: ScanBody = req.json().await?;
+                self.scan(b).await
+            }
+            (Method::Post, "/events") => {
+                let b: EventsBody = req.json().await?;
+                let storage = self.state.storage();
+                let key = visits::funnel_key(china::day(b.now));
+                let mut funnel: Funnel = storage.get(&key).await?.unwrap_or_default();
+                for e in b.events.iter().filter(|e| matches!(e.step, Step::Impression | Step::QrShown)).take(20) {
+                    visits::count(&mut funnel, &e.page, &e.scene, e.step);
+                }
+                storage.put(&key, &funnel).await?;
+                Response::empty().map(|r| r.with_status(204))
+            }
+            (Method::Post, "/funnel") => {
+                let days: Vec<u32> = req.json().await?;
+                let storage = self.state.storage();
+                let mut out = serde_json::Map::new();
+                for d in days {
+                    let f: Funnel = storage.get(&visits::funnel_key(d)).await?.unwrap_or_default();
+                    out.insert(d.to_string(), json!(f));
+                }
+                Response::from_json(&Value::Object(out))
+            }
+            _ => json_error(404, "not_found", "no such visits route"),
+        }
+    }
+}
+
+impl Visits {
+    async fn pool(&self) -> Result<Pool> {
+        if let Some(p) = self.pool.borrow().as_ref() {
+            return Ok(p.clone());
+        }
+        let p: Pool = self.state.storage().get(POOL_KEY).await?.unwrap_or_default();
+        *self.pool.borrow_mut() = Some(p.clone());
+        Ok(p)
+    }
+
+    async fn save(&self, pool: Pool) -> Result<()> {
+        self.state.storage().put(POOL_KEY, &pool).await?;
+        *self.pool.borrow_mut() = Some(pool);
+        Ok(())
+    }
+
+    /// Lends a code to a new visit, creating one through WeChat's API when none is free.
+    async fn acquire(&self, b: AcquireBody) -> Result<Response> {
+        if !self.limiter.borrow_mut().allow(&b.ip, b.now) {
+            let retry = self.limiter.borrow().retry_after(b.now);
+            let r = json_error(429, "rate_limited", &format!("too many QR codes for this address; try again in {retry} s"))?;
+            let h = worker::Headers::new();
+            h.set("retry-after", &retry.to_string())?;
+            h.set("content-type", "application/json")?;
+            return Ok(r.with_headers(h));
+        }
+        let mut pool = self.pool().await?;
+        let pos = match pool.find_free(b.now) {
+            Lease::Reuse(pos) => pos,
+            Lease::Full => return json_error(503, "busy", "every QR code is in use; try again in a minute"),
+            Lease::Create(idx) => {
+                // Hold the index while WeChat is asked: other requests run during the call and
+                // must not pick the same one.
+                let placeholder = Code { idx, url: String::new(), expires_at: 0, visit: None, leased_until: b.now + 120 };
+                pool.add(placeholder);
+                self.save(pool).await?;
+                let created = self.create_code(idx).await;
+                let mut pool = self.pool().await?;
+                match created {
+                    Ok(code) => {
+                        let pos = pool.add(Code { expires_at: b.now + u64::from(visits::CODE_LIFETIME_SECS), ..code });
+                        return self.lend(pool, pos, &b).await;
+                    }
+                    Err(e) => {
+                        pool.codes.retain(|c| c.idx != idx || c.expires_at != 0);
+                        self.save(pool).await?;
+                        return error_response(&e);
+                    }
+                }
+            }
+        };
+        self.lend(pool, pos, &b).await
+    }
+
+    async fn lend(&self, mut pool: Pool, pos: usize, b: &AcquireBody) -> Result<Response> {
+        let mut id = [0u8; 12];
+        WebCrypto.fill(&mut id);
+        let id: String = id.iter().map(|x| format!("{x:02x}")).collect();
+        // The code's previous visit can no longer be attributed: forget it, so storage holds at
+        // most one visit per code.
+        if let Some(old) = pool.codes[pos].visit.clone() {
+            self.state.storage().delete(&visit_key(&old)).await?;
+        }
+        let code = pool.lease(pos, &id, b.now).clone();
+        let visit = Visit {
+            id: id.clone(),
+            idx: code.idx,
+            page: visits::clean_label(&b.page, 200),
+            scene: visits::clean_label(&b.scene, 64),
+            state: VisitState::Waiting,
+            created_at: b.now,
+            leased_until: code.leased_until,
+        };
+        self.save(pool).await?;
+        self.state.storage().put(&visit_key(&id), &visit).await?;
+        Response::from_json(&json!({ "visit": id, "url": code.url, "expires_in": visits::LEASE_SECS, "scene": visit.scene }))
+    }
+
+    async fn create_code(&self, idx: u32) -> wxedge_core::Result<Code> {
+        let config = load_config(&self.env)?;
+        let credentials = Credentials::from_config(&config);
+        let edge = Edge { env: &self.env };
+        let request = QrRequest::temporary(Scene::Str(visits::scene_of(idx)), visits::CODE_LIFETIME_SECS)?;
+        let qr = client(&edge, &credentials, 8_000).create_qr(&request).await?;
+        Ok(Code { idx, url: qr.url, expires_at: 0, visit: None, leased_until: 0 })
+    }
+
+    /// A subscribe or SCAN through code `idx`: marks its visit, counts the funnel, and frees the
+    /// code after a follow. Answers the visit (its page and scene) for the callback.
+    async fn scan(&self, b: ScanBody) -> Result<Response> {
+        let mut pool = self.pool().await?;
+        let Some(id) = pool.visit_of(b.idx).map(str::to_owned) else {
+            return json_error(404, "not_found", "this code was never lent");
+        };
+        let storage = self.state.storage();
+        let Some(mut visit) = storage.get::<Visit>(&visit_key(&id)).await? else {
+            return json_error(404, "not_found", "the visit has expired");
+        };
+        if visit.scanned(b.follow) {
+            storage.put(&visit_key(&id), &visit).await?;
+            let key = visits::funnel_key(china::day(b.now));
+            let mut funnel: Funnel = storage.get(&key).await?.unwrap_or_default();
+            visits::count(&mut funnel, &visit.page, &visit.scene, if b.follow { Step::Followed } else { Step::Scanned });
+            storage.put(&key, &funnel).await?;
+            if b.follow {
+                pool.release(b.idx, b.now);
+                self.save(pool).await?;
+            }
+        }
+        Response::from_json(&json!({ "visit": visit.id, "page": visit.page, "scene": visit.scene }))
+    }
+}
+
+/// Calls the visits object from the worker.
+pub async fn call(env: &Env, method: Method, path: &str, body: Option<&Value>) -> Result<Response> {
+    let stub = env.durable_object(BINDING)?.id_from_name("widget")?.get_stub()?;
+    let mut init = RequestInit::new();
+    init.with_method(method);
+    if let Some(b) = body {
+        init.with_body(Some(b.to_string().into()));
+    }
+    stub.fetch_with_request(Request::new_with_init(&format!("https://visits{path}"), &init)?).await
+}

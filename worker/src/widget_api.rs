@@ -1,0 +1,183 @@
+//! The widget's public API: parametric QR codes for a visit and their state, the image fallback
+//! for pages whose CSP blocks WebAssembly, the account's menu, and funnel events. Cross-origin
+//! calls are allowed from `ALLOWED_ORIGINS` only.
+
+use serde_json::{json, Value};
+use worker::{Env, Headers, Method, Request, Response, Result};
+use wxedge_core::api::menu::MenuSet;
+use wxedge_core::api::Credentials;
+use wxedge_core::config::Config;
+use wxedge_core::error::Action;
+use wxedge_core::qrsvg::qr_svg;
+
+use crate::platform::{client, error_response, json_error, now_secs, Edge};
+use crate::store::KV;
+use crate::visits;
+
+/// The menu preview is cached this long in KV (and by browsers for a minute).
+const MENU_CACHE_SECS: u64 = 300;
+pub const MENU_CACHE_KEY: &str = "menu:public";
+const MAX_BODY: usize = 4096;
+
+/// `Some(origin)` to echo in CORS headers, `None` for same-origin or no-origin requests, `Err`
+/// for an origin the owner did not allow.
+fn origin(req: &Request, config: &Config) -> std::result::Result<Option<String>, ()> {
+    let Some(origin) = req.headers().get("origin").ok().flatten() else { return Ok(None) };
+    let own = req.url().map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+    if origin == own {
+        return Ok(None);
+    }
+    if config.allowed_origins.iter().any(|o| *o == origin) {
+        Ok(Some(origin))
+    } else {
+        Err(())
+    }
+}
+
+fn with_cors(mut r: Response, origin: &Option<String>) -> Result<Response> {
+    if let Some(o) = origin {
+        let h = r.headers_mut();
+        h.set("access-control-allow-origin", o)?;
+        h.append("vary", "Origin")?;
+    }
+    Ok(r)
+}
+
+pub fn is_widget_route(path: &str) -> bool {
+    path == "/api/qr" || path.starts_with("/api/qr/") || path == "/api/qr.svg" || path == "/api/menu" || path == "/api/events"
+}
+
+pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) -> Result<Response> {
+    let origin = match origin(&req, config) {
+        Ok(o) => o,
+        Err(()) => return json_error(403, "origin_not_allowed", "this origin is not in ALLOWED_ORIGINS"),
+    };
+    let answer = match (req.method(), path) {
+        (Method::Options, _) => {
+            let h = Headers::new();
+            h.set("access-control-allow-methods", "GET, POST")?;
+            h.set("access-control-allow-headers", "content-type")?;
+            h.set("access-control-max-age", "600")?;
+            Response::empty()?.with_status(204).with_headers(h)
+        }
+        (Method::Post, "/api/qr") => {
+            let bytes = req.bytes().await?;
+            if bytes.len() > MAX_BODY {
+                return json_error(413, "body_too_large", "at most 4 KiB");
+            }
+            let v: Value = match serde_json::from_slice(&bytes) {
+                Ok(v) => v,
+                Err(e) => return json_error(400, "invalid", &format!("request JSON: {e}")),
+            };
+            let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            let wants_static = v.get("static").and_then(Value::as_bool).unwrap_or(false);
+            acquire(&req, env, config, &s("page"), &s("scene"), wants_static).await?.0
+        }
+        (Method::Get, "/api/qr.svg") => {
+            let q = |k: &str| req.url().ok().and_then(|u| u.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned())).unwrap_or_default();
+            let (page, scene) = (q("page"), q("scene"));
+            let (r, url, visit) = acquire(&req, env, config, &page, &scene, false).await?;
+            match url.and_then(|u| qr_svg(&u)) {
+                Some(svg) => {
+                    let h = Headers::new();
+                    h.set("content-type", "image/svg+xml")?;
+                    h.set("cache-control", "no-store")?;
+                    if let Some(v) = visit {
+                        h.set("x-wxedge-visit", &v)?;
+                    }
+                    Response::ok(svg)?.with_headers(h)
+                }
+                None => r,
+            }
+        }
+        (Method::Get, p) if p.starts_with("/api/qr/") => {
+            let id = &p["/api/qr/".len()..];
+            if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return json_error(404, "not_found", "no such visit");
+            }
+            let mut r = visits::call(env, Method::Get, &format!("/state/{id}?now={}", now_secs()), None).await?;
+            let h = Headers::new();
+            h.set("content-type", "application/json")?;
+            h.set("cache-control", "no-store")?;
+            Response::ok(r.text().await?)?.with_status(r.status_code()).with_headers(h)
+        }
+        (Method::Get, "/api/menu") => menu(env, config).await?,
+        (Method::Post, "/api/events") => {
+            // sendBeacon posts text/plain (no preflight); the body is JSON all the same.
+            let bytes = req.bytes().await?;
+            if bytes.len() > MAX_BODY {
+                return json_error(413, "body_too_large", "at most 4 KiB");
+            }
+            let events: Value = match serde_json::from_slice::<Value>(&bytes) {
+                Ok(v) if v.get("events").is_some_and(Value::is_array) => v["events"].clone(),
+                _ => return json_error(400, "invalid", "send {\"events\": [{\"step\": \"impression\", \"page\": \"/\", \"scene\": \"home\"}]}"),
+            };
+            let r = visits::call(env, Method::Post, "/events", Some(&json!({ "events": events, "now": now_secs() }))).await?;
+            if r.status_code() == 204 { Response::empty()?.with_status(204) } else { r }
+        }
+        _ => json_error(405, "method_not_allowed", "not with this method")?,
+    };
+    with_cors(answer, &origin)
+}
+
+/// A code for a new visit (parametric), or the account's ordinary follow code (static: asked
+/// for, or the account may not create codes). Returns the answer plus the URL and visit id.
+async fn acquire(req: &Request, env: &Env, config: &Config, page: &str, scene: &str, wants_static: bool) -> Result<(Response, Option<String>, Option<String>)> {
+    let static_answer = |url: &str| -> Result<(Response, Option<String>, Option<String>)> {
+        Ok((Response::from_json(&json!({ "static": true, "url": url }))?, Some(url.to_owned()), None))
+    };
+    if wants_static {
+        return match &config.follow_qr_url {
+            Some(u) => static_answer(u),
+            None => Ok((json_error(404, "no_static_code", "FOLLOW_QR_URL is not configured")?, None, None)),
+        };
+    }
+    let ip = req.headers().get("cf-connecting-ip")?.unwrap_or_else(|| "local".into());
+    let body = json!({ "page": page, "scene": scene, "ip": ip, "now": now_secs() });
+    let mut r = visits::call(env, Method::Post, "/acquire", Some(&body)).await?;
+    let status = r.status_code();
+    let text = r.text().await?;
+    let v: Value = serde_json::from_str(&text).unwrap_or_default();
+    if status == 200 {
+        let url = v.get("url").and_then(Value::as_str).map(str::to_owned);
+        let visit = v.get("visit").and_then(Value::as_str).map(str::to_owned);
+        return Ok((Response::from_json(&v)?, url, visit));
+    }
+    // The account cannot create QR codes (48001 and the like): the ordinary code, if configured.
+    if v.get("action").and_then(Value::as_str) == Some(Action::PermissionMissing.as_str()) {
+        if let Some(u) = &config.follow_qr_url {
+            return static_answer(u);
+        }
+    }
+    let mut out = Response::ok(text)?.with_status(status);
+    out.headers_mut().set("content-type", "application/json")?;
+    if let Some(retry) = r.headers().get("retry-after")? {
+        out.headers_mut().set("retry-after", &retry)?;
+    }
+    Ok((out, None, None))
+}
+
+/// The account's menu for the widget's preview: from KV when fresh, else from WeChat.
+async fn menu(env: &Env, config: &Config) -> Result<Response> {
+    let kv = env.kv(KV)?;
+    let cached = kv.get(MENU_CACHE_KEY).text().await?;
+    let body = match cached {
+        Some(b) => b,
+        None => {
+            let edge = Edge { env };
+            let credentials = Credentials::from_config(config);
+            let menus: wxedge_core::Result<MenuSet> = client(&edge, &credentials, 5_000).get_menu().await;
+            let set = match menus {
+                Ok(set) => set,
+                Err(e) => return error_response(&e),
+            };
+            let b = json!({ "menu": set.menu }).to_string();
+            kv.put(MENU_CACHE_KEY, &b)?.expiration_ttl(MENU_CACHE_SECS).execute().await?;
+            b
+        }
+    };
+    let h = Headers::new();
+    h.set("content-type", "application/json")?;
+    h.set("cache-control", "public, max-age=60")?;
+    Ok(Response::ok(body)?.with_headers(h))
+}
