@@ -268,6 +268,16 @@ describe("widget API", () => {
     assert.equal(evil.headers.get("access-control-allow-origin"), null);
   });
 
+  test("funnel events: counted when well formed, 400 otherwise", async () => {
+    const send = (body) => fetch(`${s.base}/api/events`, { method: "POST", headers: { "content-type": "text/plain" }, body });
+    assert.equal((await send(JSON.stringify({ events: [{ step: "impression", page: "/api-test", scene: "t" }] }))).status, 204);
+    assert.equal((await send(JSON.stringify({ events: [{ step: "followed", page: "/" }] }))).status, 400, "follows are counted by callbacks only");
+    assert.equal((await send("{not json")).status, 400);
+    assert.equal((await send("x".repeat(5000))).status, 413);
+    const funnel = await (await s.admin("/funnel?days=1")).json();
+    assert.equal(Object.values(funnel)[0]["/api-test"].t[0], 1);
+  });
+
   test("the image fallback is an SVG attributed to a visit; unknown visits are 404", async () => {
     const r = await fetch(`${s.base}/api/qr.svg?page=/csp&scene=csp-demo`, { headers: { "cf-connecting-ip": "198.51.100.7" } });
     assert.equal(r.status, 200);

@@ -20,7 +20,7 @@
   }
   var snippet = document.getElementById("snippet");
   var script = document.querySelector('script[src$="widget.js"]');
-  if (snippet && script) snippet.textContent = script.outerHTML.replace(/ src="\/widget.js"/, ' src="https://YOUR-WORKER.example/widget.js"');
+  if (snippet && script) snippet.textContent = script.outerHTML.replace(' async=""', ' async').replace(' src="/widget.js"', ' src="https://YOUR-WORKER.example/widget.js"');
   if (!scanButton) return;
   fetch("/api/health").then(function (r) { return r.json(); }).then(function (h) {
     if (!/^http:\/\/(127\.0\.0\.1|localhost)/.test(h.api_base || "")) return;

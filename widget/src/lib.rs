@@ -178,7 +178,7 @@ fn show_prompt(kind: &str, target: &str) -> Result<(), JsValue> {
         "floating" => {
             let host = ui::body_host("floating", &c.theme)?;
             let root = ui::shadow(&host)?;
-            let b = button("floating primary", &format!("💬 {}", t.button()))?;
+            let b = button("floating primary", &t.button())?;
             b.set_attribute("aria-haspopup", "dialog")?;
             opens_dialog(&b)?;
             root.append_child(&b)?;

@@ -84,11 +84,15 @@ impl DurableObject for Visits {
                 self.scan(b).await
             }
             (Method::Post, "/events") => {
-                let b: EventsBody = req.json().await?;
+                // Visitors' input, passed through: a bad event is the visitor's mistake (400).
+                let b = match req.json::<EventsBody>().await {
+                    Ok(b) if b.events.iter().all(|e| matches!(e.step, Step::Impression | Step::QrShown)) && b.events.len() <= 20 => b,
+                    _ => return json_error(400, "invalid", "up to 20 events {\"step\": \"impression\" | \"qr_shown\", \"page\", \"scene\"}; scans and follows are counted by the callbacks"),
+                };
                 let storage = self.state.storage();
                 let key = visits::funnel_key(china::day(b.now));
                 let mut funnel: Funnel = storage.get(&key).await?.unwrap_or_default();
-                for e in b.events.iter().filter(|e| matches!(e.step, Step::Impression | Step::QrShown)).take(20) {
+                for e in &b.events {
                     visits::count(&mut funnel, &e.page, &e.scene, e.step);
                 }
                 storage.put(&key, &funnel).await?;
