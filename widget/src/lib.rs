@@ -161,6 +161,8 @@ pub fn command(args: js_sys::Array) -> Result<(), JsValue> {
         "prompt" => show_prompt(&arg(1), &arg(2))?,
         "open" => open(None)?,
         "close" => close(),
+        // With a menu object, draws that one (the console's live preview of unpublished edits).
+        "menu" if args.length() > 2 => menu_preview_of(&arg(1), &args.get(2))?,
         "menu" => menu_preview(&arg(1))?,
         "on" => {
             let f: js_sys::Function = args.get(2).dyn_into().map_err(|_| JsValue::from_str("wxedge on: the third item must be a function"))?;
@@ -477,21 +479,31 @@ fn copy_by_selection(value: &str, near: &HtmlElement) -> Result<bool, JsValue> {
     Ok(ok)
 }
 
-/// A phone-like mock of the account's menu in the element matching `selector`.
-fn menu_preview(selector: &str) -> Result<(), JsValue> {
+/// The phone mock with a given menu (`{button: [...]}`), without asking the worker.
+fn menu_preview_of(selector: &str, menu: &JsValue) -> Result<(), JsValue> {
+    let (phone, chat) = phone_mock(selector)?;
+    render_menu(&phone, &chat, menu)
+}
+
+fn phone_mock(selector: &str) -> Result<(HtmlElement, HtmlElement), JsValue> {
     let host = ui::document()?.query_selector(selector)?.ok_or_else(|| JsValue::from_str(&format!("wxedge: no element matches {selector:?} for the menu")))?;
     let c = config();
     ui::set_theme(&host, &c.theme)?;
     let root = ui::shadow(&host)?;
     root.set_inner_html("");
-    let t = text();
     let phone = el("div", "phone", None)?;
     phone.set_attribute("role", "group")?;
-    phone.set_attribute("aria-label", &t.menu_label())?;
+    phone.set_attribute("aria-label", &text().menu_label())?;
     let chat = el("div", "chat", Some(&c.account))?;
     phone.append_child(&chat)?;
     root.append_child(&phone)?;
-    let api = c.api.clone();
+    Ok((phone, chat))
+}
+
+/// A phone-like mock of the account's menu in the element matching `selector`.
+fn menu_preview(selector: &str) -> Result<(), JsValue> {
+    let (phone, chat) = phone_mock(selector)?;
+    let api = config().api;
     wasm_bindgen_futures::spawn_local(async move {
         let menu = match ui::fetch_json("GET", &format!("{api}/api/menu"), None).await {
             Ok((200, v)) => js_sys::Reflect::get(&v, &"menu".into()).unwrap_or(JsValue::NULL),

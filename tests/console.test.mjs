@@ -1,0 +1,149 @@
+// The owner's console in Chromium against the local stack: log in (and a wrong token refused),
+// edit and publish a menu that the simulator then holds, auto-replies with "try it", import
+// followers and see the charts, plan and send a broadcast and see the quota change, embed.
+import { test, before, after, describe } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+import { startStack, ROOT } from "./support/stack.mjs";
+
+const shot = (name) => join(ROOT, "tests", "artifacts", `console-${name}.png`);
+
+describe("console", () => {
+  let s, browser, ctx, page;
+  const errors = [];
+  before(async () => {
+    s = await startStack({}, { followers: 12 });
+    browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"] });
+    ctx = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+    await ctx.grantPermissions(["clipboard-read", "clipboard-write"], { origin: s.base });
+    page = await ctx.newPage();
+    page.on("pageerror", (e) => errors.push(String(e)));
+    // Refusals the console shows as notices (401 wrong token, 422 invalid rules) are also logged by
+    // the browser as failed loads; anything else is a bug.
+    page.on("console", (m) => m.type() === "error" && !/status of (401|422)/.test(m.text()) && errors.push(m.text()));
+  });
+  after(async () => { await browser?.close(); await s?.stop(); });
+
+  const notice = () => page.locator("#notice").innerText();
+
+  test("a wrong token is refused; the right one unlocks the console and stays out of the URL", async () => {
+    await page.goto(s.base + "/console/");
+    await page.fill("#token", "not-the-admin-token");
+    await page.click("#login-form button[type=submit]");
+    await page.waitForSelector("#notice:not([hidden])");
+    assert.match(await notice(), /refused/);
+    assert.ok(await page.isVisible("#login"));
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("wxedge-admin-token")), null);
+    await page.screenshot({ path: shot("login-refused") });
+    await page.fill("#token", s.config.ADMIN_TOKEN);
+    await page.click("#login-form button[type=submit]");
+    await page.waitForSelector("#tabs:not([hidden])");
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("wxedge-admin-token")), s.config.ADMIN_TOKEN);
+    assert.ok(!page.url().includes(s.config.ADMIN_TOKEN));
+    assert.ok(await page.isHidden("#login"));
+  });
+
+  test("menu: limits enforced as you type, live preview, publish, the simulator holds it", async () => {
+    await page.goto(s.base + "/console/#menu");
+    await page.waitForSelector("#menu:not([hidden])");
+    await page.click("#menu-add");
+    const name = page.locator('[data-path="button[0].name"]');
+    await name.fill("Products and services");
+    await page.waitForSelector('[data-path="button[0].name"][aria-invalid=true]');
+    assert.match(await page.locator("#menu-problems").innerText(), /"Products and services": the name is 21 bytes/);
+    assert.ok(await page.locator("#menu-publish").isDisabled());
+    await name.fill("Today");
+    await page.locator('[data-path="button[0].key"]').fill("TODAY");
+    await page.click("#menu-add");
+    await page.locator('[data-path="button[1].name"]').fill("More");
+    await page.selectOption('[data-path="button[1].type"]', "submenu");
+    await page.locator('[data-path="button[1].sub_button[0].name"]').fill("Site");
+    await page.selectOption('[data-path="button[1].sub_button[0].type"]', "view");
+    await page.locator('[data-path="button[1].sub_button[0].url"]').fill("https://acme.example/");
+    await page.waitForFunction(() => !document.querySelector("#menu-publish").disabled);
+    await page.waitForFunction(() => document.querySelector("#menu-preview").shadowRoot?.querySelectorAll(".bar > div").length === 2);
+    await page.locator("#menu-preview .bar button", { hasText: "More" }).click();
+    assert.equal(await page.locator("#menu-preview .sub button").innerText(), "Site");
+    await page.screenshot({ path: shot("menu") });
+    await page.click("#menu-publish");
+    await page.waitForFunction(() => /Published/.test(document.querySelector("#notice").textContent));
+    const held = (await s.sim("/sim/status")).menu.menu.button;
+    assert.deepEqual(held.map((b) => b.name), ["Today", "More"]);
+    assert.equal(held[1].sub_button[0].url, "https://acme.example/");
+  });
+
+  test("auto-replies: saved rules answer the try-it box; an invalid entry is named", async () => {
+    await page.goto(s.base + "/console/#replies");
+    await page.waitForSelector("#replies:not([hidden])");
+    await page.fill("#welcome-default", "Hello from the console");
+    await page.click("#keyword-add");
+    const row = page.locator("#keywords .row").last();
+    await row.locator("input").first().fill("hours");
+    await row.locator("textarea").fill("We are open 9 to 5");
+    await page.click("#rules-form button[type=submit]");
+    await page.waitForFunction(() => /Saved/.test(document.querySelector("#notice").textContent));
+    await page.selectOption("#try-kind", "text");
+    await page.fill("#try-value", "Hours");
+    await page.click("#try-form button[type=submit]");
+    await page.waitForFunction(() => /9 to 5/.test(document.querySelector("#try-result").textContent));
+    await page.selectOption("#try-kind", "subscribe");
+    await page.fill("#try-value", "");
+    await page.click("#try-form button[type=submit]");
+    await page.waitForFunction(() => /Hello from the console/.test(document.querySelector("#try-result").textContent));
+    await page.click("#keyword-add"); // an empty pattern
+    await page.click("#rules-form button[type=submit]");
+    await page.waitForFunction(() => /keywords\[1\]\.pattern/.test(document.querySelector("#notice").textContent));
+    await page.screenshot({ path: shot("replies") });
+    await page.locator("#keywords .row").last().locator(".remove").click();
+  });
+
+  test("followers: import from WeChat, charts drawn", async () => {
+    await s.sim("/sim/follow", {}); // one follow through a callback today
+    await page.goto(s.base + "/console/#followers");
+    await page.waitForSelector("#followers:not([hidden])");
+    await page.click("#import");
+    await page.waitForFunction(() => /^Done: \d+ followers/.test(document.querySelector("#import-status").textContent));
+    assert.match(await page.locator("#import-status").innerText(), /Done: 13 followers/);
+    await page.waitForFunction(() => /4 left · followers: 13$/.test(document.querySelector("#quota-chart-2 rect title")?.textContent));
+    assert.ok(await page.locator("#daily-chart rect").count() > 0);
+    assert.match(await page.locator("#scene-chart svg").getAttribute("aria-label"), /Follows by scene/);
+    await page.screenshot({ path: shot("followers"), fullPage: true });
+  });
+
+  test("broadcasts: plan, send with confirmation, history and quota change", async () => {
+    await page.goto(s.base + "/console/#broadcasts");
+    await page.waitForSelector("#broadcasts:not([hidden])");
+    await page.fill("#msg-text", "November harvest is in");
+    await page.click("#plan-form button[type=submit]");
+    await page.waitForSelector("#plan dl");
+    assert.match(await page.locator("#plan").innerText(), /Eligible\s+13/);
+    await page.click("#send");
+    assert.match(await page.locator("#confirm-text").innerText(), /To 13 followers/);
+    await page.screenshot({ path: shot("broadcast-confirm") });
+    await page.click("#confirm-send");
+    await page.waitForFunction(() => /Broadcast .* sent to 13 followers/.test(document.querySelector("#notice").textContent));
+    await page.waitForSelector("#history tbody tr");
+    assert.match(await page.locator("#history tbody tr").first().innerText(), /all followers/);
+    const title = await page.locator("#quota-chart rect title").nth(1).textContent();
+    assert.match(title, /3 left · followers: 13/);
+    assert.deepEqual((await (await s.admin("/quota")).json()).left, [0, 0, 0, 13, 0]);
+    await page.screenshot({ path: shot("broadcasts"), fullPage: true });
+  });
+
+  test("embed: the snippet follows the choices and the preview runs it", async () => {
+    await page.goto(s.base + "/console/#embed");
+    await page.waitForSelector("#embed:not([hidden])");
+    await page.selectOption("#e-prompt", "inline");
+    const snippet = await page.inputValue("#e-snippet");
+    assert.match(snippet, /data-prompt="inline"/);
+    assert.match(snippet, /data-target="#follow-card"/);
+    const frame = page.frameLocator("#e-preview");
+    await frame.locator("#follow-card .card").waitFor();
+    assert.match(await frame.locator("#follow-card .card").innerText(), /Follow AcmeTea on WeChat/);
+    await page.click("#e-copy");
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), snippet);
+    await page.screenshot({ path: shot("embed") });
+    assert.deepEqual(errors, []);
+  });
+});

@@ -1,0 +1,470 @@
+// The owner's console: a thin client of the documented admin API (/api/openapi.json). Plain
+// DOM and SVG, no framework: the whole console is smaller than one charting library.
+(function () {
+  "use strict";
+  var KEY = "wxedge-admin-token";
+  var token = sessionStorage.getItem(KEY);
+  var $ = function (s) { return document.querySelector(s); };
+
+  // ---- talking to the admin API -------------------------------------------------------------
+
+  function notice(text, kind) {
+    var n = $("#notice");
+    n.textContent = text || "";
+    n.className = kind || "error";
+    n.hidden = !text;
+    if (kind === "ok") setTimeout(function () { if (n.textContent === text) n.hidden = true; }, 5000);
+  }
+
+  /** Errors in plain words: the worker's message, plus WeChat's errcode when it was WeChat. */
+  function plain(status, d) {
+    if (!d) return "The worker answered HTTP " + status + " with no explanation.";
+    var m = d.message || d.error || "HTTP " + status;
+    if (d.errcode !== undefined) m += " (WeChat error " + d.errcode + (d.errmsg ? ": " + d.errmsg : "") + ")";
+    return m;
+  }
+
+  async function api(path, opts) {
+    opts = opts || {};
+    var headers = { authorization: "Bearer " + token };
+    if (opts.body !== undefined) headers["content-type"] = "application/json";
+    var r = await fetch("/api/admin" + path, { method: opts.method || "GET", headers: headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body) });
+    var data = null;
+    try { data = await r.json(); } catch (e) { data = null; }
+    if (r.status === 401) { logout(); throw new Error("The admin token was refused. Please log in again."); }
+    if (!r.ok) { var err = new Error(plain(r.status, data)); err.data = data; err.status = r.status; throw err; }
+    return data;
+  }
+
+  /** Runs an async handler and shows whatever goes wrong; never swallows an error. */
+  function guard(f) {
+    return function () {
+      var args = arguments;
+      return Promise.resolve().then(function () { return f.apply(null, args); }).catch(function (e) { notice(e.message); });
+    };
+  }
+
+  function el(tag, attrs, children) {
+    var e = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) {
+      if (k === "text") e.textContent = attrs[k];
+      else if (k.slice(0, 2) === "on") e.addEventListener(k.slice(2), attrs[k]);
+      else if (attrs[k] !== undefined && attrs[k] !== false) e.setAttribute(k, attrs[k] === true ? "" : attrs[k]);
+    });
+    (children || []).forEach(function (c) { if (c) e.appendChild(c); });
+    return e;
+  }
+
+  // ---- log in, log out, pages --------------------------------------------------------------
+
+  $("#login-form").addEventListener("submit", guard(async function (e) {
+    e.preventDefault();
+    var t = $("#token").value.trim();
+    var r = await fetch("/api/admin/rules", { headers: { authorization: "Bearer " + t } });
+    if (r.status === 401) { notice("That token was refused: it is not this worker's ADMIN_TOKEN."); return; }
+    if (!r.ok) { notice(plain(r.status, await r.json().catch(function () { return null; }))); return; }
+    token = t;
+    sessionStorage.setItem(KEY, t);
+    $("#token").value = "";
+    notice("");
+    enter();
+  }));
+
+  function logout() {
+    token = null;
+    sessionStorage.removeItem(KEY);
+    $("#tabs").hidden = true;
+    $("#logout").hidden = true;
+    document.querySelectorAll(".page").forEach(function (p) { p.hidden = true; });
+    $("#login").hidden = false;
+  }
+  $("#logout").addEventListener("click", function () { logout(); notice("Logged out.", "ok"); });
+
+  var loaded = {};
+  function enter() {
+    $("#login").hidden = true;
+    $("#tabs").hidden = false;
+    $("#logout").hidden = false;
+    fetch("/api/health").then(function (r) { return r.json(); }).then(function (h) {
+      $("#account").textContent = h.account_kind ? h.account_kind + " account" : "";
+    });
+    route();
+  }
+
+  function route() {
+    if (!token) return;
+    var page = (location.hash || "#menu").slice(1);
+    if (!document.getElementById(page) || !document.getElementById(page).classList.contains("page")) page = "menu";
+    document.querySelectorAll(".page").forEach(function (p) { p.hidden = p.id !== page; });
+    document.querySelectorAll("#tabs a").forEach(function (a) {
+      if (a.getAttribute("href") === "#" + page) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+    });
+    var load = { menu: loadMenu, replies: loadRules, broadcasts: loadBroadcasts, followers: loadFollowers, embed: renderEmbed }[page];
+    if (load && (!loaded[page] || page === "followers" || page === "broadcasts")) { loaded[page] = true; guard(load)(); }
+  }
+  window.addEventListener("hashchange", route);
+
+  // ---- menu editor ---------------------------------------------------------------------------
+
+  var TYPES = { click: "key", view: "url", scancode_push: "key", scancode_waitmsg: "key", pic_sysphoto: "key", pic_photo_or_album: "key",
+    pic_weixin: "key", location_select: "key", media_id: "media_id", article_id: "article_id", article_view_limited: "article_id", miniprogram: "appid" };
+  var LIMITS = { top: 16, sub: 60, buttons: 3, subs: 5, key: 128, url: 1024 };
+  var menu = { button: [] };
+  var bytes = function (s) { return new TextEncoder().encode(s || "").length; };
+
+  function fieldsOf(b) {
+    var f = b.sub_button && b.sub_button.length ? [] : [TYPES[b.type] || "key"];
+    if (b.type === "miniprogram") f.push("pagepath", "url");
+    return f;
+  }
+
+  function buttonEditor(b, path, top, onRemove) {
+    var max = top ? LIMITS.top : LIMITS.sub;
+    var counter = el("span", { class: "count", text: bytes(b.name) + "/" + max + " bytes" });
+    var name = el("input", { value: b.name || "", "data-path": path + ".name", "aria-label": "Name", oninput: function () {
+      b.name = name.value;
+      counter.textContent = bytes(b.name) + "/" + max + " bytes";
+      counter.classList.toggle("over", bytes(b.name) > max);
+      changed(false);
+    } });
+    counter.classList.toggle("over", bytes(b.name) > max);
+    var isMenu = top && b.sub_button && b.sub_button.length > 0;
+    var type = el("select", { "data-path": path + ".type", "aria-label": "Type", onchange: function () {
+      if (type.value === "submenu") { delete b.type; b.sub_button = b.sub_button && b.sub_button.length ? b.sub_button : [{ name: "", type: "click", key: "" }]; }
+      else { b.type = type.value; delete b.sub_button; }
+      changed(true);
+    } });
+    if (top) type.appendChild(el("option", { value: "submenu", text: "opens a sub-menu", selected: isMenu }));
+    Object.keys(TYPES).forEach(function (t) { type.appendChild(el("option", { value: t, text: t, selected: !isMenu && b.type === t })); });
+    var row = el("div", { class: top ? "btn top" : "btn sub" }, [
+      el("label", {}, [document.createTextNode(top ? "Button" : "Sub-button"), name]), counter,
+      el("label", {}, [document.createTextNode("does"), type]),
+    ]);
+    fieldsOf(b).forEach(function (f) {
+      var input = el("input", { value: b[f] || "", "data-path": path + "." + f, "aria-label": f, placeholder: f, oninput: function () { b[f] = input.value; changed(false); } });
+      row.appendChild(el("label", {}, [document.createTextNode(f), input]));
+    });
+    row.appendChild(el("button", { type: "button", class: "remove", text: "Remove", onclick: onRemove }));
+    row.appendChild(el("div", { class: "problem", "data-for": path }));
+    if (isMenu) {
+      var subs = el("div", { class: "subs" });
+      b.sub_button.forEach(function (s, j) {
+        subs.appendChild(buttonEditor(s, path + ".sub_button[" + j + "]", false, function () { b.sub_button.splice(j, 1); changed(true); }));
+      });
+      subs.appendChild(el("button", { type: "button", text: "Add a sub-button", disabled: b.sub_button.length >= LIMITS.subs, onclick: function () {
+        b.sub_button.push({ name: "", type: "click", key: "" }); changed(true);
+      } }));
+      row.appendChild(subs);
+    }
+    return row;
+  }
+
+  function renderMenu() {
+    var box = $("#menu-editor");
+    box.textContent = "";
+    menu.button.forEach(function (b, i) {
+      box.appendChild(buttonEditor(b, "button[" + i + "]", true, function () { menu.button.splice(i, 1); changed(true); }));
+    });
+    $("#menu-add").disabled = menu.button.length >= LIMITS.buttons;
+  }
+
+  var validateTimer = null;
+  function changed(structure) {
+    if (structure) renderMenu();
+    (window.wxedge = window.wxedge || []).push(["menu", "#menu-preview", JSON.parse(JSON.stringify(menu))]);
+    clearTimeout(validateTimer);
+    validateTimer = setTimeout(guard(validate), 250);
+  }
+
+  async function validate() {
+    var r = menu.button.length ? await api("/menu/validate", { method: "POST", body: menu }) : { ok: false, problems: [{ path: "button", message: "a menu needs at least one button" }] };
+    document.querySelectorAll("[data-path]").forEach(function (f) { f.removeAttribute("aria-invalid"); });
+    document.querySelectorAll(".problem").forEach(function (p) { p.textContent = ""; });
+    var list = $("#menu-problems");
+    list.textContent = "";
+    r.problems.forEach(function (p) {
+      list.appendChild(el("li", { text: p.message }));
+      var field = document.querySelector('[data-path="' + p.path + '"]');
+      if (field) field.setAttribute("aria-invalid", "true");
+      var owner = p.path.replace(/\.[a-z_]+$/, "");
+      var slot = document.querySelector('.problem[data-for="' + owner + '"]');
+      if (slot) slot.textContent = (slot.textContent ? slot.textContent + " " : "") + p.message;
+    });
+    $("#menu-publish").disabled = !r.ok;
+    return r.ok;
+  }
+
+  async function loadMenu() {
+    var current = await api("/menu");
+    menu = current.menu ? { button: current.menu.button.map(clean) } : { button: [] };
+    changed(true);
+  }
+  function clean(b) {
+    var c = { name: b.name };
+    ["type", "key", "url", "media_id", "article_id", "appid", "pagepath"].forEach(function (k) { if (b[k]) c[k] = b[k]; });
+    if (b.sub_button && b.sub_button.length) c.sub_button = b.sub_button.map(clean);
+    return c;
+  }
+  $("#menu-add").addEventListener("click", function () { menu.button.push({ name: "", type: "click", key: "" }); changed(true); });
+  $("#menu-import").addEventListener("click", guard(async function () { await loadMenu(); notice("Imported the menu WeChat holds.", "ok"); }));
+  $("#menu-import-console").addEventListener("click", guard(async function () {
+    var c = await api("/menu/current");
+    menu = { button: c.menu.button.map(clean) };
+    changed(true);
+    notice("Imported the menu from get_current_selfmenu_info" + (c.is_menu_open ? "." : " (the menu is switched off in the WeChat console)."), "ok");
+  }));
+  $("#menu-publish").addEventListener("click", guard(async function () {
+    if (!(await validate())) { notice("The menu breaks WeChat's rules; see the problems listed."); return; }
+    await api("/menu", { method: "PUT", body: menu });
+    notice("Published. Followers see the new menu when they next open the chat (WeChat caches it up to 5 minutes).", "ok");
+  }));
+
+  // ---- auto-replies --------------------------------------------------------------------------
+
+  var rules = {};
+  var replyText = function (r) { return !r ? "" : r.type === "text" ? r.content : JSON.stringify(r); };
+  function replyOf(text) {
+    var t = text.trim();
+    if (!t) return null;
+    if (t.charAt(0) === "{") { try { return JSON.parse(t); } catch (e) { throw new Error("A reply starting with { must be JSON: " + e.message); } }
+    return { type: "text", content: text };
+  }
+  function rowsOf(box, rows, make) {
+    box.textContent = "";
+    rows.forEach(function (r) { box.appendChild(make(r)); });
+  }
+  var sceneRow = function (r) { return el("div", { class: "row scene" }, [el("input", { value: r[0] || "", "aria-label": "Scene", placeholder: "pricing" }), el("textarea", { rows: 1, "aria-label": "Reply", text: replyText(r[1]) }), removeRow()]); };
+  var clickRow = function (r) { return el("div", { class: "row click" }, [el("input", { value: r[0] || "", "aria-label": "Menu key", placeholder: "MENU_KEY" }), el("textarea", { rows: 1, "aria-label": "Reply", text: replyText(r[1]) }), removeRow()]); };
+  function keywordRow(k) {
+    var match = el("select", { "aria-label": "Match" });
+    ["exact", "contains", "prefix"].forEach(function (m) { match.appendChild(el("option", { value: m, text: m, selected: k.match === m })); });
+    return el("div", { class: "row keyword" }, [match, el("input", { value: k.pattern || "", "aria-label": "Pattern", placeholder: "help" }),
+      el("textarea", { rows: 1, "aria-label": "Reply", text: replyText(k.reply) }), el("input", { type: "number", value: k.priority || 0, "aria-label": "Priority", class: "narrow" }), removeRow()]);
+  }
+  function removeRow() { return el("button", { type: "button", class: "remove", text: "Remove", onclick: function (e) { e.target.parentNode.remove(); } }); }
+
+  async function loadRules() {
+    rules = await api("/rules");
+    $("#welcome-default").value = replyText(rules.welcome && rules.welcome.default);
+    rowsOf($("#scenes"), Object.entries((rules.welcome && rules.welcome.scenes) || {}), sceneRow);
+    rowsOf($("#keywords"), rules.keywords || [], keywordRow);
+    rowsOf($("#clicks"), Object.entries(rules.clicks || {}), clickRow);
+    $("#default-reply").value = replyText(rules.default);
+  }
+  $("#scene-add").addEventListener("click", function () { $("#scenes").appendChild(sceneRow([])); });
+  $("#keyword-add").addEventListener("click", function () { $("#keywords").appendChild(keywordRow({ match: "exact" })); });
+  $("#click-add").addEventListener("click", function () { $("#clicks").appendChild(clickRow([])); });
+  $("#rules-form").addEventListener("submit", guard(async function (e) {
+    e.preventDefault();
+    var pairs = function (sel) {
+      var o = {};
+      document.querySelectorAll(sel).forEach(function (row) {
+        var k = row.querySelector("input").value.trim(), r = replyOf(row.querySelector("textarea").value);
+        if (k && r) o[k] = r;
+      });
+      return o;
+    };
+    var doc = {
+      welcome: { default: replyOf($("#welcome-default").value), scenes: pairs("#scenes .row") },
+      keywords: Array.prototype.map.call(document.querySelectorAll("#keywords .row"), function (row) {
+        var f = row.querySelectorAll("input");
+        return { match: row.querySelector("select").value, pattern: f[0].value, reply: replyOf(row.querySelector("textarea").value) || { type: "success" }, priority: Number(f[1].value) || 0 };
+      }),
+      clicks: pairs("#clicks .row"),
+      default: replyOf($("#default-reply").value),
+    };
+    if (rules.forward) doc.forward = rules.forward;
+    rules = await api("/rules", { method: "PUT", body: doc });
+    notice("Saved. Replies use the new rules within 30 seconds.", "ok");
+  }));
+  $("#try-form").addEventListener("submit", guard(async function (e) {
+    e.preventDefault();
+    var kind = $("#try-kind").value, v = $("#try-value").value;
+    var body = { kind: kind };
+    body[{ text: "content", subscribe: "scene", scan: "scene", click: "key" }[kind]] = v;
+    var r = await api("/rules/try", { method: "POST", body: body });
+    $("#try-result").textContent = r.reply.type === "text" ? r.reply.content : r.reply.type === "success" ? "(no reply: success)" : JSON.stringify(r.reply, null, 1);
+  }));
+
+  // ---- charts: plain SVG -------------------------------------------------------------------
+
+  var SVG = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, text) {
+    var e = document.createElementNS(SVG, tag);
+    Object.keys(attrs).forEach(function (k) { e.setAttribute(k, attrs[k]); });
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+  /** Vertical bars, one group per label, one bar per series; every bar has a <title>. */
+  function bars(box, labels, series, summary) {
+    box.textContent = "";
+    var W = 520, H = 200, pad = 28, n = labels.length || 1, k = series.length;
+    var max = Math.max(1, ...series.flatMap(function (s) { return s.values; }));
+    var g = svg("svg", { viewBox: "0 0 " + W + " " + (H + 40), role: "img", "aria-label": summary, class: "bars" });
+    var slot = (W - pad) / n, bw = Math.max(2, (slot * 0.8) / k);
+    g.appendChild(svg("text", { x: 0, y: 12, class: "axis" }, String(max)));
+    g.appendChild(svg("line", { x1: pad, y1: H, x2: W, y2: H, class: "axis-line" }));
+    labels.forEach(function (label, i) {
+      series.forEach(function (s, j) {
+        var v = s.values[i] || 0, h = (v / max) * (H - 20);
+        var r = svg("rect", { x: pad + i * slot + j * bw, y: H - h, width: bw - 1, height: h, fill: s.color });
+        r.appendChild(svg("title", {}, label + " · " + s.name + ": " + v));
+        g.appendChild(r);
+      });
+      if (n <= 12 || i % Math.ceil(n / 10) === 0) g.appendChild(svg("text", { x: pad + i * slot, y: H + 14, class: "axis" }, label));
+    });
+    series.forEach(function (s, j) {
+      g.appendChild(svg("rect", { x: pad + j * 140, y: H + 24, width: 10, height: 10, fill: s.color }));
+      g.appendChild(svg("text", { x: pad + j * 140 + 14, y: H + 33, class: "axis" }, s.name));
+    });
+    box.appendChild(g);
+  }
+
+  function quotaChart(box, q) {
+    bars(box, ["4 left", "3 left", "2 left", "1 left", "0 left"], [{ name: "followers", color: "#07c160", values: [q.left[4], q.left[3], q.left[2], q.left[1], q.left[0]] }],
+      "Followers by mass messages left this month: " + q.left.slice().reverse().join(", "));
+  }
+
+  // ---- broadcasts ----------------------------------------------------------------------------
+
+  var planned = null;
+  function segment() {
+    var aud = document.querySelector("input[name=aud]:checked").value;
+    if (aud === "tag") return { kind: "tag", tag_id: Number($("#aud-tag").value) };
+    if (aud === "scene") return { kind: "scene", scene: $("#aud-scene").value.trim() };
+    if (aud === "page") return { kind: "page", page: $("#aud-page").value.trim() };
+    if (aud === "open_ids") return { kind: "open_ids", openids: $("#aud-ids").value.split(/\s+/).filter(Boolean) };
+    return { kind: "all" };
+  }
+  function describe(s) {
+    return s.kind === "all" ? "all followers" : s.kind === "tag" ? "tag " + s.tag_id : s.kind === "open_ids" ? s.openids.length + " OpenIDs" : s.kind + " " + (s.scene || s.page);
+  }
+
+  async function loadBroadcasts() {
+    var tags = await api("/tags").catch(function (e) { notice(e.message); return { tags: [] }; });
+    var sel = $("#aud-tag");
+    sel.textContent = "";
+    tags.tags.forEach(function (t) { sel.appendChild(el("option", { value: t.id, text: t.name + " (" + t.count + ")" })); });
+    await refreshQuotaAndHistory();
+  }
+
+  async function refreshQuotaAndHistory() {
+    var q = await api("/quota");
+    quotaChart($("#quota-chart"), q);
+    $("#quota-note").textContent = q.account_kind === "subscription"
+      ? (q.today_free ? "Today's mass send is still free." : "Today's mass send is used; the next is free at " + q.next_free_at + ".")
+      : q.followers + " followers; the monthly quota renews at " + q.renews_at + ".";
+    var h = await api("/broadcasts");
+    var body = $("#history tbody");
+    body.textContent = "";
+    h.broadcasts.forEach(function (b) {
+      var out = b.batches.map(function (x) { return x.outcome ? x.outcome.sent + " sent, " + x.outcome.filtered_out + " filtered" : x.error || x.state; }).join("; ");
+      body.appendChild(el("tr", {}, [el("td", { text: b.id }), el("td", { text: new Date(b.created_at * 1000).toLocaleString() }), el("td", { text: describe(b.segment) }),
+        el("td", { text: b.method + (b.batches.length > 1 ? " ×" + b.batches.length : "") }), el("td", { text: String(b.eligible) }), el("td", { text: b.status, class: "status-" + b.status }), el("td", { text: out })]));
+    });
+  }
+
+  $("#plan-form").addEventListener("submit", guard(async function (e) {
+    e.preventDefault();
+    var s = segment();
+    var p = await api("/broadcasts/plan", { method: "POST", body: { segment: s, exact: true } });
+    var box = $("#plan");
+    box.textContent = "";
+    var dl = el("dl", { class: "plan" });
+    var add = function (k, v) { if (v !== undefined && v !== null) { dl.appendChild(el("dt", { text: k })); dl.appendChild(el("dd", { text: String(v) })); } };
+    add("Eligible", p.eligible);
+    add("At quota (left out)", p.at_quota + (p.at_quota_until ? " until " + p.at_quota_until : ""));
+    add("Unknown OpenIDs", p.unknown);
+    add("No longer following", p.not_following);
+    add("Sent as", p.method ? p.method + (p.batches > 1 ? " in " + p.batches + " batches" : "") : "—");
+    if (p.today_free !== undefined) add("Today's send", p.today_free ? "free" : "used; next free at " + p.next_free_at);
+    box.appendChild(dl);
+    if (p.refused) box.appendChild(el("p", { class: "refused", text: "Cannot send now: " + p.refused.message }));
+    planned = p.refused ? null : { segment: s, plan: p, id: "c" + Date.now().toString(36) };
+    $("#send").disabled = !planned;
+  }));
+
+  $("#send").addEventListener("click", function () {
+    if (!planned) return;
+    var text = $("#msg-text").value.trim();
+    if (!text) { notice("Write the message first."); return; }
+    $("#confirm-text").textContent = "To " + planned.plan.eligible + " followers (" + describe(planned.segment) + ") as " + planned.plan.method +
+      ". Each of them has one mass message fewer this month" + (planned.plan.at_quota ? "; " + planned.plan.at_quota + " at quota are left out." : ".");
+    $("#confirm").showModal();
+  });
+  $("#confirm").addEventListener("close", guard(async function () {
+    if ($("#confirm").returnValue !== "send" || !planned) return;
+    var b = await api("/broadcasts", { method: "POST", body: { id: planned.id, segment: planned.segment, message: { type: "text", content: $("#msg-text").value } } });
+    notice("Broadcast " + b.id + ": " + b.status + " to " + b.eligible + " followers.", "ok");
+    planned = null;
+    $("#send").disabled = true;
+    await refreshQuotaAndHistory();
+  }));
+
+  // ---- followers and statistics --------------------------------------------------------------
+
+  async function loadFollowers() {
+    var stats = await api("/stats?days=30");
+    var days = Object.keys(stats).sort();
+    var sum = function (o) { return Object.values(o || {}).reduce(function (a, b) { return a + b; }, 0); };
+    bars($("#daily-chart"), days.map(function (d) { return d.slice(4, 6) + "-" + d.slice(6); }), [
+      { name: "follows", color: "#07c160", values: days.map(function (d) { return sum(stats[d].follows); }) },
+      { name: "unfollows", color: "#fa5151", values: days.map(function (d) { return sum(stats[d].unfollows); }) },
+    ], "Follows and unfollows per day over the last 30 days");
+    var totals = function (field) {
+      var t = {};
+      days.forEach(function (d) { Object.entries(stats[d][field] || {}).forEach(function (e) { t[e[0]] = (t[e[0]] || 0) + e[1]; }); });
+      return t;
+    };
+    var byScene = totals("follows"), byPage = totals("pages");
+    bars($("#scene-chart"), Object.keys(byScene), [{ name: "follows", color: "#10aeff", values: Object.values(byScene) }], "Follows by scene");
+    bars($("#page-chart"), Object.keys(byPage), [{ name: "follows", color: "#6467f0", values: Object.values(byPage) }], "Follows by page");
+    var funnel = await api("/funnel?days=30");
+    var steps = [0, 0, 0, 0];
+    Object.values(funnel).forEach(function (pages) { Object.values(pages).forEach(function (scenes) { Object.values(scenes).forEach(function (row) { row.forEach(function (v, i) { steps[i] += v; }); }); }); });
+    bars($("#funnel-chart"), ["impressions", "QR shown", "scanned", "followed"], [{ name: "visitors", color: "#07c160", values: steps }],
+      "Funnel: " + steps[0] + " impressions, " + steps[1] + " QR codes shown, " + steps[2] + " scans, " + steps[3] + " follows");
+    quotaChart($("#quota-chart-2"), await api("/quota"));
+  }
+
+  $("#import").addEventListener("click", guard(async function () {
+    var status = $("#import-status");
+    var step = await api("/followers/import", { method: "POST", body: { restart: true } });
+    while (!step.done) {
+      status.textContent = step.phase === "tags" ? "Followers imported (" + step.imported + "); now the tags…" : "Imported " + step.imported + " of " + (step.total || "?") + "…";
+      step = await api("/followers/import", { method: "POST", body: {} });
+    }
+    status.textContent = "Done: " + step.imported + " followers and " + (step.tags || 0) + " tags.";
+    await loadFollowers();
+  }));
+
+  $("#lookup-form").addEventListener("submit", guard(async function (e) {
+    e.preventDefault();
+    var r = await api("/followers/" + encodeURIComponent($("#lookup-id").value.trim()));
+    $("#lookup-result").textContent = JSON.stringify(r, null, 1);
+  }));
+
+  // ---- embed ---------------------------------------------------------------------------------
+
+  function renderEmbed() {
+    var v = function (id) { return $("#" + id).value; };
+    var attrs = [["src", location.origin + "/widget.js"], ["data-account", v("e-account")], ["data-prompt", v("e-prompt")], ["data-scene", v("e-scene")]];
+    if (v("e-prompt") === "inline") attrs.push(["data-target", "#follow-card"]);
+    if (v("e-mode") === "static") attrs.push(["data-mode", "static"]);
+    if (v("e-lang")) attrs.push(["data-lang", v("e-lang")]);
+    if (v("e-theme")) attrs.push(["data-theme", v("e-theme")]);
+    var esc = function (s) { return String(s).replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;"); };
+    var tag = "<script async " + attrs.map(function (a) { return a[0] + '="' + esc(a[1]) + '"'; }).join(" ") + "></" + "script>";
+    var snippet = (v("e-prompt") === "inline" ? '<div id="follow-card"></div>\n' : "") + tag;
+    $("#e-snippet").value = snippet;
+    $("#e-preview").srcdoc = '<!doctype html><html lang="en"><body style="font:14px system-ui,sans-serif;margin:16px"><p>Your page</p>' + snippet + "</body></html>";
+  }
+  $("#embed-form").addEventListener("input", renderEmbed);
+  $("#embed-form").addEventListener("change", renderEmbed);
+  $("#e-copy").addEventListener("click", guard(async function () {
+    await navigator.clipboard.writeText($("#e-snippet").value);
+    $("#e-copied").textContent = "Copied.";
+  }));
+
+  if (token) enter();
+})();
