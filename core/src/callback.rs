@@ -109,6 +109,22 @@ impl Inbound {
     }
 }
 
+/// How far a callback's signed timestamp may be from the worker's clock. WeChat's three
+/// deliveries come within about 15 s; clocks drift a little. Older is a replay.
+pub const MAX_SKEW_SECS: u64 = 300;
+
+/// Refuses a request signed too long ago (or in the future). In plain mode WeChat's signature
+/// covers only token, timestamp and nonce — not the body — so a captured query string could
+/// otherwise be replayed with any body for ever.
+pub fn check_fresh(query: &Query, now: u64) -> Result<()> {
+    let ts: u64 = query.timestamp.as_deref().and_then(|t| t.trim().parse().ok()).ok_or(Error::BadSignature)?;
+    let skew = ts.abs_diff(now);
+    if skew > MAX_SKEW_SECS {
+        return Err(Error::StaleRequest { skew_secs: skew });
+    }
+    Ok(())
+}
+
 /// Checks the signature, size and mode of a push and returns the parsed message.
 /// Nothing here has side effects, so a forged request costs only this function.
 pub fn open(config: &Config, query: &Query, body: &[u8]) -> Result<Inbound> {

@@ -8,6 +8,8 @@ pub enum Error {
     Config { setting: &'static str, problem: String },
     /// `signature` / `msg_signature` did not match: the request is not from WeChat.
     BadSignature,
+    /// The signed timestamp is too far from now: a replay of a captured request.
+    StaleRequest { skew_secs: u64 },
     /// The body is larger than the configured limit; refused before any parsing.
     BodyTooLarge { limit: usize, actual: usize },
     /// The XML is not well formed, or is not a WeChat message.
@@ -127,6 +129,7 @@ impl Error {
         match self {
             Error::Config { .. } => "config",
             Error::BadSignature => "bad_signature",
+            Error::StaleRequest { .. } => "stale_request",
             Error::BodyTooLarge { .. } => "body_too_large",
             Error::Xml(_) => "malformed_xml",
             Error::ForbiddenXml(_) => "forbidden_xml",
@@ -149,6 +152,7 @@ impl fmt::Display for Error {
         match self {
             Error::Config { setting, problem } => write!(f, "configuration {setting}: {problem}"),
             Error::BadSignature => f.write_str("signature does not match"),
+            Error::StaleRequest { skew_secs } => write!(f, "the signed timestamp is {skew_secs} s from now; a replay is refused"),
             Error::BodyTooLarge { limit, actual } => {
                 write!(f, "body of {actual} bytes exceeds the limit of {limit} bytes")
             }

@@ -214,6 +214,11 @@ impl Event {
 
 fn parse_event(root: &Element) -> Result<Event> {
     let event = required(root, "Event")?;
+    // A menu key is at most 128 bytes and a VIEW URL 1,024; the key also names the delivery for
+    // retries, so an unbounded one is refused.
+    if root.text_of("EventKey").is_some_and(|k| k.len() > 1024) {
+        return Err(Error::MissingField("EventKey"));
+    }
     let key = || text(root, "EventKey");
     Ok(match event {
         "subscribe" => {
@@ -306,9 +311,13 @@ fn leaf_fields(root: &Element) -> Vec<(String, String)> {
     root.children.iter().filter(|c| c.children.is_empty()).map(|c| (c.name.clone(), c.text.clone())).collect()
 }
 
+/// The longest value a routing field may have. OpenIDs and gh_ ids are under 40 bytes, MsgType
+/// and Event names under 40; a longer one is not WeChat's.
+const MAX_ID_BYTES: usize = 64;
+
 fn required<'a>(el: &'a Element, name: &'static str) -> Result<&'a str> {
     match el.text_of(name) {
-        Some(t) if !t.trim().is_empty() => Ok(t.trim()),
+        Some(t) if !t.trim().is_empty() && t.trim().len() <= MAX_ID_BYTES => Ok(t.trim()),
         _ => Err(Error::MissingField(name)),
     }
 }

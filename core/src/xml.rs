@@ -39,6 +39,11 @@ impl Element {
 
 /// Parses a whole document and returns its root element.
 pub fn parse(input: &str) -> Result<Element> {
+    // XML 1.0 forbids control characters other than tab, newline and carriage return, and WeChat
+    // never sends them; one in a field could end up in a reply or a log line.
+    if let Some(at) = input.bytes().position(|b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) {
+        return Err(Error::Xml(format!("control character 0x{:02x} at byte {at}", input.as_bytes()[at])));
+    }
     let mut reader = Reader::from_str(input);
     // Names must match: `<a></b>` is malformed, not a guess.
     reader.config_mut().check_end_names = true;

@@ -174,3 +174,19 @@ fn refuses_bodies_that_are_not_messages() {
         assert!(Message::parse(body).is_err(), "{body}");
     }
 }
+
+#[test]
+fn hostile_fields_are_refused() {
+    let text = |from: &str, content: &str| {
+        format!("<xml><ToUserName>gh_a</ToUserName><FromUserName>{from}</FromUserName><CreateTime>1</CreateTime><MsgType>text</MsgType><Content><![CDATA[{content}]]></Content><MsgId>1</MsgId></xml>")
+    };
+    assert!(wxedge_core::message::Message::parse(&text("oF", "fine")).is_ok());
+    let e = wxedge_core::message::Message::parse(&text("oF", "bell\u{7}")).unwrap_err();
+    assert!(e.to_string().contains("control character 0x07"), "{e}");
+    assert!(wxedge_core::message::Message::parse(&text("oF", "tab\tnew\nline\r")).is_ok());
+    let e = wxedge_core::message::Message::parse(&text(&"o".repeat(65), "x")).unwrap_err();
+    assert_eq!(e, wxedge_core::Error::MissingField("FromUserName"));
+    let click = |key: &str| format!("<xml><ToUserName>gh_a</ToUserName><FromUserName>oF</FromUserName><CreateTime>1</CreateTime><MsgType>event</MsgType><Event>CLICK</Event><EventKey>{key}</EventKey></xml>");
+    assert!(wxedge_core::message::Message::parse(&click(&"k".repeat(128))).is_ok());
+    assert_eq!(wxedge_core::message::Message::parse(&click(&"k".repeat(1025))).unwrap_err(), wxedge_core::Error::MissingField("EventKey"));
+}

@@ -63,7 +63,9 @@ impl Shared {
             entropy: SplitMix(real_now() ^ (n << 32) ^ u64::from(std::process::id())),
         };
         let plain = push.to_xml(GH_ID, openid, now);
-        let result = sender.deliver(&plain, now, openid);
+        // CreateTime follows the simulated clock; the signature's timestamp is the real time, as
+        // the worker refuses callbacks whose timestamp is far from its own clock.
+        let result = sender.deliver(&plain, real_now(), openid);
         let mut sim = self.lock();
         match result {
             Ok(d) => {

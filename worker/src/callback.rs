@@ -49,7 +49,7 @@ pub async fn handle(mut req: Request, env: &Env, ctx: &Context, config: &Config)
                 }
             }
             let body = req.bytes().await?;
-            let inbound = match callback::open(config, &query, &body) {
+            let inbound = match callback::open(config, &query, &body).and_then(|i| callback::check_fresh(&query, now_secs()).map(|()| i)) {
                 Ok(i) => i,
                 Err(e) => return refuse(&e),
             };
@@ -258,7 +258,7 @@ async fn job_finished(env: &Env, result: &MassSendResult) -> Result<Response> {
 /// 400 with a short reason for malformed input.
 fn refuse(e: &Error) -> Result<Response> {
     let status = match e {
-        Error::BadSignature => 403,
+        Error::BadSignature | Error::StaleRequest { .. } => 403,
         Error::BodyTooLarge { .. } => 413,
         Error::Config { .. } => 500,
         _ => 400,
