@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$ROOT"
 seconds=${BENCH_SECONDS:-2}
 
-bash scripts/setup.sh test
-[ -d bench/node_modules/co-wechat ] ||
-  { say "installing the node peer (co-wechat)"; (cd bench && npm ci --no-audit --no-fund --loglevel=error); }
+bash scripts/setup.sh bench
+# The node peers (co-wechat, koa, wechat, qrcode, qrcode-generator), pinned in bench/package-lock.json.
+[ bench/node_modules/.package-lock.json -nt bench/package-lock.json ] ||
+  { say "installing the node peers"; (cd bench && npm ci --no-audit --no-fund --loglevel=error); }
 bash scripts/build.sh all
 cargo build -q --release -p wxedge-bench -p wxedge-simulator
 mkdir -p target/bench
@@ -18,6 +19,10 @@ say "per message: verify, (decrypt,) parse, route, reply, (encrypt, sign) — ${
 ours=$(target/release/wxedge-bench run "$inputs" "$seconds")
 wechatpy=$("$PY_VENV/bin/python" bench/wechatpy_bench.py "$inputs" "$seconds")
 cowechat=$(node bench/co_wechat_bench.mjs "$inputs" "$seconds")
+say "QR code to SVG: the widget's wasm vs qrcode and qrcode-generator (node)"
+qr=$(node bench/qr_bench.mjs "$seconds")
+say "callbacks over loopback HTTP, wrk -c16: wxedge in workerd vs wechatpy, co-wechat (Koa), wechat"
+http=$(node bench/http_bench.mjs "$PY_VENV/bin/python" "${HTTP_SECONDS:-5}" 16)
 say "the ledger: plan and reserve a broadcast to everyone, at 100,000 and 1,000,000 followers"
 ledger100k=$(target/release/wxedge-bench ledger 100000)
 ledger1m=$(target/release/wxedge-bench ledger 1000000)
@@ -30,6 +35,8 @@ cat > target/bench/results.json <<JSON
   "date": "$(date -u +%FT%TZ)",
   "per_message_ns": {"wxedge": $ours, "wechatpy": $wechatpy, "co-wechat": $cowechat},
   "workerd_callback": $workerd,
+  "qr_svg_ns": $qr,
+  "http": $http,
   "ledger": [$ledger100k, $ledger1m],
   "sizes_bytes": {
     "worker_wasm": $(size worker/build/index_bg.wasm), "worker_js": $(size worker/build/index.js),
@@ -48,6 +55,11 @@ const rows = Object.keys(p.wxedge).sort().map((k) => ({
 console.table(rows);
 const w = r.workerd_callback;
 console.log(`workerd: ${w.requests} follow callbacks, mean ${w.mean_ms.toFixed(2)} ms, p50 ${w.p50_ms.toFixed(2)} ms, p99 ${w.p99_ms.toFixed(2)} ms per request (HTTP + KV read + KV write included; Workers free-plan CPU limit: 10 ms)`);
+const h = r.http;
+console.table(Object.keys(h).map((k) => ({ server: k, "requests/s": h[k].rps.toFixed(0), "p50 ms": h[k].p50_ms, "p99 ms": h[k].p99_ms,
+  "wxedge ×": k === "wxedge" ? "" : (h.wxedge.rps / h[k].rps).toFixed(2), errors: h[k].non_2xx + (h[k].socket_errors ? " / " + h[k].socket_errors : "") })));
+const q = r.qr_svg_ns;
+console.table(Object.keys(q).map((k) => ({ encoder: k, "µs per code": (q[k] / 1e3).toFixed(1), "× wxedge": (q[k] / q.wxedge).toFixed(2) })));
 for (const l of r.ledger) console.log(`ledger, ${l.followers} followers: a plan reads ${l.kv_reads_per_plan} keys, ${(l.shard_bytes_total / 1e6).toFixed(1)} MB (largest shard ${(l.shard_bytes_max / 1e3).toFixed(0)} KB); parse + plan ${l.plan_ms.toFixed(0)} ms, reserve ${l.reserve_ms.toFixed(0)} ms (native)`);
 for (const [k, v] of Object.entries(r.sizes_bytes)) console.log(`${k.padEnd(12)} ${String(v.raw).padStart(8)} B raw ${String(v.gzip).padStart(8)} B gzip`);
 console.log("written: target/bench/results.json");

@@ -36,9 +36,10 @@ export function freePort() {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Starts simulator + worker. `vars` override TEST_CONFIG; a value of null removes a setting. */
-export async function startStack(vars = {}, { followers = 20 } = {}) {
+export async function startStack(vars = {}, { followers = 20, dir: keepDir } = {}) {
   const [port, simPort] = [await freePort(), await freePort()];
-  const dir = mkdtempSync(join(tmpdir(), "wxedge-test-"));
+  // A given `dir` holds the local KV and Durable Object state across restarts.
+  const dir = keepDir ?? mkdtempSync(join(tmpdir(), "wxedge-test-"));
   const config = { ...TEST_CONFIG, WECHAT_API_BASE: `http://127.0.0.1:${simPort}`, ...vars };
   for (const k of Object.keys(config)) if (config[k] === null) delete config[k];
   const envFile = join(dir, "test.env");
@@ -53,16 +54,20 @@ export async function startStack(vars = {}, { followers = 20 } = {}) {
   const worker = spawn(join(ROOT, "node_modules", ".bin", "wrangler"), [
     "dev", "--ip", "127.0.0.1", "--port", String(port), "--show-interactive-dev-session=false",
     "--env-file", envFile, "--persist-to", join(dir, "state"), "--log-level", "log",
-  ], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  ], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"], detached: true }); // its own process group: wrangler and workerd stop together
   for (const p of [sim, worker]) {
     p.stdout.on("data", (d) => logs.push(d.toString()));
     p.stderr.on("data", (d) => logs.push(d.toString()));
   }
   const base = `http://127.0.0.1:${port}`;
-  const stop = async () => {
-    for (const p of [worker, sim]) if (p.exitCode === null) p.kill("SIGTERM");
-    await Promise.all([worker, sim].map((p) => p.exitCode !== null ? null : new Promise((r) => p.once("exit", r))));
-    rmSync(dir, { recursive: true, force: true });
+  /** Stops both; `kill` sends SIGKILL (a crash); a given `dir` is kept for a restart. */
+  const stop = async ({ kill = false } = {}) => {
+    const exited = [worker, sim].map((p) => p.exitCode !== null ? null : new Promise((r) => p.once("exit", r)));
+    const signal = kill ? "SIGKILL" : "SIGTERM";
+    if (worker.exitCode === null) { try { process.kill(-worker.pid, signal); } catch { worker.kill(signal); } }
+    if (sim.exitCode === null) sim.kill(signal);
+    await Promise.all(exited);
+    if (!keepDir) rmSync(dir, { recursive: true, force: true });
   };
   const deadline = Date.now() + 90_000;
   for (;;) {

@@ -585,6 +585,13 @@ fn leaf_action(b: &HtmlElement, spec: &JsValue, toast: &HtmlElement, subs: &Rc<R
     })
 }
 
+/// The QR code for `text` as SVG: what the widget draws, exported for `make bench` (and for pages
+/// that want the image alone).
+#[wasm_bindgen(js_name = svgOf)]
+pub fn svg_of(text: &str) -> Option<String> {
+    qr_svg(text)
+}
+
 /// A static follow card with a QR code for `url` (`<div data-wxedge-qr="URL">`): no dialog, no
 /// visit; for pages that show the account's ordinary code.
 #[wasm_bindgen]
