@@ -21,6 +21,11 @@ build_worker() {
   wasm_toolchain
   say "building worker ($WASM_RUST toolchain)"
   worker-build --release worker "${WASM_CARGO_FLAGS[@]}"
+  # worker-build leaves the name section and does not optimise for size: a third smaller.
+  wasm-opt -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-mutable-globals --enable-sign-ext \
+    --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue --enable-exception-handling \
+    worker/build/index_bg.wasm -o worker/build/index_bg.opt.wasm
+  mv worker/build/index_bg.opt.wasm worker/build/index_bg.wasm
   touch worker/build/index.js
 }
 

@@ -195,15 +195,19 @@ async fn answer(env: &Env, ctx: &Context, config: &Config, inbound: &Inbound) ->
     if change.dirty || body != "success" {
         record.remember(&delivery, &body);
         let json = serde_json::to_string(&record).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        // Losing this write loses only the retry answer and the window bookkeeping; the reply
-        // still goes out.
-        let written = async {
-            kv.put(&record_key, json)?.execute().await?;
-            Ok::<(), worker::Error>(())
-        };
-        if let Err(e) = written.await {
-            worker::console_error!("follower record {} not written: {e}", msg.from);
-        }
+        // Written after the answer has gone (WeChat's first retry comes 5 s later): the reply
+        // does not wait for KV. Losing this write loses only the retry answer and the window
+        // bookkeeping, never the reply or the follow (the ledger has that already).
+        let (env, from) = (env.clone(), msg.from.clone());
+        ctx.wait_until(async move {
+            let written = async {
+                env.kv(KV)?.put(&record_key, json)?.execute().await?;
+                Ok::<(), worker::Error>(())
+            };
+            if let Err(e) = written.await {
+                worker::console_error!("follower record {from} not written: {e}");
+            }
+        });
     }
     Response::ok(body)
 }

@@ -112,7 +112,7 @@ impl DurableObject for Ledger {
         let path = req.path();
         let answer: wxedge_core::Result<Value> = match (req.method(), path.as_str()) {
             (Method::Post, "/apply") => {
-                let changes: Vec<IndexChange> = req.json().await?;
+                let changes: Vec<IndexChange> = crate::platform::json_body(&mut req).await?;
                 match ledger::apply(&store, &changes).await {
                     Ok(touched) => {
                         self.mark_dirty(&touched).await?;
@@ -122,7 +122,7 @@ impl DurableObject for Ledger {
                 }
             }
             (Method::Post, "/reserve") => {
-                let b: ReserveBody = req.json().await?;
+                let b: ReserveBody = crate::platform::json_body(&mut req).await?;
                 match ledger::reserve(&store, kind_of(&b.kind), &b.request, b.now).await {
                     Ok((broadcast, touched, fresh)) => {
                         self.mirror(&touched, true).await;
@@ -132,14 +132,14 @@ impl DurableObject for Ledger {
                 }
             }
             (Method::Post, "/plan") => {
-                let b: PlanBody = req.json().await?;
+                let b: PlanBody = crate::platform::json_body(&mut req).await?;
                 match (ledger::load_shards(&store).await, ledger::load_day(&store).await) {
                     (Ok(shards), Ok(day)) => Ok(json!(ledger::plan(kind_of(&b.kind), &b.segment, &shards, day.as_ref(), b.now))),
                     (Err(e), _) | (_, Err(e)) => Err(e),
                 }
             }
             (Method::Post, "/recipients") => {
-                let r: BatchRef = req.json().await?;
+                let r: BatchRef = crate::platform::json_body(&mut req).await?;
                 match ledger::load_broadcast(&store, &r.id).await {
                     Ok(Some(b)) => ledger::batch_recipients(&store, &b, r.n).await.map(|v| json!(v)),
                     Ok(None) => return json_error(404, "not_found", "no such broadcast"),
@@ -147,7 +147,7 @@ impl DurableObject for Ledger {
                 }
             }
             (Method::Post, "/settle") => {
-                let s: SettleBody = req.json().await?;
+                let s: SettleBody = crate::platform::json_body(&mut req).await?;
                 match ledger::settle(&store, &s.id, s.n, &s.answer).await {
                     Ok((b, touched)) => {
                         self.mirror(&touched, true).await;
@@ -157,7 +157,7 @@ impl DurableObject for Ledger {
                 }
             }
             (Method::Post, "/job") => {
-                let j: JobBody = req.json().await?;
+                let j: JobBody = crate::platform::json_body(&mut req).await?;
                 match ledger::job_finished(&store, &j.result, j.now).await {
                     Ok((b, touched)) => {
                         self.mirror(&touched, false).await;
@@ -173,7 +173,7 @@ impl DurableObject for Ledger {
                 Err(e) => Err(e),
             },
             (Method::Post, "/quota") => {
-                let q: Value = req.json().await?;
+                let q: Value = crate::platform::json_body(&mut req).await?;
                 let now = q.get("now").and_then(Value::as_u64).unwrap_or(0);
                 let kind = kind_of(q.get("kind").and_then(Value::as_str).unwrap_or(""));
                 match (ledger::load_shards(&store).await, ledger::load_day(&store).await) {
@@ -182,7 +182,7 @@ impl DurableObject for Ledger {
                 }
             }
             (Method::Post, "/stats") => {
-                let days: Vec<u32> = req.json().await?;
+                let days: Vec<u32> = crate::platform::json_body(&mut req).await?;
                 let keys: Vec<String> = days.iter().map(|d| ledger::stats_key(*d)).collect();
                 match store.get_many(&keys).await {
                     Ok(raw) => {
@@ -196,10 +196,16 @@ impl DurableObject for Ledger {
                     Err(e) => Err(wxedge_core::Error::Upstream(e)),
                 }
             }
-            (Method::Get, "/import") => Ok(storage.get::<Value>("import").await?.unwrap_or_else(|| json!({ "next_openid": "", "done": false, "imported": 0 }))),
+            (Method::Get, "/import") => Ok(store
+                .get("import")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or_else(|| json!({ "next_openid": "", "done": false, "imported": 0 }))),
             (Method::Put, "/import") => {
-                let v: Value = req.json().await?;
-                storage.put("import", &v).await?;
+                let v: Value = crate::platform::json_body(&mut req).await?;
+                storage.put("import", v.to_string()).await?;
                 Ok(v)
             }
             _ => return json_error(404, "not_found", "no such ledger route"),
@@ -212,11 +218,15 @@ impl DurableObject for Ledger {
 
     async fn alarm(&self) -> Result<Response> {
         let storage = self.state.storage();
-        let dirty: Vec<u32> = storage.get(DIRTY_KEY).await?.unwrap_or_default();
-        storage.put(DIRTY_KEY, Vec::<u32>::new()).await?;
+        let dirty = dirty_shards(&storage).await;
+        storage.put(DIRTY_KEY, "[]").await?;
         self.mirror(&dirty.into_iter().collect(), false).await;
         Response::ok("flushed")
     }
+}
+
+async fn dirty_shards(storage: &Storage) -> Vec<u32> {
+    storage.get::<String>(DIRTY_KEY).await.ok().flatten().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default()
 }
 
 fn with_status(b: &ledger::Broadcast) -> Value {
@@ -247,11 +257,11 @@ impl Ledger {
             return Ok(());
         }
         let storage = self.state.storage();
-        let mut dirty: Vec<u32> = storage.get(DIRTY_KEY).await?.unwrap_or_default();
+        let mut dirty = dirty_shards(&storage).await;
         dirty.extend(touched.iter().copied());
         dirty.sort_unstable();
         dirty.dedup();
-        storage.put(DIRTY_KEY, &dirty).await?;
+        storage.put(DIRTY_KEY, serde_json::to_string(&dirty).unwrap_or_else(|_| "[]".into())).await?;
         if storage.get_alarm().await?.is_none() {
             storage.set_alarm(FLUSH_DELAY_MS).await?;
         }

@@ -160,3 +160,10 @@ pub fn error_response(e: &wxedge_core::Error) -> Result<Response> {
         _ => json_error(422, e.reason(), &e.to_string()),
     }
 }
+
+/// A request body as JSON through serde_json: `Request::json` goes through serde-wasm-bindgen,
+/// whose per-type code is several times larger in the wasm.
+pub async fn json_body<T: serde::de::DeserializeOwned>(req: &mut worker::Request) -> Result<T> {
+    let text = req.text().await?;
+    serde_json::from_str(&text).map_err(|e| worker::Error::RustError(format!("request JSON: {e}")))
+}

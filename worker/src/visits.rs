@@ -60,6 +60,19 @@ fn visit_key(id: &str) -> String {
     format!("v:{id}")
 }
 
+/// Values are stored as JSON strings (serde_json), like the ledger's.
+async fn load<T: serde::de::DeserializeOwned>(storage: &worker::Storage, key: &str) -> Result<Option<T>> {
+    match storage.get::<String>(key).await? {
+        Some(s) => serde_json::from_str(&s).map(Some).map_err(|e| worker::Error::RustError(format!("{key}: {e}"))),
+        None => Ok(None),
+    }
+}
+
+async fn save<T: serde::Serialize>(storage: &worker::Storage, key: &str, value: &T) -> Result<()> {
+    let json = serde_json::to_string(value).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    storage.put(key, json).await
+}
+
 impl DurableObject for Visits {
     fn new(state: State, env: Env) -> Self {
         Visits { state, env, pool: RefCell::new(None), limiter: RefCell::new(RateLimiter::default()) }
@@ -69,41 +82,41 @@ impl DurableObject for Visits {
         let path = req.path();
         match (req.method(), path.as_str()) {
             (Method::Post, "/acquire") => {
-                let b: AcquireBody = req.json().await?;
+                let b: AcquireBody = crate::platform::json_body(&mut req).await?;
                 self.acquire(b).await
             }
             (Method::Get, p) if p.starts_with("/state/") => {
                 let now = req.url()?.query_pairs().find(|(k, _)| k == "now").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
-                match self.state.storage().get::<Visit>(&visit_key(&p["/state/".len()..])).await? {
+                match load::<Visit>(&self.state.storage(), &visit_key(&p["/state/".len()..])).await? {
                     Some(v) => Response::from_json(&json!({ "state": v.reported_state(now), "page": v.page, "scene": v.scene })),
                     None => json_error(404, "not_found", "no such visit (it may have expired)"),
                 }
             }
             (Method::Post, "/scan") => {
-                let b: ScanBody = req.json().await?;
+                let b: ScanBody = crate::platform::json_body(&mut req).await?;
                 self.scan(b).await
             }
             (Method::Post, "/events") => {
                 // Visitors' input, passed through: a bad event is the visitor's mistake (400).
-                let b = match req.json::<EventsBody>().await {
+                let b = match crate::platform::json_body::<EventsBody>(&mut req).await {
                     Ok(b) if b.events.iter().all(|e| matches!(e.step, Step::Impression | Step::QrShown)) && b.events.len() <= 20 => b,
                     _ => return json_error(400, "invalid", "up to 20 events {\"step\": \"impression\" | \"qr_shown\", \"page\", \"scene\"}; scans and follows are counted by the callbacks"),
                 };
                 let storage = self.state.storage();
                 let key = visits::funnel_key(china::day(b.now));
-                let mut funnel: Funnel = storage.get(&key).await?.unwrap_or_default();
+                let mut funnel: Funnel = load(&storage, &key).await?.unwrap_or_default();
                 for e in &b.events {
                     visits::count(&mut funnel, &e.page, &e.scene, e.step);
                 }
-                storage.put(&key, &funnel).await?;
+                save(&storage, &key, &funnel).await?;
                 Response::empty().map(|r| r.with_status(204))
             }
             (Method::Post, "/funnel") => {
-                let days: Vec<u32> = req.json().await?;
+                let days: Vec<u32> = crate::platform::json_body(&mut req).await?;
                 let storage = self.state.storage();
                 let mut out = serde_json::Map::new();
                 for d in days {
-                    let f: Funnel = storage.get(&visits::funnel_key(d)).await?.unwrap_or_default();
+                    let f: Funnel = load(&storage, &visits::funnel_key(d)).await?.unwrap_or_default();
                     out.insert(d.to_string(), json!(f));
                 }
                 Response::from_json(&Value::Object(out))
@@ -118,13 +131,13 @@ impl Visits {
         if let Some(p) = self.pool.borrow().as_ref() {
             return Ok(p.clone());
         }
-        let p: Pool = self.state.storage().get(POOL_KEY).await?.unwrap_or_default();
+        let p: Pool = load(&self.state.storage(), POOL_KEY).await?.unwrap_or_default();
         *self.pool.borrow_mut() = Some(p.clone());
         Ok(p)
     }
 
     async fn save(&self, pool: Pool) -> Result<()> {
-        self.state.storage().put(POOL_KEY, &pool).await?;
+        save(&self.state.storage(), POOL_KEY, &pool).await?;
         *self.pool.borrow_mut() = Some(pool);
         Ok(())
     }
@@ -187,7 +200,7 @@ impl Visits {
             leased_until: code.leased_until,
         };
         self.save(pool).await?;
-        self.state.storage().put(&visit_key(&id), &visit).await?;
+        save(&self.state.storage(), &visit_key(&id), &visit).await?;
         Response::from_json(&json!({ "visit": id, "url": code.url, "expires_in": visits::LEASE_SECS, "scene": visit.scene }))
     }
 
@@ -208,15 +221,15 @@ impl Visits {
             return json_error(404, "not_found", "this code was never lent");
         };
         let storage = self.state.storage();
-        let Some(mut visit) = storage.get::<Visit>(&visit_key(&id)).await? else {
+        let Some(mut visit) = load::<Visit>(&storage, &visit_key(&id)).await? else {
             return json_error(404, "not_found", "the visit has expired");
         };
         if visit.scanned(b.follow) {
-            storage.put(&visit_key(&id), &visit).await?;
+            save(&storage, &visit_key(&id), &visit).await?;
             let key = visits::funnel_key(china::day(b.now));
-            let mut funnel: Funnel = storage.get(&key).await?.unwrap_or_default();
+            let mut funnel: Funnel = load(&storage, &key).await?.unwrap_or_default();
             visits::count(&mut funnel, &visit.page, &visit.scene, if b.follow { Step::Followed } else { Step::Scanned });
-            storage.put(&key, &funnel).await?;
+            save(&storage, &key, &funnel).await?;
             if b.follow {
                 pool.release(b.idx, b.now);
                 self.save(pool).await?;
