@@ -5,6 +5,7 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 cd "$ROOT"
 want=${1:-dev}
+SCHEMATHESIS_VERSION=4.32.5
 
 apt_pkgs=(rustc-web cargo-web rust-web-src lld-19)
 [ "$want" = dev ] || apt_pkgs+=(chromium chromium-driver)
@@ -39,6 +40,10 @@ if [ "$want" != dev ]; then
     say "installing the Python peer (wechatpy) into $PY_VENV"
     python3 -m venv "$PY_VENV"
     "$PY_VENV/bin/pip" install -q wechatpy==1.8.18 cryptography
+  fi
+  if [ "$("$PY_VENV/bin/st" --version 2>/dev/null)" != "st, version $SCHEMATHESIS_VERSION" ]; then
+    say "installing schemathesis $SCHEMATHESIS_VERSION into $PY_VENV"
+    "$PY_VENV/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"
   fi
 fi
 

@@ -113,7 +113,8 @@ describe("WeChat API client", () => {
     const info = await json(await s.admin(`/users/${page.openids[0]}`));
     assert.equal(info.subscribe, 1);
     assert.ok(info.tagid_list.includes(tag.id));
-    const unknown = await json(await s.admin("/users/oNobodyAtAll"), 502);
+    const unknown = await json(await s.admin("/users/oNobodyAtAll"), 422);
+    assert.equal(unknown.action, "fix_request");
     assert.equal(unknown.errcode, 40003);
   });
 

@@ -462,6 +462,7 @@ pub type Touched = BTreeSet<u32>;
 /// the Durable Object's storage (one object, one event at a time). A known id returns the stored
 /// broadcast untouched: a retried request never reserves (or sends) twice.
 pub async fn reserve(store: &impl Kv, kind: AccountKind, request: &SendRequest, now: u64) -> Result<(Broadcast, Touched, bool)> {
+    request.message.check()?;
     let id = request.broadcast_id(now);
     if let Some(existing) = load_broadcast(store, &id).await? {
         return Ok((existing, Touched::new(), false));
@@ -945,6 +946,17 @@ mod tests {
         let owned = owned.unwrap();
         assert_eq!(owned.status(), "finished");
         assert_eq!(owned.batches[0].outcome.as_ref().unwrap().filtered_out, 0);
+    }
+
+    #[test]
+    fn an_empty_message_reserves_nothing() {
+        let store = MemoryKv::default();
+        follow(&store, &ids("e", 3), None);
+        let req = SendRequest { id: Some("empty".into()), segment: Segment::All, message: MassMessage::Text { content: " ".into() } };
+        assert!(matches!(block_on(reserve(&store, AccountKind::Service, &req, MID_NOVEMBER)), Err(Error::Invalid(_))));
+        assert!(block_on(load_broadcast(&store, "empty")).unwrap().is_none());
+        let shards = block_on(load_shards(&store)).unwrap();
+        assert_eq!(quota_view(AccountKind::Service, &shards, None, MID_NOVEMBER).left[4], 3);
     }
 
     #[test]

@@ -138,11 +138,13 @@ pub fn error_response(e: &wxedge_core::Error) -> Result<Response> {
     use wxedge_core::Error;
     match e {
         Error::WeChat(w) => {
+            // Whose move it is: the caller's request (4xx) or WeChat / the deployment (5xx).
             let status = match w.action {
                 Action::QuotaExhausted => 429,
                 Action::PermissionMissing => 403,
+                Action::FixRequest => 422,
                 Action::RetryLater => 503,
-                _ => 502,
+                Action::OwnerAction | Action::RefreshToken => 502,
             };
             Ok(Response::from_json(&serde_json::json!({
                 "error": "wechat",

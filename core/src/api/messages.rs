@@ -55,7 +55,8 @@ pub enum MassMessage {
 }
 
 impl MassMessage {
-    fn check(&self) -> Result<()> {
+    /// The payload WeChat needs is there (checked before any quota is reserved).
+    pub fn check(&self) -> Result<()> {
         let (what, value) = match self {
             MassMessage::Text { content } => ("content", content),
             MassMessage::Mpnews { media_id, .. } | MassMessage::Image { media_id } | MassMessage::Voice { media_id } | MassMessage::Mpvideo { media_id } => ("media_id", media_id),
