@@ -54,6 +54,10 @@ try {
   const url = `${s.base}/wechat?${signedQuery(TOKEN)}`;
   await fetch(url, { method: "POST", body: "<xml><ToUserName>gh</ToUserName><FromUserName>oWarm</FromUserName><CreateTime>1</CreateTime><MsgType>text</MsgType><Content>hi</Content><MsgId>2</MsgId></xml>" });
   results.wxedge = wrk(url);
+  // The same stack answering GET /api/health (no KV, no ledger): what wrangler dev's local
+  // runtime costs by itself, for reading the row above.
+  const health = execFileSync("wrk", ["-t2", `-c${connections}`, `-d${seconds}s`, "--latency", `${s.base}/api/health`], { encoding: "utf8" });
+  results["wxedge: GET /api/health (no storage)"] = { rps: Number(health.match(/Requests\/sec:\s+([\d.]+)/)[1]), p50_ms: null, p99_ms: null, non_2xx: 0, socket_errors: null };
 } finally {
   await s.stop();
 }

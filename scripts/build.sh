@@ -37,6 +37,7 @@ build_widget() {
   rm -rf dist/widget-pkg && mkdir -p dist/widget
   "$WASM_BINDGEN_BIN" --target web --no-typescript --out-dir dist/widget-pkg --out-name widget \
     "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/wxedge_widget.wasm"
+  echo '{"type": "module"}' > dist/widget-pkg/package.json # the glue is ESM (make bench loads it in node)
   wasm-opt -Oz --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
     --enable-bulk-memory --enable-multivalue --enable-reference-types \
     dist/widget-pkg/widget_bg.wasm -o dist/widget/widget_bg.wasm
