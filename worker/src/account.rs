@@ -13,7 +13,7 @@ use wxedge_core::config::Config;
 use wxedge_core::reply::Reply;
 use wxedge_core::Error;
 
-use crate::platform::{client, error_response, json_error, Edge};
+use crate::platform::{client, error_response, json_error, query_param, Edge};
 
 /// Admin requests may wait for WeChat's retries longer than a callback can.
 const ADMIN_BUDGET_MS: u64 = 20_000;
@@ -183,9 +183,6 @@ async fn name_of(req: &mut Request) -> Result<std::result::Result<String, Respon
     }
 }
 
-fn query_param(req: &Request, name: &str) -> Option<String> {
-    req.url().ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
-}
 
 #[derive(serde::Deserialize)]
 struct QrBody {

@@ -12,7 +12,7 @@ use wxedge_core::ledger::{self, BatchState, Broadcast, IndexChange, SendAnswer, 
 
 use crate::account::body;
 use crate::ledger as ledger_object;
-use crate::platform::{client, error_response, json_error, Edge};
+use crate::platform::{client, error_response, json_error, query_param, Edge};
 
 /// Sending every batch of a 100,000-follower broadcast, with WeChat's retries, fits in this.
 const SEND_BUDGET_MS: u64 = 25_000;
@@ -70,16 +70,8 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
         (Method::Get, ["broadcasts"]) => ledger_object::call::<()>(env, Method::Get, "/history", None).await?,
         (Method::Get, ["broadcasts", id]) => ledger_object::call::<()>(env, Method::Get, &format!("/broadcast/{id}"), None).await?,
         (Method::Get, ["quota"]) => ledger_object::call(env, Method::Post, "/quota", Some(&json!({ "kind": kind, "now": now }))).await?,
-        (Method::Get, ["stats"]) => {
-            let days = query_u64(req, "days").unwrap_or(30).clamp(1, 366);
-            let list: Vec<u32> = (0..days).rev().map(|d| china::day(now.saturating_sub(d * 86_400))).collect();
-            ledger_object::call(env, Method::Post, "/stats", Some(&list)).await?
-        }
-        (Method::Get, ["funnel"]) => {
-            let days = query_u64(req, "days").unwrap_or(30).clamp(1, 366);
-            let list: Vec<u32> = (0..days).rev().map(|d| china::day(now.saturating_sub(d * 86_400))).collect();
-            crate::visits::call(env, Method::Post, "/funnel", Some(&json!(list))).await?
-        }
+        (Method::Get, ["stats"]) => ledger_object::call(env, Method::Post, "/stats", Some(&last_days(req, now))).await?,
+        (Method::Get, ["funnel"]) => crate::visits::call(env, Method::Post, "/funnel", Some(&json!(last_days(req, now)))).await?,
         (Method::Get, ["followers", openid]) => follower_view(env, openid, now).await?,
         (Method::Post, ["followers", "import"]) => import_step(req, env, config, now).await?,
         _ => return Ok(None),
@@ -87,8 +79,10 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
     Ok(Some(answer))
 }
 
-fn query_u64(req: &Request, name: &str) -> Option<u64> {
-    req.url().ok()?.query_pairs().find(|(k, _)| k == name).and_then(|(_, v)| v.parse().ok())
+/// The China days of `?days=N` (default 30, at most 366) up to today, oldest first.
+fn last_days(req: &Request, now: u64) -> Vec<u32> {
+    let days = query_param(req, "days").and_then(|v| v.parse::<u64>().ok()).unwrap_or(30).clamp(1, 366);
+    (0..days).rev().map(|d| china::day(now.saturating_sub(d * 86_400))).collect()
 }
 
 /// Reserve, then send each reserved batch and record WeChat's answer. A retried request (same

@@ -9,54 +9,18 @@
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use wasm_bindgen::JsValue;
 use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, State, Storage};
 use wxedge_core::config::AccountKind;
 use wxedge_core::ledger::{self, IndexChange, SendAnswer, SendRequest, Touched};
 use wxedge_core::message::MassSendResult;
 use wxedge_core::platform::Kv;
 
-use crate::platform::{error_response, json_error, Edge};
+use crate::platform::{error_response, json_error, load_json, save_json, DoStore, Edge};
 
 pub const BINDING: &str = "LEDGER";
 /// Shards waiting for the alarm to copy them to KV.
 const DIRTY_KEY: &str = "dirty";
 const FLUSH_DELAY_MS: i64 = 1000;
-/// The Durable Object storage API takes at most 128 keys per call.
-const DO_BATCH: usize = 128;
-
-/// The core's store over Durable Object storage. Values are JSON strings, the same bytes as in KV.
-struct DoStore<'a>(&'a Storage);
-
-impl Kv for DoStore<'_> {
-    async fn get(&self, key: &str) -> std::result::Result<Option<String>, String> {
-        self.0.get::<String>(key).await.map_err(|e| e.to_string())
-    }
-
-    async fn put(&self, key: &str, value: &str, _ttl: Option<u64>) -> std::result::Result<(), String> {
-        self.0.put(key, value).await.map_err(|e| e.to_string())
-    }
-
-    async fn get_many(&self, keys: &[String]) -> std::result::Result<Vec<Option<String>>, String> {
-        let mut out = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(DO_BATCH) {
-            let map = self.0.get_multiple(chunk.to_vec()).await.map_err(|e| e.to_string())?;
-            out.extend(chunk.iter().map(|k| map.get(&JsValue::from_str(k)).as_string()));
-        }
-        Ok(out)
-    }
-
-    async fn put_many(&self, entries: &[(String, String)]) -> std::result::Result<(), String> {
-        for chunk in entries.chunks(DO_BATCH) {
-            let obj = js_sys::Object::new();
-            for (k, v) in chunk {
-                js_sys::Reflect::set(&obj, &JsValue::from_str(k), &JsValue::from_str(v)).map_err(|e| format!("{e:?}"))?;
-            }
-            self.0.put_multiple_raw(obj).await.map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    }
-}
 
 #[durable_object]
 pub struct Ledger {
@@ -196,16 +160,10 @@ impl DurableObject for Ledger {
                     Err(e) => Err(wxedge_core::Error::Upstream(e)),
                 }
             }
-            (Method::Get, "/import") => Ok(store
-                .get("import")
-                .await
-                .ok()
-                .flatten()
-                .and_then(|s| serde_json::from_str(&s).ok())
-                .unwrap_or_else(|| json!({ "next_openid": "", "done": false, "imported": 0 }))),
+            (Method::Get, "/import") => Ok(load_json(&storage, "import").await?.unwrap_or_else(|| json!({ "next_openid": "", "done": false, "imported": 0 }))),
             (Method::Put, "/import") => {
                 let v: Value = crate::platform::json_body(&mut req).await?;
-                storage.put("import", v.to_string()).await?;
+                save_json(&storage, "import", &v).await?;
                 Ok(v)
             }
             _ => return json_error(404, "not_found", "no such ledger route"),
@@ -226,7 +184,7 @@ impl DurableObject for Ledger {
 }
 
 async fn dirty_shards(storage: &Storage) -> Vec<u32> {
-    storage.get::<String>(DIRTY_KEY).await.ok().flatten().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default()
+    load_json(storage, DIRTY_KEY).await.ok().flatten().unwrap_or_default()
 }
 
 fn with_status(b: &ledger::Broadcast) -> Value {
@@ -261,7 +219,7 @@ impl Ledger {
         dirty.extend(touched.iter().copied());
         dirty.sort_unstable();
         dirty.dedup();
-        storage.put(DIRTY_KEY, serde_json::to_string(&dirty).unwrap_or_else(|_| "[]".into())).await?;
+        save_json(&storage, DIRTY_KEY, &dirty).await?;
         if storage.get_alarm().await?.is_none() {
             storage.set_alarm(FLUSH_DELAY_MS).await?;
         }

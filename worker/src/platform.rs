@@ -169,3 +169,56 @@ pub async fn json_body<T: serde::de::DeserializeOwned>(req: &mut worker::Request
     let text = req.text().await?;
     serde_json::from_str(&text).map_err(|e| worker::Error::RustError(format!("request JSON: {e}")))
 }
+
+pub fn query_param(req: &worker::Request, name: &str) -> Option<String> {
+    req.url().ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+/// The Durable Object storage API takes at most 128 keys per call.
+const DO_BATCH: usize = 128;
+
+/// The core's store over Durable Object storage. Values are JSON strings, the same bytes as in KV.
+pub struct DoStore<'a>(pub &'a worker::Storage);
+
+impl Kv for DoStore<'_> {
+    async fn get(&self, key: &str) -> std::result::Result<Option<String>, String> {
+        self.0.get::<String>(key).await.map_err(|e| e.to_string())
+    }
+
+    async fn put(&self, key: &str, value: &str, _ttl: Option<u64>) -> std::result::Result<(), String> {
+        self.0.put(key, value).await.map_err(|e| e.to_string())
+    }
+
+    async fn get_many(&self, keys: &[String]) -> std::result::Result<Vec<Option<String>>, String> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(DO_BATCH) {
+            let map = self.0.get_multiple(chunk.to_vec()).await.map_err(|e| e.to_string())?;
+            out.extend(chunk.iter().map(|k| map.get(&wasm_bindgen::JsValue::from_str(k)).as_string()));
+        }
+        Ok(out)
+    }
+
+    async fn put_many(&self, entries: &[(String, String)]) -> std::result::Result<(), String> {
+        for chunk in entries.chunks(DO_BATCH) {
+            let obj = js_sys::Object::new();
+            for (k, v) in chunk {
+                js_sys::Reflect::set(&obj, &wasm_bindgen::JsValue::from_str(k), &wasm_bindgen::JsValue::from_str(v)).map_err(|e| format!("{e:?}"))?;
+            }
+            self.0.put_multiple_raw(obj).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// A Durable Object value stored as a JSON string (serde_json: see `json_body`).
+pub async fn load_json<T: serde::de::DeserializeOwned>(storage: &worker::Storage, key: &str) -> Result<Option<T>> {
+    match storage.get::<String>(key).await? {
+        Some(s) => serde_json::from_str(&s).map(Some).map_err(|e| worker::Error::RustError(format!("{key}: {e}"))),
+        None => Ok(None),
+    }
+}
+
+pub async fn save_json<T: serde::Serialize>(storage: &worker::Storage, key: &str, value: &T) -> Result<()> {
+    let json = serde_json::to_string(value).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    storage.put(key, json).await
+}

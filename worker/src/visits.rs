@@ -14,7 +14,7 @@ use wxedge_core::china;
 use wxedge_core::visits::{self, Code, Funnel, Lease, Pool, RateLimiter, Step, Visit, VisitState};
 use wxedge_core::Entropy;
 
-use crate::platform::{client, error_response, json_error, load_config, Edge, WebCrypto};
+use crate::platform::{client, error_response, json_error, load_config, load_json, save_json, Edge, WebCrypto};
 
 pub const BINDING: &str = "VISITS";
 const POOL_KEY: &str = "pool";
@@ -60,19 +60,6 @@ fn visit_key(id: &str) -> String {
     format!("v:{id}")
 }
 
-/// Values are stored as JSON strings (serde_json), like the ledger's.
-async fn load<T: serde::de::DeserializeOwned>(storage: &worker::Storage, key: &str) -> Result<Option<T>> {
-    match storage.get::<String>(key).await? {
-        Some(s) => serde_json::from_str(&s).map(Some).map_err(|e| worker::Error::RustError(format!("{key}: {e}"))),
-        None => Ok(None),
-    }
-}
-
-async fn save<T: serde::Serialize>(storage: &worker::Storage, key: &str, value: &T) -> Result<()> {
-    let json = serde_json::to_string(value).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    storage.put(key, json).await
-}
-
 impl DurableObject for Visits {
     fn new(state: State, env: Env) -> Self {
         Visits { state, env, pool: RefCell::new(None), limiter: RefCell::new(RateLimiter::default()) }
@@ -87,7 +74,7 @@ impl DurableObject for Visits {
             }
             (Method::Get, p) if p.starts_with("/state/") => {
                 let now = req.url()?.query_pairs().find(|(k, _)| k == "now").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
-                match load::<Visit>(&self.state.storage(), &visit_key(&p["/state/".len()..])).await? {
+                match load_json::<Visit>(&self.state.storage(), &visit_key(&p["/state/".len()..])).await? {
                     Some(v) => Response::from_json(&json!({ "state": v.reported_state(now), "page": v.page, "scene": v.scene })),
                     None => json_error(404, "not_found", "no such visit (it may have expired)"),
                 }
@@ -104,11 +91,11 @@ impl DurableObject for Visits {
                 };
                 let storage = self.state.storage();
                 let key = visits::funnel_key(china::day(b.now));
-                let mut funnel: Funnel = load(&storage, &key).await?.unwrap_or_default();
+                let mut funnel: Funnel = load_json(&storage, &key).await?.unwrap_or_default();
                 for e in &b.events {
                     visits::count(&mut funnel, &e.page, &e.scene, e.step);
                 }
-                save(&storage, &key, &funnel).await?;
+                save_json(&storage, &key, &funnel).await?;
                 Response::empty().map(|r| r.with_status(204))
             }
             (Method::Post, "/funnel") => {
@@ -116,7 +103,7 @@ impl DurableObject for Visits {
                 let storage = self.state.storage();
                 let mut out = serde_json::Map::new();
                 for d in days {
-                    let f: Funnel = load(&storage, &visits::funnel_key(d)).await?.unwrap_or_default();
+                    let f: Funnel = load_json(&storage, &visits::funnel_key(d)).await?.unwrap_or_default();
                     out.insert(d.to_string(), json!(f));
                 }
                 Response::from_json(&Value::Object(out))
@@ -131,13 +118,13 @@ impl Visits {
         if let Some(p) = self.pool.borrow().as_ref() {
             return Ok(p.clone());
         }
-        let p: Pool = load(&self.state.storage(), POOL_KEY).await?.unwrap_or_default();
+        let p: Pool = load_json(&self.state.storage(), POOL_KEY).await?.unwrap_or_default();
         *self.pool.borrow_mut() = Some(p.clone());
         Ok(p)
     }
 
     async fn save(&self, pool: Pool) -> Result<()> {
-        save(&self.state.storage(), POOL_KEY, &pool).await?;
+        save_json(&self.state.storage(), POOL_KEY, &pool).await?;
         *self.pool.borrow_mut() = Some(pool);
         Ok(())
     }
@@ -200,7 +187,7 @@ impl Visits {
             leased_until: code.leased_until,
         };
         self.save(pool).await?;
-        save(&self.state.storage(), &visit_key(&id), &visit).await?;
+        save_json(&self.state.storage(), &visit_key(&id), &visit).await?;
         Response::from_json(&json!({ "visit": id, "url": code.url, "expires_in": visits::LEASE_SECS, "scene": visit.scene }))
     }
 
@@ -221,15 +208,15 @@ impl Visits {
             return json_error(404, "not_found", "this code was never lent");
         };
         let storage = self.state.storage();
-        let Some(mut visit) = load::<Visit>(&storage, &visit_key(&id)).await? else {
+        let Some(mut visit) = load_json::<Visit>(&storage, &visit_key(&id)).await? else {
             return json_error(404, "not_found", "the visit has expired");
         };
         if visit.scanned(b.follow) {
-            save(&storage, &visit_key(&id), &visit).await?;
+            save_json(&storage, &visit_key(&id), &visit).await?;
             let key = visits::funnel_key(china::day(b.now));
-            let mut funnel: Funnel = load(&storage, &key).await?.unwrap_or_default();
+            let mut funnel: Funnel = load_json(&storage, &key).await?.unwrap_or_default();
             visits::count(&mut funnel, &visit.page, &visit.scene, if b.follow { Step::Followed } else { Step::Scanned });
-            save(&storage, &key, &funnel).await?;
+            save_json(&storage, &key, &funnel).await?;
             if b.follow {
                 pool.release(b.idx, b.now);
                 self.save(pool).await?;

@@ -10,7 +10,7 @@ use wxedge_core::config::Config;
 use wxedge_core::error::Action;
 use wxedge_core::qrsvg::qr_svg;
 
-use crate::platform::{client, error_response, json_error, now_secs, Edge};
+use crate::platform::{client, error_response, json_error, now_secs, query_param, Edge};
 use crate::store::KV;
 use crate::visits;
 
@@ -74,8 +74,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
             acquire(&req, env, config, &s("page"), &s("scene"), wants_static).await?.0
         }
         (Method::Get, "/api/qr.svg") => {
-            let q = |k: &str| req.url().ok().and_then(|u| u.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned())).unwrap_or_default();
-            let (page, scene) = (q("page"), q("scene"));
+            let (page, scene) = (query_param(&req, "page").unwrap_or_default(), query_param(&req, "scene").unwrap_or_default());
             let (r, url, visit) = acquire(&req, env, config, &page, &scene, false).await?;
             match url.and_then(|u| qr_svg(&u)) {
                 Some(svg) => {
