@@ -115,6 +115,8 @@ describe("service account: a month of segmented broadcasts", () => {
     const again = await json(await send("m6", { kind: "all" }));
     assert.equal(again.fresh, false);
     assert.equal((await s.sim("/sim/status")).mass.jobs, jobs, "no new job at WeChat");
+    const edited = await json(await send("m6", { kind: "all" }, "an edited message"), 409);
+    assert.equal(edited.error, "conflict");
     const stats = await json(await s.admin("/stats?days=2"));
     const follows = Object.values(stats).reduce((n, d) => n + (d.follows?.pricing ?? 0), 0);
     assert.equal(follows, 5);

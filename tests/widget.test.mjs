@@ -246,7 +246,13 @@ describe("widget in Chromium", () => {
   test("a page whose CSP blocks WebAssembly gets the image fallback and one clear console line", async () => {
     const { ctx, page, logs } = await open("/csp");
     await page.waitForSelector("html[data-wxedge=fallback]");
+    const images = [];
+    page.on("request", (r) => r.url().includes("/api/qr.svg") && images.push(r.url()));
+    assert.equal(await page.evaluate(() => document.querySelector("#follow-card").shadowRoot.querySelector("img")), null, "no code spent until asked");
+    await page.locator("#follow-card button", { hasText: "Show the QR code" }).click();
     await page.waitForFunction(() => document.querySelector("#follow-card").shadowRoot.querySelector("img")?.naturalWidth > 0);
+    assert.equal(images.length, 1);
+    assert.match(images[0], /scene=csp-demo/);
     const lines = logs.filter((l) => /wasm-unsafe-eval/.test(l.text));
     assert.equal(lines.length, 1, JSON.stringify(logs));
     assert.equal(lines[0].type, "warning");
@@ -276,6 +282,12 @@ describe("widget API", () => {
     assert.equal((await send("x".repeat(5000))).status, 413);
     const funnel = await (await s.admin("/funnel?days=1")).json();
     assert.equal(Object.values(funnel)[0]["/api-test"].t[0], 1);
+    const burst = [];
+    for (let i = 0; i < 125; i++) {
+      burst.push((await fetch(`${s.base}/api/events`, { method: "POST", headers: { "cf-connecting-ip": "203.0.113.77" }, body: JSON.stringify({ events: [{ step: "impression", page: "/burst", scene: "b" }] }) })).status);
+    }
+    assert.equal(burst.filter((x) => x === 204).length, 120);
+    assert.equal(burst.at(-1), 429, "120 events a minute per address");
   });
 
   test("the image fallback is an SVG attributed to a visit; unknown visits are 404", async () => {

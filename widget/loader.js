@@ -54,10 +54,17 @@ import init, { boot, command, mount } from "wasm-glue";
     document.documentElement.setAttribute("data-wxedge", "ready");
   }
 
-  // Without WebAssembly: the worker draws the code as an image; no dialog, no live status.
+  // The scene label when the page gives none: the path, as the widget itself derives it.
+  function sceneOf(page) {
+    return settings.scene || page.replace(/^\/+|\/+$/g, "").replace(/\//g, "-") || "home";
+  }
+
+  // Without WebAssembly: the worker draws the code as an image, fetched only when the visitor
+  // asks (each image is a visit with a code of its own); no dialog, no live status.
   function fallback(error) {
     console.warn("wxedge: this page's Content-Security-Policy blocks WebAssembly (add 'wasm-unsafe-eval' to script-src); showing a plain QR image instead. " + error);
-    var qs = "page=" + encodeURIComponent(settings.page || location.pathname) + "&scene=" + encodeURIComponent(settings.scene || "");
+    var page = settings.page || location.pathname;
+    var qs = "page=" + encodeURIComponent(page) + "&scene=" + encodeURIComponent(sceneOf(page));
     var target = settings.target && document.querySelector(settings.target);
     var host = target || document.body.appendChild(document.createElement("div"));
     var root = host.shadowRoot || host.attachShadow({ mode: "open" });
@@ -65,7 +72,8 @@ import init, { boot, command, mount } from "wasm-glue";
     sheet.replaceSync(":host{all:initial;font:14px/1.4 system-ui,sans-serif;color:#191919}" +
       ".box{background:#fff;border:1px solid #e5e5e5;border-radius:12px;padding:12px;text-align:center;width:180px}" +
       (target ? "" : ".box{position:fixed;right:20px;bottom:20px;z-index:2147483000;box-shadow:0 8px 32px #0003}") +
-      "img{width:150px;height:150px;display:block;margin:6px auto}");
+      "img{width:150px;height:150px;display:block;margin:6px auto}" +
+      "button{font:inherit;margin-top:8px;padding:6px 12px;border-radius:8px;border:1px solid #07c160;background:#07c160;color:#fff;cursor:pointer}");
     root.adoptedStyleSheets = [sheet];
     var box = document.createElement("div");
     box.className = "box";
@@ -74,11 +82,17 @@ import init, { boot, command, mount } from "wasm-glue";
     box.setAttribute("aria-label", title);
     var p = document.createElement("div");
     p.textContent = title;
-    var img = document.createElement("img");
-    img.alt = title;
-    img.src = settings.api + "/api/qr.svg?" + qs;
+    var show = document.createElement("button");
+    show.type = "button";
+    show.textContent = "Show the QR code";
+    show.addEventListener("click", function () {
+      var img = document.createElement("img");
+      img.alt = title;
+      img.src = settings.api + "/api/qr.svg?" + qs;
+      box.replaceChild(img, show);
+    });
     box.appendChild(p);
-    box.appendChild(img);
+    box.appendChild(show);
     root.appendChild(box);
     document.documentElement.setAttribute("data-wxedge", "fallback");
   }

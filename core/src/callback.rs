@@ -98,8 +98,9 @@ pub struct Inbound {
     pub raw_event_key: String,
     /// Set when the push came encrypted: the key that opened it, to seal the reply with.
     pub encrypted_with: Option<AesKey>,
-    /// The plain XML (decrypted in safe mode), for a backend the push is forwarded to.
-    pub plain: String,
+    /// The decrypted XML in safe mode (in plain mode the body itself is the XML), for a
+    /// backend the push is forwarded to.
+    pub decrypted: Option<String>,
 }
 
 impl Inbound {
@@ -143,7 +144,7 @@ pub fn open(config: &Config, query: &Query, body: &[u8]) -> Result<Inbound> {
         let root = xml::parse(text)?;
         let raw_event_key = root.text_of("EventKey").unwrap_or_default().to_owned();
         let message = Message::from_element(&root)?;
-        return Ok(Inbound { message, raw_event_key, encrypted_with: None, plain: text.to_owned() });
+        return Ok(Inbound { message, raw_event_key, encrypted_with: None, decrypted: None });
     }
     let keys = config.keys.as_ref().ok_or(Error::Config {
         setting: "WECHAT_ENCODING_AES_KEY",
@@ -164,7 +165,8 @@ pub fn open(config: &Config, query: &Query, body: &[u8]) -> Result<Inbound> {
     let root = xml::parse(&plain)?;
     let raw_event_key = root.text_of("EventKey").unwrap_or_default().to_owned();
     let message = Message::from_element(&root)?;
-    Ok(Inbound { message, raw_event_key, encrypted_with: Some(key.clone()), plain: plain.to_string() })
+    let encrypted_with = Some(key.clone());
+    Ok(Inbound { message, raw_event_key, encrypted_with, decrypted: Some(plain) })
 }
 
 /// Builds the HTTP body answering `inbound`: `success`, plain XML, or the encrypted envelope.

@@ -38,6 +38,11 @@ pub enum Error {
     OverQuota(String),
     /// This account kind cannot do it at all (a subscription account sending to a list).
     WrongAccountKind(String),
+    /// The request reuses an id for different content (a broadcast id names one broadcast).
+    Conflict(String),
+    /// Our own storage (KV, a Durable Object) failed or holds something unreadable: not the
+    /// caller's fault.
+    Storage(String),
 }
 
 /// What the caller (and the owner reading the admin API's answer) should do about a WeChat
@@ -143,6 +148,8 @@ impl Error {
             Error::Refused(_) => "refused",
             Error::OverQuota(_) => "over_quota",
             Error::WrongAccountKind(_) => "wrong_account_kind",
+            Error::Conflict(_) => "conflict",
+            Error::Storage(_) => "storage",
         }
     }
 }
@@ -168,6 +175,8 @@ impl fmt::Display for Error {
             Error::Refused(m) => write!(f, "not sent: {m}"),
             Error::OverQuota(m) => write!(f, "over quota: {m}"),
             Error::WrongAccountKind(m) => write!(f, "not for this account kind: {m}"),
+            Error::Conflict(m) => write!(f, "conflict: {m}"),
+            Error::Storage(m) => write!(f, "storage: {m}"),
         }
     }
 }

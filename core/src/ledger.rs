@@ -196,19 +196,19 @@ pub struct Plan {
 fn parse_shards(raw: &[Option<String>]) -> Result<Vec<Shard>> {
     raw.iter()
         .map(|s| match s {
-            Some(json) => serde_json::from_str(json).map_err(|e| Error::Invalid(format!("follower shard: {e}"))),
+            Some(json) => serde_json::from_str(json).map_err(|e| Error::Storage(format!("follower shard: {e}"))),
             None => Ok(Shard::default()),
         })
         .collect()
 }
 
 pub async fn load_shards(store: &impl Kv) -> Result<Vec<Shard>> {
-    let raw = store.get_many(&all_shard_keys()).await.map_err(Error::Upstream)?;
+    let raw = store.get_many(&all_shard_keys()).await.map_err(Error::Storage)?;
     parse_shards(&raw)
 }
 
 pub async fn load_day(store: &impl Kv) -> Result<Option<DayLedger>> {
-    let raw = store.get(DAY_KEY).await.map_err(Error::Upstream)?;
+    let raw = store.get(DAY_KEY).await.map_err(Error::Storage)?;
     Ok(raw.and_then(|s| serde_json::from_str(&s).ok()))
 }
 
@@ -423,8 +423,9 @@ pub struct SendRequest {
 
 impl SendRequest {
     pub fn broadcast_id(&self, now: u64) -> String {
-        if let Some(id) = self.id.as_ref().filter(|i| !i.trim().is_empty()) {
-            return id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(40).collect();
+        let given: String = self.id.as_deref().unwrap_or("").chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(40).collect();
+        if !given.is_empty() {
+            return given;
         }
         let doc = serde_json::to_string(&(&self.segment, &self.message)).unwrap_or_default();
         let digest = crate::signature::sha1_hex(doc.as_bytes());
@@ -445,12 +446,12 @@ fn key_msg(msg_id: u64) -> String {
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| Error::Invalid(e.to_string()))
+    serde_json::to_string(v).map_err(|e| Error::Storage(e.to_string()))
 }
 
 pub async fn load_broadcast(store: &impl Kv, id: &str) -> Result<Option<Broadcast>> {
-    match store.get(&key_b(id)).await.map_err(Error::Upstream)? {
-        Some(json) => serde_json::from_str(&json).map(Some).map_err(|e| Error::Invalid(format!("broadcast {id}: {e}"))),
+    match store.get(&key_b(id)).await.map_err(Error::Storage)? {
+        Some(json) => serde_json::from_str(&json).map(Some).map_err(|e| Error::Storage(format!("broadcast {id}: {e}"))),
         None => Ok(None),
     }
 }
@@ -465,6 +466,9 @@ pub async fn reserve(store: &impl Kv, kind: AccountKind, request: &SendRequest, 
     request.message.check()?;
     let id = request.broadcast_id(now);
     if let Some(existing) = load_broadcast(store, &id).await? {
+        if existing.segment != request.segment || existing.message != request.message {
+            return Err(Error::Conflict(format!("broadcast {id} was already sent with another audience or message; use a new id")));
+        }
         return Ok((existing, Touched::new(), false));
     }
     let mut shards = load_shards(store).await?;
@@ -523,7 +527,7 @@ pub async fn reserve(store: &impl Kv, kind: AccountKind, request: &SendRequest, 
     for n in &touched {
         writes.push((shard_key(*n), to_json(&shards[*n as usize])?));
     }
-    let mut history: Vec<String> = match store.get(HISTORY_KEY).await.map_err(Error::Upstream)? {
+    let mut history: Vec<String> = match store.get(HISTORY_KEY).await.map_err(Error::Storage)? {
         Some(h) => serde_json::from_str(&h).unwrap_or_default(),
         None => Vec::new(),
     };
@@ -531,7 +535,7 @@ pub async fn reserve(store: &impl Kv, kind: AccountKind, request: &SendRequest, 
     history.truncate(HISTORY_LEN);
     writes.push((HISTORY_KEY.into(), to_json(&history)?));
     writes.push((key_b(&id), to_json(&broadcast)?));
-    store.put_many(&writes).await.map_err(Error::Upstream)?;
+    store.put_many(&writes).await.map_err(Error::Storage)?;
     Ok((broadcast, touched, true))
 }
 
@@ -540,8 +544,8 @@ pub async fn batch_recipients(store: &impl Kv, b: &Broadcast, n: u32) -> Result<
     let batch = b.batches.iter().find(|x| x.n == n).ok_or_else(|| Error::Invalid(format!("broadcast {} has no batch {n}", b.id)))?;
     let keys: Vec<String> = (0..batch.chunks).map(|c| key_members(&b.id, n, c)).collect();
     let mut out = Vec::with_capacity(batch.size);
-    for raw in store.get_many(&keys).await.map_err(Error::Upstream)?.into_iter().flatten() {
-        let chunk: Vec<String> = serde_json::from_str(&raw).map_err(|e| Error::Invalid(e.to_string()))?;
+    for raw in store.get_many(&keys).await.map_err(Error::Storage)?.into_iter().flatten() {
+        let chunk: Vec<String> = serde_json::from_str(&raw).map_err(|e| Error::Storage(e.to_string()))?;
         out.extend(chunk);
     }
     Ok(out)
@@ -582,11 +586,19 @@ pub async fn settle(store: &impl Kv, id: &str, n: u32, answer: &SendAnswer) -> R
     }
     match answer {
         SendAnswer::Accepted { sent } => {
+            // An outcome that arrived before this answer (parked by `job_finished`) is claimed.
+            let parked = match sent.msg_id {
+                0 => None,
+                m => store.get(&key_msg(m)).await.map_err(Error::Storage)?.and_then(|o| o.strip_prefix("unclaimed:").and_then(|j| serde_json::from_str::<Outcome>(j).ok())),
+            };
             let batch = &mut b.batches[idx];
-            batch.state = BatchState::Accepted;
-            batch.msg_id = Some(sent.msg_id);
+            batch.state = if parked.is_some() { BatchState::Finished } else { BatchState::Accepted };
+            batch.outcome = parked;
+            batch.msg_id = Some(sent.msg_id).filter(|m| *m != 0);
             batch.error = None;
-            writes.push((key_msg(sent.msg_id), format!("{id}:{n}")));
+            if sent.msg_id != 0 {
+                writes.push((key_msg(sent.msg_id), format!("{id}:{n}")));
+            }
         }
         SendAnswer::Lost { why } => b.batches[idx].error = Some(format!("WeChat's answer was lost ({why}); retry the send to settle it")),
         SendAnswer::Refused { why } => {
@@ -611,7 +623,7 @@ pub async fn settle(store: &impl Kv, id: &str, n: u32, answer: &SendAnswer) -> R
         }
     }
     writes.push((key_b(id), to_json(&b)?));
-    store.put_many(&writes).await.map_err(Error::Upstream)?;
+    store.put_many(&writes).await.map_err(Error::Storage)?;
     Ok((b, touched))
 }
 
@@ -627,19 +639,38 @@ pub async fn job_finished(store: &impl Kv, r: &MassSendResult, now: u64) -> Resu
         errors: r.error_count,
         filtered_out: r.total_count.saturating_sub(r.filter_count),
     };
-    let owner = store.get(&key_msg(r.msg_id)).await.map_err(Error::Upstream)?;
-    if owner.as_deref().is_some_and(|o| o.starts_with("external:")) {
+    let owner = store.get(&key_msg(r.msg_id)).await.map_err(Error::Storage)?;
+    if owner.as_deref().is_some_and(|o| o.starts_with("external:") || o.starts_with("unclaimed:")) {
         return Ok((None, Touched::new()));
     }
     if let Some((id, n)) = owner.as_deref().and_then(|o| o.rsplit_once(':')) {
-        let n: u32 = n.parse().map_err(|_| Error::Invalid(format!("bad batch index {owner:?}")))?;
+        let n: u32 = n.parse().map_err(|_| Error::Storage(format!("bad batch index {owner:?}")))?;
         let Some(mut b) = load_broadcast(store, id).await? else { return Ok((None, Touched::new())) };
         if let Some(batch) = b.batches.iter_mut().find(|x| x.n == n) {
             batch.state = BatchState::Finished;
             batch.outcome = Some(outcome);
         }
-        store.put(&key_b(id), &to_json(&b)?, None).await.map_err(Error::Upstream)?;
+        store.put(&key_b(id), &to_json(&b)?, None).await.map_err(Error::Storage)?;
         return Ok((Some(b), Touched::new()));
+    }
+    // Not known: if one of our recent batches is still unsettled (WeChat's answer was lost),
+    // this may be its outcome. Park it for `settle` to claim instead of counting everyone again.
+    let history: Vec<String> = match store.get(HISTORY_KEY).await.map_err(Error::Storage)? {
+        Some(h) => serde_json::from_str(&h).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let recent: Vec<String> = history.iter().take(20).map(|i| key_b(i)).collect();
+    let unsettled = store
+        .get_many(&recent)
+        .await
+        .map_err(Error::Storage)?
+        .into_iter()
+        .flatten()
+        .filter_map(|s| serde_json::from_str::<Broadcast>(&s).ok())
+        .any(|b| b.batches.iter().any(|x| x.state == BatchState::Reserved));
+    if unsettled {
+        store.put(&key_msg(r.msg_id), &format!("unclaimed:{}", to_json(&outcome)?), None).await.map_err(Error::Storage)?;
+        return Ok((None, Touched::new()));
     }
     // Not ours: count it for everyone following, once.
     let month = china::month(now);
@@ -654,7 +685,7 @@ pub async fn job_finished(store: &impl Kv, r: &MassSendResult, now: u64) -> Resu
     }
     let mut writes: Vec<(String, String)> = touched.iter().map(|n| Ok((shard_key(*n), to_json(&shards[*n as usize])?))).collect::<Result<_>>()?;
     writes.push((key_msg(r.msg_id), format!("external:{}", to_json(&outcome)?)));
-    store.put_many(&writes).await.map_err(Error::Upstream)?;
+    store.put_many(&writes).await.map_err(Error::Storage)?;
     Ok((None, touched))
 }
 
@@ -697,7 +728,7 @@ pub async fn apply(store: &impl Kv, changes: &[IndexChange]) -> Result<Touched> 
         }
     }
     let key_list: Vec<String> = keys.iter().map(|n| shard_key(*n)).collect();
-    let raw = store.get_many(&key_list).await.map_err(Error::Upstream)?;
+    let raw = store.get_many(&key_list).await.map_err(Error::Storage)?;
     let mut shards: BTreeMap<u32, Shard> = keys.iter().copied().zip(parse_shards(&raw)?).collect();
     let mut stats: BTreeMap<u32, DayStats> = BTreeMap::new();
     for c in changes {
@@ -746,7 +777,7 @@ pub async fn apply(store: &impl Kv, changes: &[IndexChange]) -> Result<Touched> 
     let mut writes: Vec<(String, String)> = shards.iter().map(|(n, s)| Ok((shard_key(*n), to_json(s)?))).collect::<Result<_>>()?;
     for (day, add) in stats {
         let key = stats_key(day);
-        let mut current: DayStats = store.get(&key).await.map_err(Error::Upstream)?.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
+        let mut current: DayStats = store.get(&key).await.map_err(Error::Storage)?.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
         for (k, v) in add.follows {
             *current.follows.entry(k).or_default() += v;
         }
@@ -758,7 +789,7 @@ pub async fn apply(store: &impl Kv, changes: &[IndexChange]) -> Result<Touched> 
         }
         writes.push((key, to_json(&current)?));
     }
-    store.put_many(&writes).await.map_err(Error::Upstream)?;
+    store.put_many(&writes).await.map_err(Error::Storage)?;
     Ok(keys)
 }
 
@@ -946,6 +977,36 @@ mod tests {
         let owned = owned.unwrap();
         assert_eq!(owned.status(), "finished");
         assert_eq!(owned.batches[0].outcome.as_ref().unwrap().filtered_out, 0);
+    }
+
+    #[test]
+    fn a_lost_answer_then_its_outcome_is_not_counted_twice() {
+        let store = MemoryKv::default();
+        follow(&store, &ids("l", 4), None);
+        let req = SendRequest { id: Some("lost".into()), segment: Segment::All, message: text() };
+        let (b, _, _) = block_on(reserve(&store, AccountKind::Service, &req, MID_NOVEMBER)).unwrap();
+        block_on(settle(&store, &b.id, 0, &SendAnswer::Lost { why: "reset".into() })).unwrap();
+        let r = MassSendResult { msg_id: 555, status: "send success".into(), total_count: 4, filter_count: 4, sent_count: 4, error_count: 0 };
+        block_on(job_finished(&store, &r, MID_NOVEMBER)).unwrap();
+        let left = |s: &MemoryKv| quota_view(AccountKind::Service, &block_on(load_shards(s)).unwrap(), None, MID_NOVEMBER).left;
+        assert_eq!(left(&store)[3], 4, "parked, not counted for everyone again");
+        // The retry learns the msg_id (45065) and claims the parked outcome.
+        let sent = MassSent { msg_id: 555, msg_data_id: None, duplicate: true };
+        let (b, _) = block_on(settle(&store, &b.id, 0, &SendAnswer::Accepted { sent })).unwrap();
+        assert_eq!(b.status(), "finished");
+        assert_eq!(b.batches[0].outcome.as_ref().unwrap().sent, 4);
+        assert_eq!(left(&store)[3], 4);
+    }
+
+    #[test]
+    fn a_reused_id_with_other_content_is_a_conflict() {
+        let store = MemoryKv::default();
+        follow(&store, &ids("c", 3), None);
+        send(&store, AccountKind::Service, "same", Segment::All, MID_NOVEMBER).unwrap();
+        let other = SendRequest { id: Some("same".into()), segment: Segment::All, message: MassMessage::Text { content: "edited".into() } };
+        assert!(matches!(block_on(reserve(&store, AccountKind::Service, &other, MID_NOVEMBER)), Err(Error::Conflict(_))));
+        let junk = SendRequest { id: Some("???".into()), segment: Segment::All, message: text() };
+        assert!(junk.broadcast_id(MID_NOVEMBER).starts_with('b'), "an id with nothing usable falls back to the derived one");
     }
 
     #[test]

@@ -144,7 +144,10 @@ impl Rules {
             check_reply(r, true).map_err(|w| bad("default".into(), &w))?;
         }
         if let Some(f) = &self.forward {
-            let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|p| f.url.starts_with(p));
+            // Plain http only for this machine: the host must be exactly a loopback name.
+            let host = f.url.strip_prefix("http://").map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+            let host = host.map(|h| h.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(h, |(name, _)| name));
+            let loopback = matches!(host, Some("127.0.0.1" | "localhost" | "[::1]"));
             if !(f.url.starts_with("https://") || loopback) || f.url.len() > 2048 || f.url.contains(char::is_whitespace) {
                 return Err(bad("forward.url".into(), "must be an https:// URL (http:// only for 127.0.0.1 or localhost)"));
             }
@@ -154,15 +157,9 @@ impl Rules {
 
     /// Where the answer to `msg` comes from.
     pub fn route(&self, msg: &Message, welcome_text: &str) -> Route<'_> {
-        let reply = self.reply_for(msg, welcome_text);
-        let unanswered = match &msg.kind {
-            Kind::Event(Event::Click { key }) => !self.clicks.contains_key(key),
-            Kind::Text { content, .. } => !self.keywords.iter().any(|k| k.matches(content)),
-            Kind::Event(_) | Kind::Unknown { .. } => false,
-            _ => true,
-        };
+        let (reply, answered) = self.answer(msg, welcome_text);
         match &self.forward {
-            Some(to) if unanswered => Route::Forward { to, fallback: reply },
+            Some(to) if !answered => Route::Forward { to, fallback: reply },
             _ => Route::Reply(reply),
         }
     }
@@ -170,6 +167,28 @@ impl Rules {
     /// The reply for `msg`. `welcome_text` is the WELCOME_TEXT setting, the last fallback for a
     /// follow.
     pub fn reply_for(&self, msg: &Message, welcome_text: &str) -> Reply {
+        self.answer(msg, welcome_text).0
+    }
+
+    /// The reply, and whether a rule (not the fallback) gave it: what the owner's backend may
+    /// answer instead when forwarding is on. Events the rules never answer count as answered.
+    fn answer(&self, msg: &Message, welcome_text: &str) -> (Reply, bool) {
+        let fallback = || self.default.clone().unwrap_or(Reply::Success);
+        match &msg.kind {
+            Kind::Event(Event::Click { key }) => match self.clicks.get(key) {
+                Some(r) => (r.clone(), true),
+                None => (Reply::Success, false),
+            },
+            Kind::Text { content, .. } => match self.keywords.iter().find(|k| k.matches(content)) {
+                Some(k) => (k.reply.clone(), true),
+                None => (fallback(), false),
+            },
+            Kind::Event(_) | Kind::Unknown { .. } => (self.event_reply(msg, welcome_text), true),
+            _ => (fallback(), false),
+        }
+    }
+
+    fn event_reply(&self, msg: &Message, welcome_text: &str) -> Reply {
         match &msg.kind {
             Kind::Event(Event::Subscribe { scene, .. }) => scene
                 .as_ref()
@@ -178,17 +197,7 @@ impl Rules {
                 .cloned()
                 .unwrap_or_else(|| Reply::Text { content: welcome_text.to_owned() }),
             Kind::Event(Event::Scan { scene, .. }) => self.welcome.scenes.get(scene).cloned().unwrap_or(Reply::Success),
-            Kind::Event(Event::Click { key }) => self.clicks.get(key).cloned().unwrap_or(Reply::Success),
-            Kind::Event(_) => Reply::Success,
-            Kind::Text { content, .. } => self
-                .keywords
-                .iter()
-                .find(|k| k.matches(content))
-                .map(|k| k.reply.clone())
-                .or_else(|| self.default.clone())
-                .unwrap_or(Reply::Success),
-            Kind::Unknown { .. } => Reply::Success,
-            _ => self.default.clone().unwrap_or(Reply::Success),
+            _ => Reply::Success,
         }
     }
 }
@@ -271,12 +280,14 @@ mod tests {
         assert!(matches!(r.route(&msg(Kind::Event(Event::Click { key: "OTHER".into() })), "cfg"), Route::Forward { .. }));
         assert_eq!(r.route(&msg(Kind::Event(Event::Click { key: "V1001_TODAY".into() })), "cfg"), Route::Reply(text("today")));
         assert!(matches!(r.route(&msg(Kind::Event(Event::Unsubscribe)), "cfg"), Route::Reply(Reply::Success)));
-        for bad in ["http://backend.example/x", "ftp://x", "https://a b"] {
+        for bad in ["http://backend.example/x", "ftp://x", "https://a b", "http://localhost.evil.example/", "http://127.0.0.1.nip.io/"] {
             r.forward = Some(Forward { url: bad.into(), token: String::new() });
             assert!(matches!(r.validate(), Err(Error::Invalid(m)) if m.contains("forward.url")), "{bad}");
         }
-        r.forward = Some(Forward { url: "http://127.0.0.1:9/x".into(), token: String::new() });
-        assert!(r.validate().is_ok());
+        for good in ["http://127.0.0.1:9/x", "http://localhost/", "http://[::1]:8080"] {
+            r.forward = Some(Forward { url: good.into(), token: String::new() });
+            assert!(r.validate().is_ok(), "{good}");
+        }
     }
 
     #[test]

@@ -17,8 +17,14 @@ pub const CODE_LIFETIME_SECS: u32 = 2_592_000;
 pub const CODE_MARGIN_SECS: u64 = 3600;
 /// The most codes the pool holds: the most visitors the widget serves at once.
 pub const MAX_CODES: usize = 5000;
-/// New codes (API calls) one IP address may cause per minute; reused codes are not counted.
+/// Visits (codes lent, reused or new) one IP address may start per minute.
 pub const MAX_PER_IP_PER_MINUTE: u32 = 10;
+/// Funnel events one IP address may send per minute.
+pub const MAX_EVENTS_PER_IP_PER_MINUTE: u32 = 120;
+/// Distinct pages, and scenes per page, counted per day; visitors choose these labels, so the
+/// rest fold into `(other)` and a day's funnel stays small.
+pub const MAX_FUNNEL_PAGES: usize = 200;
+pub const MAX_FUNNEL_SCENES: usize = 20;
 
 pub fn scene_of(idx: u32) -> String {
     format!("{SCENE_PREFIX}{idx}")
@@ -162,14 +168,25 @@ pub fn clean_label(raw: &str, max: usize) -> String {
 
 /// Per-IP counters for one minute at a time (kept in the object's memory: losing them on
 /// eviction only forgives a minute).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RateLimiter {
+    limit: u32,
     minute: u64,
     counts: HashMap<String, u32>,
 }
 
+impl Default for RateLimiter {
+    fn default() -> Self {
+        RateLimiter::new(MAX_PER_IP_PER_MINUTE)
+    }
+}
+
 impl RateLimiter {
-    /// Counts one new code for `ip`; false when the IP is over its limit this minute.
+    pub fn new(limit: u32) -> RateLimiter {
+        RateLimiter { limit, minute: 0, counts: HashMap::new() }
+    }
+
+    /// Counts one request from `ip`; false when the IP is over its limit this minute.
     pub fn allow(&mut self, ip: &str, now: u64) -> bool {
         let minute = now / 60;
         if minute != self.minute {
@@ -177,7 +194,7 @@ impl RateLimiter {
             self.counts.clear();
         }
         let n = self.counts.entry(ip.to_owned()).or_insert(0);
-        if *n >= MAX_PER_IP_PER_MINUTE {
+        if *n >= self.limit {
             return false;
         }
         *n += 1;
@@ -203,8 +220,11 @@ pub enum Step {
 }
 
 pub fn count(funnel: &mut Funnel, page: &str, scene: &str, step: Step) {
-    let row = funnel.entry(clean_label(page, 200)).or_default().entry(clean_label(scene, 64)).or_insert([0; 4]);
-    row[step as usize] += 1;
+    let other = || "(other)".to_owned();
+    let page = Some(clean_label(page, 200)).filter(|p| funnel.contains_key(p) || funnel.len() < MAX_FUNNEL_PAGES).unwrap_or_else(other);
+    let scenes = funnel.entry(page).or_default();
+    let scene = Some(clean_label(scene, 64)).filter(|s| scenes.contains_key(s) || scenes.len() < MAX_FUNNEL_SCENES).unwrap_or_else(other);
+    scenes.entry(scene).or_insert([0; 4])[step as usize] += 1;
 }
 
 pub fn funnel_key(day: u32) -> String {
@@ -279,5 +299,12 @@ mod tests {
         count(&mut f, "/p ricing\n", "x", Step::Impression);
         assert_eq!(f["/pricing"]["pricing"], [1, 1, 0, 1]);
         assert_eq!(f["/pricing"]["x"], [1, 0, 0, 0], "labels are cleaned");
+        for i in 0..MAX_FUNNEL_PAGES + 50 {
+            count(&mut f, &format!("/p{i}"), &format!("s{i}"), Step::Impression);
+        }
+        assert_eq!(f.len(), MAX_FUNNEL_PAGES + 1, "visitor-chosen labels cannot grow the day without bound");
+        // "/pricing" took one of the 200 places, so 199 new pages fit and 51 fold.
+        assert_eq!(f["(other)"].values().map(|r| r[0]).sum::<u64>(), 51, "nothing is lost, only folded");
+        assert_eq!(f["(other)"].len(), MAX_FUNNEL_SCENES + 1);
     }
 }

@@ -81,6 +81,7 @@ struct State {
     generation: u32,
     opener: Option<HtmlElement>,
     listeners: Vec<(String, js_sys::Function)>,
+    lang: Option<Lang>,
 }
 
 thread_local! {
@@ -91,11 +92,17 @@ fn config() -> Config {
     STATE.with(|s| s.borrow().config.clone())
 }
 
+/// The language, worked out once per configuration (the page's and the browser's do not change).
 fn text() -> Text {
-    let c = config();
+    if let Some(lang) = STATE.with(|s| s.borrow().lang) {
+        return Text { lang };
+    }
+    let configured = STATE.with(|s| s.borrow().config.lang.clone());
     let doc_lang = ui::document().ok().and_then(|d| d.document_element()).and_then(|e| e.get_attribute("lang"));
     let nav = web_sys::window().and_then(|w| w.navigator().language());
-    Text { lang: Lang::choose(Some(c.lang.as_str()), doc_lang.as_deref(), nav.as_deref()) }
+    let lang = Lang::choose(Some(configured.as_str()), doc_lang.as_deref(), nav.as_deref());
+    STATE.with(|s| s.borrow_mut().lang = Some(lang));
+    Text { lang }
 }
 
 fn device() -> Device {
@@ -138,7 +145,11 @@ fn emit(event: &str, detail: &JsValue) {
 /// Starts the widget with the script tag's settings.
 #[wasm_bindgen]
 pub fn boot(settings: JsValue) -> Result<(), JsValue> {
-    STATE.with(|s| s.borrow_mut().config.merge(&settings));
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        s.config.merge(&settings);
+        s.lang = None;
+    });
     let prompt = get_str(&settings, "prompt").unwrap_or_default();
     let target = get_str(&settings, "target").unwrap_or_default();
     if !prompt.is_empty() && prompt != "none" {
@@ -157,7 +168,11 @@ pub fn command(args: js_sys::Array) -> Result<(), JsValue> {
     let name = args.get(0).as_string().unwrap_or_default();
     let arg = |i: u32| args.get(i).as_string().unwrap_or_default();
     match name.as_str() {
-        "config" => STATE.with(|s| s.borrow_mut().config.merge(&args.get(1))),
+        "config" => STATE.with(|s| {
+            let mut s = s.borrow_mut();
+            s.config.merge(&args.get(1));
+            s.lang = None;
+        }),
         "prompt" => show_prompt(&arg(1), &arg(2))?,
         "open" => open(None)?,
         "close" => close(),

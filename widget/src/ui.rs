@@ -47,14 +47,30 @@ pub fn document() -> Result<Document, JsValue> {
     web_sys::window().and_then(|w| w.document()).ok_or_else(|| "no document".into())
 }
 
+thread_local! {
+    /// One parsed stylesheet, adopted by every shadow root of ours.
+    static SHEET: std::cell::OnceCell<web_sys::CssStyleSheet> = const { std::cell::OnceCell::new() };
+}
+
+fn sheet() -> Result<web_sys::CssStyleSheet, JsValue> {
+    SHEET.with(|cell| {
+        if let Some(s) = cell.get() {
+            return Ok(s.clone());
+        }
+        let s = web_sys::CssStyleSheet::new()?;
+        s.replace_sync(STYLE)?;
+        let _ = cell.set(s.clone());
+        Ok(s)
+    })
+}
+
 /// The shadow root of `host` (created on first use) with our stylesheet adopted.
 pub fn shadow(host: &Element) -> Result<ShadowRoot, JsValue> {
     let root = match host.shadow_root() {
         Some(r) => r,
         None => host.attach_shadow(&web_sys::ShadowRootInit::new(web_sys::ShadowRootMode::Open))?,
     };
-    let sheet = web_sys::CssStyleSheet::new()?;
-    sheet.replace_sync(STYLE)?;
+    let sheet = sheet()?;
     js_sys::Reflect::set(&root, &"adoptedStyleSheets".into(), &js_sys::Array::of1(&sheet))?;
     Ok(root)
 }

@@ -29,7 +29,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
         return Ok(answer);
     }
     match (req.method(), path) {
-        (Method::Get, "/api/admin/rules") => Response::from_json(&store::rules(env).await?),
+        (Method::Get, "/api/admin/rules") => Response::from_json(&*store::rules(env).await?),
         (Method::Put, "/api/admin/rules") => {
             let body = req.bytes().await?;
             if body.len() > MAX_RULES_BYTES {

@@ -56,7 +56,7 @@ pub async fn handle(mut req: Request, env: &Env, ctx: &Context, config: &Config)
             if let Kind::Event(Event::MassSendJobFinish(result)) = &inbound.message.kind {
                 return job_finished(env, result).await;
             }
-            answer(env, ctx, config, &inbound).await
+            answer(env, ctx, config, &inbound, &body).await
         }
         _ => json_error(405, "method_not_allowed", "use GET (URL verification) or POST (pushes)"),
     }
@@ -64,13 +64,12 @@ pub async fn handle(mut req: Request, env: &Env, ctx: &Context, config: &Config)
 
 /// Asks the backend within the reply budget. `Some(reply)` in time; `None` when the budget ran
 /// out, in which case the task goes on and sends the reply as a customer-service message.
-async fn guarded(env: &Env, ctx: &Context, config: &Config, inbound: &Inbound, to: Forward, fallback: Reply) -> Option<Reply> {
+async fn guarded(env: &Env, ctx: &Context, config: &Config, msg: &Message, plain: String, to: Forward, fallback: Reply) -> Option<Reply> {
     let (tx, rx) = oneshot::channel::<Reply>();
     let late = Rc::new(Cell::new(false));
     let task = {
-        let (env, late, message) = (env.clone(), late.clone(), inbound.message.clone());
+        let (env, late, message) = (env.clone(), late.clone(), msg.clone());
         let credentials = Credentials::from_config(config);
-        let plain = inbound.plain.clone();
         async move {
             let reply = ask_backend(&env, &to, &plain, &message, fallback).await;
             if !late.get() {
@@ -86,7 +85,7 @@ async fn guarded(env: &Env, ctx: &Context, config: &Config, inbound: &Inbound, t
         Either::Left((Err(_), _)) => None,
         Either::Right(_) => {
             late.set(true);
-            worker::console_warn!("reply to {} not ready after {} ms: answered success, finishing in the background", inbound.message.from, config.reply_budget_ms);
+            worker::console_warn!("reply to {} not ready after {} ms: answered success, finishing in the background", msg.from, config.reply_budget_ms);
             None
         }
     }
@@ -138,7 +137,7 @@ async fn send_late(env: &Env, credentials: &Credentials, message: &Message, repl
 /// at most one KV write (the record, when the push changed it or got a reply). A follow or
 /// unfollow is applied to the ledger before answering: if that fails the push is answered 500
 /// and WeChat's retry does it again, so no follow is lost.
-async fn answer(env: &Env, ctx: &Context, config: &Config, inbound: &Inbound) -> Result<Response> {
+async fn answer(env: &Env, ctx: &Context, config: &Config, inbound: &Inbound, body: &[u8]) -> Result<Response> {
     let kv = env.kv(KV)?;
     let from = &inbound.message.from;
     let record_key = follower::key(from);
@@ -154,17 +153,49 @@ async fn answer(env: &Env, ctx: &Context, config: &Config, inbound: &Inbound) ->
     }
     // A scan of one of the widget's codes: the visit it was lent to names the page and the
     // owner's scene label, which the rules and statistics use instead of the pool's `w17`.
-    let mut message = inbound.message.clone();
-    let widget_page = widget_visit(env, &mut message).await;
-    let msg = &message;
+    let visit = widget_visit(env, &inbound.message).await;
+    let patched;
+    let msg = match &visit {
+        Some((label, _)) => {
+            patched = with_scene(&inbound.message, label);
+            &patched
+        }
+        None => &inbound.message,
+    };
     let change = record.observe(msg);
-    if widget_page.is_some() {
-        record.page = widget_page;
+    if let Some((_, page)) = visit {
+        record.page = Some(page);
+    }
+    // The follower index first: if it cannot be updated, answer 500 before anything else has
+    // happened (no reply, no backend asked), and WeChat's retry does it all again.
+    let index_change = if change.followed {
+        match &msg.kind {
+            Kind::Event(Event::Subscribe { scene, .. }) => {
+                Some(IndexChange::Follow { openid: msg.from.clone(), at: msg.create_time, scene: scene.clone(), page: record.page.clone() })
+            }
+            // A message, click or scan from someone we never saw follow (they followed before
+            // wxedge, or the record was lost): following, but not a new follow to count.
+            _ => Some(IndexChange::Import { openids: vec![msg.from.clone()], at: msg.create_time }),
+        }
+    } else if change.unfollowed {
+        Some(IndexChange::Unfollow { openid: msg.from.clone(), at: msg.create_time })
+    } else {
+        None
+    };
+    if let Some(c) = index_change {
+        let applied = crate::ledger::call(env, Method::Post, "/apply", Some(&[c])).await;
+        if !matches!(&applied, Ok(r) if r.status_code() == 200) {
+            worker::console_error!("follower index update for {} failed; answering 500 so WeChat retries", msg.from);
+            return json_error(500, "ledger_unavailable", "the follower index could not be updated; WeChat will retry");
+        }
     }
     let rules = store::rules(env).await?;
     let reply = match rules.route(msg, &config.welcome_text) {
         Route::Reply(r) => Some(r),
-        Route::Forward { to, fallback } => guarded(env, ctx, config, inbound, to.clone(), fallback).await,
+        Route::Forward { to, fallback } => {
+            let plain = inbound.decrypted.clone().unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+            guarded(env, ctx, config, msg, plain, to.clone(), fallback).await
+        }
     };
     let body = match reply {
         // Late: `success` now stops WeChat's retries; the reply follows.
@@ -174,24 +205,6 @@ async fn answer(env: &Env, ctx: &Context, config: &Config, inbound: &Inbound) ->
             "success".to_owned()
         }),
     };
-    let index_change = match &msg.kind {
-        _ if change.followed => {
-            let scene = match &msg.kind {
-                Kind::Event(Event::Subscribe { scene, .. }) => scene.clone(),
-                _ => None,
-            };
-            Some(IndexChange::Follow { openid: msg.from.clone(), at: msg.create_time, scene, page: record.page.clone() })
-        }
-        _ if change.unfollowed => Some(IndexChange::Unfollow { openid: msg.from.clone(), at: msg.create_time }),
-        _ => None,
-    };
-    if let Some(c) = index_change {
-        let applied = crate::ledger::call(env, Method::Post, "/apply", Some(&[c])).await;
-        if !matches!(&applied, Ok(r) if r.status_code() == 200) {
-            worker::console_error!("follower index update for {} failed; answering 500 so WeChat retries", msg.from);
-            return json_error(500, "ledger_unavailable", "the follower index could not be updated; WeChat will retry");
-        }
-    }
     if change.dirty || body != "success" {
         record.remember(&delivery, &body);
         let json = serde_json::to_string(&record).map_err(|e| worker::Error::RustError(e.to_string()))?;
@@ -212,11 +225,21 @@ async fn answer(env: &Env, ctx: &Context, config: &Config, inbound: &Inbound) ->
     Response::ok(body)
 }
 
+/// `message` with its subscribe / SCAN scene replaced by the owner's label.
+fn with_scene(message: &Message, label: &str) -> Message {
+    let mut m = message.clone();
+    match &mut m.kind {
+        Kind::Event(Event::Subscribe { scene: Some(s), .. }) | Kind::Event(Event::Scan { scene: s, .. }) => *s = label.to_owned(),
+        _ => {}
+    }
+    m
+}
+
 /// Resolves a widget scene (`w<index>`) through the visits object: marks the visit scanned or
-/// followed (the visitor's page sees it on its next poll) and puts the owner's scene label in
-/// the message. Returns the page. A failure only loses the attribution, never the push.
-async fn widget_visit(env: &Env, message: &mut Message) -> Option<String> {
-    let (scene, follow) = match &mut message.kind {
+/// followed (the visitor's page sees it on its next poll). Returns the owner's scene label and
+/// the page. A failure only loses the attribution, never the push.
+async fn widget_visit(env: &Env, message: &Message) -> Option<(String, String)> {
+    let (scene, follow) = match &message.kind {
         Kind::Event(Event::Subscribe { scene: Some(scene), .. }) => (scene, true),
         Kind::Event(Event::Scan { scene, .. }) => (scene, false),
         _ => return None,
@@ -232,10 +255,9 @@ async fn widget_visit(env: &Env, message: &mut Message) -> Option<String> {
     };
     match answer.await {
         Ok(Some(v)) => {
-            if let Some(label) = v.get("scene").and_then(|s| s.as_str()).filter(|l| !l.is_empty()) {
-                *scene = label.to_owned();
-            }
-            v.get("page").and_then(|p| p.as_str()).map(str::to_owned)
+            let text = |k: &str| v.get(k).and_then(|s| s.as_str()).unwrap_or("").to_owned();
+            let label = Some(text("scene")).filter(|l| !l.is_empty()).unwrap_or_else(|| scene.clone());
+            Some((label, text("page")))
         }
         Ok(None) => None,
         Err(e) => {

@@ -6,10 +6,12 @@
 //! Follow events arrive in bursts and KV takes one write per second per key, so their shard
 //! writes are collected and flushed by an alarm a second later; reservations are mirrored at once.
 
+use std::collections::BTreeMap;
+
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, State, Storage};
+use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, State};
 use wxedge_core::config::AccountKind;
 use wxedge_core::ledger::{self, IndexChange, SendAnswer, SendRequest, Touched};
 use wxedge_core::message::MassSendResult;
@@ -79,7 +81,7 @@ impl DurableObject for Ledger {
                 let changes: Vec<IndexChange> = crate::platform::json_body(&mut req).await?;
                 match ledger::apply(&store, &changes).await {
                     Ok(touched) => {
-                        self.mark_dirty(&touched).await?;
+                        self.mark_dirty(shard_keys(&touched)).await?;
                         Ok(json!({ "shards": touched.len() }))
                     }
                     Err(e) => Err(e),
@@ -89,8 +91,10 @@ impl DurableObject for Ledger {
                 let b: ReserveBody = crate::platform::json_body(&mut req).await?;
                 match ledger::reserve(&store, kind_of(&b.kind), &b.request, b.now).await {
                     Ok((broadcast, touched, fresh)) => {
-                        self.mirror(&touched, true).await;
-                        Ok(json!({ "broadcast": broadcast, "status": broadcast.status(), "fresh": fresh }))
+                        self.mark_dirty(shard_keys(&touched).chain([ledger::DAY_KEY.to_owned()])).await?;
+                        let mut v = with_status(&broadcast);
+                        v["fresh"] = json!(fresh);
+                        Ok(json!({ "broadcast": v, "fresh": fresh }))
                     }
                     Err(e) => Err(e),
                 }
@@ -114,8 +118,8 @@ impl DurableObject for Ledger {
                 let s: SettleBody = crate::platform::json_body(&mut req).await?;
                 match ledger::settle(&store, &s.id, s.n, &s.answer).await {
                     Ok((b, touched)) => {
-                        self.mirror(&touched, true).await;
-                        Ok(json!({ "broadcast": b, "status": b.status() }))
+                        self.mark_dirty(shard_keys(&touched).chain([ledger::DAY_KEY.to_owned()])).await?;
+                        Ok(json!({ "broadcast": with_status(&b) }))
                     }
                     Err(e) => Err(e),
                 }
@@ -124,7 +128,7 @@ impl DurableObject for Ledger {
                 let j: JobBody = crate::platform::json_body(&mut req).await?;
                 match ledger::job_finished(&store, &j.result, j.now).await {
                     Ok((b, touched)) => {
-                        self.mirror(&touched, false).await;
+                        self.mark_dirty(shard_keys(&touched)).await?;
                         Ok(json!({ "broadcast": b.map(|b| b.id) }))
                     }
                     Err(e) => Err(e),
@@ -157,7 +161,7 @@ impl DurableObject for Ledger {
                             .collect();
                         Ok(Value::Object(out))
                     }
-                    Err(e) => Err(wxedge_core::Error::Upstream(e)),
+                    Err(e) => Err(wxedge_core::Error::Storage(e)),
                 }
             }
             (Method::Get, "/import") => Ok(load_json(&storage, "import").await?.unwrap_or_else(|| json!({ "next_openid": "", "done": false, "imported": 0 }))),
@@ -174,17 +178,26 @@ impl DurableObject for Ledger {
         }
     }
 
+    /// Copies what changed to KV, one alarm at a time so copies land in order. A key is taken
+    /// off the list only if it was not changed again while it was being copied, and only once
+    /// KV took it; anything else waits for the next alarm.
     async fn alarm(&self) -> Result<Response> {
         let storage = self.state.storage();
-        let dirty = dirty_shards(&storage).await;
-        storage.put(DIRTY_KEY, "[]").await?;
-        self.mirror(&dirty.into_iter().collect(), false).await;
+        let snapshot: BTreeMap<String, u64> = load_json(&storage, DIRTY_KEY).await?.unwrap_or_default();
+        let keys: Vec<String> = snapshot.keys().cloned().collect();
+        let failed = self.mirror(&keys).await;
+        let mut dirty: BTreeMap<String, u64> = load_json(&storage, DIRTY_KEY).await?.unwrap_or_default();
+        dirty.retain(|k, version| failed.contains(k) || snapshot.get(k) != Some(version));
+        save_json(&storage, DIRTY_KEY, &dirty).await?;
+        if !dirty.is_empty() && storage.get_alarm().await?.is_none() {
+            storage.set_alarm(FLUSH_DELAY_MS).await?;
+        }
         Response::ok("flushed")
     }
 }
 
-async fn dirty_shards(storage: &Storage) -> Vec<u32> {
-    load_json(storage, DIRTY_KEY).await.ok().flatten().unwrap_or_default()
+fn shard_keys(touched: &Touched) -> impl Iterator<Item = String> + '_ {
+    touched.iter().map(|n| ledger::shard_key(*n))
 }
 
 fn with_status(b: &ledger::Broadcast) -> Value {
@@ -195,12 +208,12 @@ fn with_status(b: &ledger::Broadcast) -> Value {
 
 impl Ledger {
     async fn history(&self, store: &DoStore<'_>) -> wxedge_core::Result<Value> {
-        let ids: Vec<String> = match store.get(ledger::HISTORY_KEY).await.map_err(wxedge_core::Error::Upstream)? {
+        let ids: Vec<String> = match store.get(ledger::HISTORY_KEY).await.map_err(wxedge_core::Error::Storage)? {
             Some(h) => serde_json::from_str(&h).unwrap_or_default(),
             None => Vec::new(),
         };
         let keys: Vec<String> = ids.iter().map(|i| format!("b:{i}")).collect();
-        let raw = store.get_many(&keys).await.map_err(wxedge_core::Error::Upstream)?;
+        let raw = store.get_many(&keys).await.map_err(wxedge_core::Error::Storage)?;
         let list: Vec<Value> = raw
             .into_iter()
             .flatten()
@@ -210,36 +223,35 @@ impl Ledger {
         Ok(json!({ "broadcasts": list }))
     }
 
-    async fn mark_dirty(&self, touched: &Touched) -> Result<()> {
-        if touched.is_empty() {
+    /// Marks keys to copy to KV and makes sure an alarm will copy them.
+    async fn mark_dirty(&self, keys: impl Iterator<Item = String>) -> Result<()> {
+        let storage = self.state.storage();
+        let mut dirty: BTreeMap<String, u64> = load_json(&storage, DIRTY_KEY).await?.unwrap_or_default();
+        let before = dirty.len();
+        let mut changed = false;
+        for k in keys {
+            *dirty.entry(k).or_insert(0) += 1;
+            changed = true;
+        }
+        if !changed {
             return Ok(());
         }
-        let storage = self.state.storage();
-        let mut dirty = dirty_shards(&storage).await;
-        dirty.extend(touched.iter().copied());
-        dirty.sort_unstable();
-        dirty.dedup();
         save_json(&storage, DIRTY_KEY, &dirty).await?;
-        if storage.get_alarm().await?.is_none() {
+        if before == 0 || storage.get_alarm().await?.is_none() {
             storage.set_alarm(FLUSH_DELAY_MS).await?;
         }
         Ok(())
     }
 
-    /// Copies shards (and the day ledger) from this object's storage to KV. A failed copy is
-    /// retried by the next alarm; the object's storage stays the truth either way.
-    async fn mirror(&self, touched: &Touched, with_day: bool) {
+    /// Copies `keys` from this object's storage to KV; answers the keys KV did not take.
+    async fn mirror(&self, keys: &[String]) -> Vec<String> {
         let storage = self.state.storage();
         let store = DoStore(&storage);
-        let mut keys: Vec<String> = touched.iter().map(|n| ledger::shard_key(*n)).collect();
-        if with_day {
-            keys.push(ledger::DAY_KEY.to_owned());
-        }
-        let values = match store.get_many(&keys).await {
+        let values = match store.get_many(keys).await {
             Ok(v) => v,
             Err(e) => {
                 worker::console_error!("ledger mirror read failed: {e}");
-                return;
+                return keys.to_vec();
             }
         };
         let edge = Edge { env: &self.env };
@@ -247,34 +259,23 @@ impl Ledger {
             let edge = &edge;
             async move { (k.clone(), edge.put(&k, &v, None).await) }
         });
-        let failed: Vec<u32> = join_all(writes)
+        join_all(writes)
             .await
             .into_iter()
-            .filter_map(|(k, r)| r.err().map(|e| (k, e)))
-            .filter_map(|(k, e)| {
+            .filter_map(|(k, r)| {
+                let e = r.err()?;
                 worker::console_error!("ledger mirror of {k} failed, retrying later: {e}");
-                k.strip_prefix("fs:").and_then(|n| n.parse().ok())
+                Some(k)
             })
-            .collect();
-        if !failed.is_empty() {
-            let _ = self.mark_dirty(&failed.into_iter().collect()).await;
-        }
+            .collect()
     }
 }
 
 /// Calls the ledger object from the worker. Errors the object answered come back as its
 /// response (status and JSON), ready to pass on.
 pub async fn call<T: Serialize>(env: &Env, method: Method, path: &str, body: Option<&T>) -> Result<Response> {
-    let namespace = env.durable_object(BINDING)?;
-    let stub = namespace.id_from_name("account")?.get_stub()?;
-    let mut init = RequestInit::new();
-    init.with_method(method);
-    if let Some(b) = body {
-        let headers = worker::Headers::new();
-        headers.set("content-type", "application/json")?;
-        init.with_headers(headers).with_body(Some(serde_json::to_string(b).map_err(|e| worker::Error::RustError(e.to_string()))?.into()));
-    }
-    stub.fetch_with_request(Request::new_with_init(&format!("https://ledger{path}"), &init)?).await
+    let body = body.map(serde_json::to_string).transpose().map_err(|e| worker::Error::RustError(e.to_string()))?;
+    crate::platform::do_call(env, BINDING, "account", method, path, body).await
 }
 
 /// Like `call`, for answers the worker reads: `Ok(Ok(value))` on 200, `Ok(Err(response))` to

@@ -157,6 +157,11 @@ pub fn error_response(e: &wxedge_core::Error) -> Result<Response> {
         }
         Error::Upstream(_) => json_error(502, e.reason(), &e.to_string()),
         Error::OverQuota(_) => json_error(429, e.reason(), &e.to_string()),
+        Error::Conflict(_) => json_error(409, e.reason(), &e.to_string()),
+        Error::Storage(_) => {
+            worker::console_error!("{e}");
+            json_error(500, e.reason(), "wxedge's storage failed; the worker log has the details")
+        }
         Error::WrongAccountKind(_) => json_error(403, e.reason(), &e.to_string()),
         Error::Config { .. } => json_error(500, e.reason(), &e.to_string()),
         _ => json_error(422, e.reason(), &e.to_string()),
@@ -221,4 +226,17 @@ pub async fn load_json<T: serde::de::DeserializeOwned>(storage: &worker::Storage
 pub async fn save_json<T: serde::Serialize>(storage: &worker::Storage, key: &str, value: &T) -> Result<()> {
     let json = serde_json::to_string(value).map_err(|e| worker::Error::RustError(e.to_string()))?;
     storage.put(key, json).await
+}
+
+/// A request to the one object named `name` of the Durable Object class bound as `binding`.
+pub async fn do_call(env: &Env, binding: &str, name: &str, method: worker::Method, path: &str, body: Option<String>) -> Result<Response> {
+    let stub = env.durable_object(binding)?.id_from_name(name)?.get_stub()?;
+    let mut init = worker::RequestInit::new();
+    init.with_method(method);
+    if let Some(b) = body {
+        let headers = worker::Headers::new();
+        headers.set("content-type", "application/json")?;
+        init.with_headers(headers).with_body(Some(b.into()));
+    }
+    stub.fetch_with_request(worker::Request::new_with_init(&format!("https://{name}{path}"), &init)?).await
 }

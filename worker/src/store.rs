@@ -2,6 +2,7 @@
 //! the code cannot drift apart.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use worker::{Env, Result};
 use wxedge_core::rules::Rules;
@@ -13,16 +14,17 @@ pub const RULES_KEY: &str = "rules";
 const RULES_CACHE_MS: f64 = 30_000.0;
 
 thread_local! {
-    static RULES: RefCell<Option<(f64, Rules)>> = const { RefCell::new(None) };
+    static RULES: RefCell<Option<(f64, Rc<Rules>)>> = const { RefCell::new(None) };
 }
 
-/// The auto-reply rules: from this isolate's memory when fresh, else one KV read.
-pub async fn rules(env: &Env) -> Result<Rules> {
+/// The auto-reply rules: from this isolate's memory when fresh, else one KV read. Shared, not
+/// copied: a push only reads them.
+pub async fn rules(env: &Env) -> Result<Rc<Rules>> {
     let now = js_sys::Date::now();
     if let Some(r) = RULES.with(|c| c.borrow().as_ref().filter(|(at, _)| now - at < RULES_CACHE_MS).map(|(_, r)| r.clone())) {
         return Ok(r);
     }
-    let rules = match env.kv(KV)?.get(RULES_KEY).text().await? {
+    let rules = Rc::new(match env.kv(KV)?.get(RULES_KEY).text().await? {
         // Stored documents were validated on write; one that no longer parses (an older
         // format) must not stop the callback, so it falls back to the defaults, loudly.
         Some(json) => Rules::from_json(&json).unwrap_or_else(|e| {
@@ -30,7 +32,7 @@ pub async fn rules(env: &Env) -> Result<Rules> {
             Rules::default()
         }),
         None => Rules::default(),
-    };
+    });
     RULES.with(|c| *c.borrow_mut() = Some((now, rules.clone())));
     Ok(rules)
 }
@@ -38,7 +40,7 @@ pub async fn rules(env: &Env) -> Result<Rules> {
 pub async fn put_rules(env: &Env, rules: &Rules) -> Result<()> {
     let json = serde_json::to_string(rules).map_err(|e| worker::Error::RustError(e.to_string()))?;
     env.kv(KV)?.put(RULES_KEY, json)?.execute().await?;
-    RULES.with(|c| *c.borrow_mut() = Some((js_sys::Date::now(), rules.clone())));
+    RULES.with(|c| *c.borrow_mut() = Some((js_sys::Date::now(), Rc::new(rules.clone()))));
     Ok(())
 }
 

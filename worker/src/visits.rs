@@ -7,7 +7,7 @@ use std::cell::RefCell;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, State};
+use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, State};
 use wxedge_core::api::qr::{QrRequest, Scene};
 use wxedge_core::api::Credentials;
 use wxedge_core::china;
@@ -25,6 +25,7 @@ pub struct Visits {
     env: Env,
     pool: RefCell<Option<Pool>>,
     limiter: RefCell<RateLimiter>,
+    event_limiter: RefCell<RateLimiter>,
 }
 
 #[derive(Deserialize)]
@@ -54,6 +55,8 @@ struct EventBody {
 struct EventsBody {
     events: Vec<EventBody>,
     now: u64,
+    #[serde(default)]
+    ip: String,
 }
 
 fn visit_key(id: &str) -> String {
@@ -62,7 +65,13 @@ fn visit_key(id: &str) -> String {
 
 impl DurableObject for Visits {
     fn new(state: State, env: Env) -> Self {
-        Visits { state, env, pool: RefCell::new(None), limiter: RefCell::new(RateLimiter::default()) }
+        Visits {
+            state,
+            env,
+            pool: RefCell::new(None),
+            limiter: RefCell::new(RateLimiter::default()),
+            event_limiter: RefCell::new(RateLimiter::new(visits::MAX_EVENTS_PER_IP_PER_MINUTE)),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -89,13 +98,11 @@ impl DurableObject for Visits {
                     Ok(b) if b.events.iter().all(|e| matches!(e.step, Step::Impression | Step::QrShown)) && b.events.len() <= 20 => b,
                     _ => return json_error(400, "invalid", "up to 20 events {\"step\": \"impression\" | \"qr_shown\", \"page\", \"scene\"}; scans and follows are counted by the callbacks"),
                 };
-                let storage = self.state.storage();
-                let key = visits::funnel_key(china::day(b.now));
-                let mut funnel: Funnel = load_json(&storage, &key).await?.unwrap_or_default();
-                for e in &b.events {
-                    visits::count(&mut funnel, &e.page, &e.scene, e.step);
+                if !self.event_limiter.borrow_mut().allow(&b.ip, b.now) {
+                    return json_error(429, "rate_limited", "too many events from this address; try again in a minute");
                 }
-                save_json(&storage, &key, &funnel).await?;
+                let rows: Vec<(&str, &str, Step)> = b.events.iter().map(|e| (e.page.as_str(), e.scene.as_str(), e.step)).collect();
+                self.bump_funnel(b.now, &rows).await?;
                 Response::empty().map(|r| r.with_status(204))
             }
             (Method::Post, "/funnel") => {
@@ -123,6 +130,16 @@ impl Visits {
         Ok(p)
     }
 
+    async fn bump_funnel(&self, now: u64, rows: &[(&str, &str, Step)]) -> Result<()> {
+        let storage = self.state.storage();
+        let key = visits::funnel_key(china::day(now));
+        let mut funnel: Funnel = load_json(&storage, &key).await?.unwrap_or_default();
+        for (page, scene, step) in rows {
+            visits::count(&mut funnel, page, scene, *step);
+        }
+        save_json(&storage, &key, &funnel).await
+    }
+
     async fn save(&self, pool: Pool) -> Result<()> {
         save_json(&self.state.storage(), POOL_KEY, &pool).await?;
         *self.pool.borrow_mut() = Some(pool);
@@ -144,6 +161,10 @@ impl Visits {
             Lease::Reuse(pos) => pos,
             Lease::Full => return json_error(503, "busy", "every QR code is in use; try again in a minute"),
             Lease::Create(idx) => {
+                // A code replaced under the same index takes its last visit with it.
+                if let Some(old) = pool.codes.iter().find(|c| c.idx == idx).and_then(|c| c.visit.clone()) {
+                    self.state.storage().delete(&visit_key(&old)).await?;
+                }
                 // Hold the index while WeChat is asked: other requests run during the call and
                 // must not pick the same one.
                 let placeholder = Code { idx, url: String::new(), expires_at: 0, visit: None, leased_until: b.now + 120 };
@@ -213,10 +234,7 @@ impl Visits {
         };
         if visit.scanned(b.follow) {
             save_json(&storage, &visit_key(&id), &visit).await?;
-            let key = visits::funnel_key(china::day(b.now));
-            let mut funnel: Funnel = load_json(&storage, &key).await?.unwrap_or_default();
-            visits::count(&mut funnel, &visit.page, &visit.scene, if b.follow { Step::Followed } else { Step::Scanned });
-            save_json(&storage, &key, &funnel).await?;
+            self.bump_funnel(b.now, &[(visit.page.as_str(), visit.scene.as_str(), if b.follow { Step::Followed } else { Step::Scanned })]).await?;
             if b.follow {
                 pool.release(b.idx, b.now);
                 self.save(pool).await?;
@@ -228,11 +246,5 @@ impl Visits {
 
 /// Calls the visits object from the worker.
 pub async fn call(env: &Env, method: Method, path: &str, body: Option<&Value>) -> Result<Response> {
-    let stub = env.durable_object(BINDING)?.id_from_name("widget")?.get_stub()?;
-    let mut init = RequestInit::new();
-    init.with_method(method);
-    if let Some(b) = body {
-        init.with_body(Some(b.to_string().into()));
-    }
-    stub.fetch_with_request(Request::new_with_init(&format!("https://visits{path}"), &init)?).await
+    crate::platform::do_call(env, BINDING, "widget", method, path, body.map(Value::to_string)).await
 }

@@ -111,7 +111,8 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
                 Ok(v) if v.get("events").is_some_and(Value::is_array) => v["events"].clone(),
                 _ => return json_error(400, "invalid", "send {\"events\": [{\"step\": \"impression\", \"page\": \"/\", \"scene\": \"home\"}]}"),
             };
-            let r = visits::call(env, Method::Post, "/events", Some(&json!({ "events": events, "now": now_secs() }))).await?;
+            let ip = req.headers().get("cf-connecting-ip")?.unwrap_or_else(|| "local".into());
+            let r = visits::call(env, Method::Post, "/events", Some(&json!({ "events": events, "now": now_secs(), "ip": ip }))).await?;
             if r.status_code() == 204 { Response::empty()?.with_status(204) } else { r }
         }
         _ => json_error(405, "method_not_allowed", "not with this method")?,
@@ -166,13 +167,19 @@ async fn menu(env: &Env, config: &Config) -> Result<Response> {
             let edge = Edge { env };
             let credentials = Credentials::from_config(config);
             let menus: wxedge_core::Result<MenuSet> = client(&edge, &credentials, 5_000).get_menu().await;
-            let set = match menus {
-                Ok(set) => set,
-                Err(e) => return error_response(&e),
-            };
-            let b = json!({ "menu": set.menu }).to_string();
-            kv.put(MENU_CACHE_KEY, &b)?.expiration_ttl(MENU_CACHE_SECS).execute().await?;
-            b
+            match menus {
+                Ok(set) => {
+                    let b = json!({ "menu": set.menu }).to_string();
+                    kv.put(MENU_CACHE_KEY, &b)?.expiration_ttl(MENU_CACHE_SECS).execute().await?;
+                    b
+                }
+                Err(e) => {
+                    // Anonymous visitors must not turn a misconfigured account (40164, 48001)
+                    // into a WeChat call each: the failure is cached for a minute, as "no menu".
+                    kv.put(MENU_CACHE_KEY, r#"{"menu":null}"#)?.expiration_ttl(60).execute().await?;
+                    return error_response(&e);
+                }
+            }
         }
     };
     let h = Headers::new();

@@ -384,6 +384,10 @@
     $("#send").disabled = !planned;
   }));
 
+  // A broadcast id names one message to one audience: editing the text after planning makes it
+  // a new broadcast (the worker refuses a reused id with other content, 409).
+  $("#msg-text").addEventListener("input", function () { if (planned) planned.id = "c" + Date.now().toString(36); });
+
   $("#send").addEventListener("click", function () {
     if (!planned) return;
     var text = $("#msg-text").value.trim();

@@ -148,8 +148,15 @@ impl<P: Http + Kv + Clock> Client<'_, P> {
 
     pub async fn mass_send(&self, kind: AccountKind, audience: &Audience, message: &MassMessage, clientmsgid: Option<&str>) -> Result<MassSent> {
         let v = self.call(&mass_call(kind, audience, message, clientmsgid)?).await?;
-        let msg_id = id_of(&v, "msg_id").ok_or_else(|| Error::Upstream("mass send answered without msg_id".into()))?;
-        Ok(MassSent { msg_id, msg_data_id: id_of(&v, "msg_data_id"), duplicate: v.get("errcode").and_then(Value::as_i64) == Some(45065) })
+        let duplicate = v.get("errcode").and_then(Value::as_i64) == Some(45065);
+        // 45065 means WeChat took this clientmsgid before; should it not say which msg_id, the
+        // send still stands (0 = unknown).
+        let msg_id = match id_of(&v, "msg_id") {
+            Some(m) => m,
+            None if duplicate => 0,
+            None => return Err(Error::Upstream("mass send answered without msg_id".into())),
+        };
+        Ok(MassSent { msg_id, msg_data_id: id_of(&v, "msg_data_id"), duplicate })
     }
 
     /// Sends the message to one follower only, as the owner's check before a real send. Not
