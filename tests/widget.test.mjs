@@ -310,6 +310,8 @@ describe("widget API", () => {
     assert.deepEqual(statuses.slice(0, 10), Array(10).fill(200), JSON.stringify(statuses));
     assert.equal(statuses[10], 429);
     assert.ok(Number(answers[10].headers.get("retry-after")) > 0);
+    const urls = await Promise.all(answers.slice(0, 10).map((r) => r.json().then((v) => v.url)));
+    assert.equal(new Set(urls).size, 10, "a code is lent to one visit at a time");
     const other = await fetch(`${s.base}/api/qr`, { method: "POST", headers: { "cf-connecting-ip": "203.0.113.10" }, body: JSON.stringify({ page: "/", scene: "x" }) });
     assert.equal(other.status, 200, "other visitors are not affected");
   });

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 pub const SCENE_PREFIX: &str = "w";
 pub const LEASE_SECS: u64 = 600;
+/// How long a code stays with a visit after its follow (the page polls every second).
+pub const RELEASE_GRACE_SECS: u64 = 30;
 pub const CODE_LIFETIME_SECS: u32 = 2_592_000;
 /// A code is lent only if it outlives the lease by this much.
 pub const CODE_MARGIN_SECS: u64 = 3600;
@@ -108,10 +110,11 @@ impl Pool {
         self.codes.iter().find(|c| c.idx == idx).and_then(|c| c.visit.as_deref())
     }
 
-    /// Ends a lease early (the visitor followed: the code can serve someone else).
+    /// Ends a lease early (the visitor followed: the code can serve someone else), after a
+    /// short grace so the visitor's page sees the follow before the code moves on.
     pub fn release(&mut self, idx: u32, now: u64) {
         if let Some(c) = self.codes.iter_mut().find(|c| c.idx == idx) {
-            c.leased_until = c.leased_until.min(now);
+            c.leased_until = c.leased_until.min(now + RELEASE_GRACE_SECS);
         }
     }
 }
@@ -250,7 +253,8 @@ mod tests {
         assert_eq!(pool.visit_of(1), Some("v1"));
         assert_eq!(pool.find_free(now + LEASE_SECS), Lease::Reuse(0), "free again after the lease");
         pool.release(1, now + 5);
-        assert_eq!(pool.find_free(now + 6), Lease::Reuse(0), "a follow frees it early");
+        assert_eq!(pool.find_free(now + 6), Lease::Create(2), "the follower's page still polls it");
+        assert_eq!(pool.find_free(now + 5 + RELEASE_GRACE_SECS), Lease::Reuse(0), "a follow frees it early");
         assert_eq!(pool.visit_of(1), Some("v1"), "still attributed until lent again");
         // A code about to expire is replaced under the same index.
         let late = now + CODE_LIFETIME_SECS as u64 - 10;

@@ -17,7 +17,7 @@ use wxedge_core::Entropy;
 use crate::platform::{client, error_response, json_error, load_config, load_json, save_json, Edge, WebCrypto};
 
 pub const BINDING: &str = "VISITS";
-const POOL_KEY: &str = "pool";
+const CODE_PREFIX: &str = "c:";
 
 #[durable_object]
 pub struct Visits {
@@ -121,13 +121,31 @@ impl DurableObject for Visits {
 }
 
 impl Visits {
-    async fn pool(&self) -> Result<Pool> {
-        if let Some(p) = self.pool.borrow().as_ref() {
-            return Ok(p.clone());
+    /// The pool, loaded once per object from one key per code (`c:<idx>`): a change rewrites
+    /// only its code, however large the pool.
+    async fn ensure_pool(&self) -> Result<()> {
+        if self.pool.borrow().is_some() {
+            return Ok(());
         }
-        let p: Pool = load_json(&self.state.storage(), POOL_KEY).await?.unwrap_or_default();
-        *self.pool.borrow_mut() = Some(p.clone());
-        Ok(p)
+        let listed = self.state.storage().list_with_options(worker::ListOptions::new().prefix(CODE_PREFIX)).await?;
+        let mut codes: Vec<Code> = listed.values().into_iter().filter_map(|v| v.ok()?.as_string()).filter_map(|s| serde_json::from_str(&s).ok()).collect();
+        codes.sort_by_key(|c| c.idx);
+        self.pool.borrow_mut().get_or_insert(Pool { codes });
+        Ok(())
+    }
+
+    fn with_pool<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> R {
+        f(self.pool.borrow_mut().get_or_insert_with(Pool::default))
+    }
+
+    /// Writes code `idx` as the pool now holds it (or deletes it when the pool no longer has it).
+    async fn store_code(&self, idx: u32) -> Result<()> {
+        let key = format!("{CODE_PREFIX}{idx}");
+        let code = self.with_pool(|p| p.codes.iter().find(|c| c.idx == idx).cloned());
+        match code {
+            Some(c) => save_json(&self.state.storage(), &key, &c).await,
+            None => self.state.storage().delete(&key).await.map(drop),
+        }
     }
 
     async fn bump_funnel(&self, now: u64, rows: &[(&str, &str, Step)]) -> Result<()> {
@@ -140,12 +158,6 @@ impl Visits {
         save_json(&storage, &key, &funnel).await
     }
 
-    async fn save(&self, pool: Pool) -> Result<()> {
-        save_json(&self.state.storage(), POOL_KEY, &pool).await?;
-        *self.pool.borrow_mut() = Some(pool);
-        Ok(())
-    }
-
     /// Lends a code to a new visit, creating one through WeChat's API when none is free.
     async fn acquire(&self, b: AcquireBody) -> Result<Response> {
         if !self.limiter.borrow_mut().allow(&b.ip, b.now) {
@@ -156,48 +168,52 @@ impl Visits {
             h.set("content-type", "application/json")?;
             return Ok(r.with_headers(h));
         }
-        let mut pool = self.pool().await?;
-        let pos = match pool.find_free(b.now) {
-            Lease::Reuse(pos) => pos,
+        self.ensure_pool().await?;
+        let idx = match self.with_pool(|p| p.find_free(b.now)) {
+            Lease::Reuse(pos) => self.with_pool(|p| p.codes[pos].idx),
             Lease::Full => return json_error(503, "busy", "every QR code is in use; try again in a minute"),
             Lease::Create(idx) => {
-                // A code replaced under the same index takes its last visit with it.
-                if let Some(old) = pool.codes.iter().find(|c| c.idx == idx).and_then(|c| c.visit.clone()) {
+                // Hold the index while WeChat is asked (other requests run during the call and
+                // must not pick it); a code replaced under it takes its last visit with it.
+                let placeholder = Code { idx, url: String::new(), expires_at: 0, visit: None, leased_until: b.now + 120 };
+                let old = self.with_pool(|p| {
+                    let old = p.codes.iter().find(|c| c.idx == idx).and_then(|c| c.visit.clone());
+                    p.add(placeholder);
+                    old
+                });
+                if let Some(old) = old {
                     self.state.storage().delete(&visit_key(&old)).await?;
                 }
-                // Hold the index while WeChat is asked: other requests run during the call and
-                // must not pick the same one.
-                let placeholder = Code { idx, url: String::new(), expires_at: 0, visit: None, leased_until: b.now + 120 };
-                pool.add(placeholder);
-                self.save(pool).await?;
-                let created = self.create_code(idx).await;
-                let mut pool = self.pool().await?;
-                match created {
+                self.store_code(idx).await?;
+                match self.create_code(idx).await {
                     Ok(code) => {
-                        let pos = pool.add(Code { expires_at: b.now + u64::from(visits::CODE_LIFETIME_SECS), ..code });
-                        return self.lend(pool, pos, &b).await;
+                        self.with_pool(|p| p.add(Code { expires_at: b.now + u64::from(visits::CODE_LIFETIME_SECS), ..code }));
+                        idx
                     }
                     Err(e) => {
-                        pool.codes.retain(|c| c.idx != idx || c.expires_at != 0);
-                        self.save(pool).await?;
+                        self.with_pool(|p| p.codes.retain(|c| c.idx != idx || c.expires_at != 0));
+                        self.store_code(idx).await?;
                         return error_response(&e);
                     }
                 }
             }
         };
-        self.lend(pool, pos, &b).await
+        self.lend(idx, &b).await
     }
 
-    async fn lend(&self, mut pool: Pool, pos: usize, b: &AcquireBody) -> Result<Response> {
+    /// Lends code `idx` (found again by index: positions may move while other requests run).
+    async fn lend(&self, idx: u32, b: &AcquireBody) -> Result<Response> {
         let mut id = [0u8; 12];
         WebCrypto.fill(&mut id);
         let id: String = id.iter().map(|x| format!("{x:02x}")).collect();
-        // The code's previous visit can no longer be attributed: forget it, so storage holds at
-        // most one visit per code.
-        if let Some(old) = pool.codes[pos].visit.clone() {
-            self.state.storage().delete(&visit_key(&old)).await?;
-        }
-        let code = pool.lease(pos, &id, b.now).clone();
+        let leased = self.with_pool(|p| {
+            let pos = p.codes.iter().position(|c| c.idx == idx)?;
+            let previous = p.codes[pos].visit.clone();
+            Some((p.lease(pos, &id, b.now).clone(), previous))
+        });
+        let Some((code, previous)) = leased else {
+            return json_error(503, "busy", "the code was withdrawn; try again");
+        };
         let visit = Visit {
             id: id.clone(),
             idx: code.idx,
@@ -207,8 +223,13 @@ impl Visits {
             created_at: b.now,
             leased_until: code.leased_until,
         };
-        self.save(pool).await?;
+        self.store_code(idx).await?;
         save_json(&self.state.storage(), &visit_key(&id), &visit).await?;
+        // The code's previous visit can no longer be attributed: forget it, so storage holds at
+        // most one visit per code.
+        if let Some(old) = previous {
+            self.state.storage().delete(&visit_key(&old)).await?;
+        }
         Response::from_json(&json!({ "visit": id, "url": code.url, "expires_in": visits::LEASE_SECS, "scene": visit.scene }))
     }
 
@@ -224,8 +245,8 @@ impl Visits {
     /// A subscribe or SCAN through code `idx`: marks its visit, counts the funnel, and frees the
     /// code after a follow. Answers the visit (its page and scene) for the callback.
     async fn scan(&self, b: ScanBody) -> Result<Response> {
-        let mut pool = self.pool().await?;
-        let Some(id) = pool.visit_of(b.idx).map(str::to_owned) else {
+        self.ensure_pool().await?;
+        let Some(id) = self.with_pool(|p| p.visit_of(b.idx).map(str::to_owned)) else {
             return json_error(404, "not_found", "this code was never lent");
         };
         let storage = self.state.storage();
@@ -236,8 +257,8 @@ impl Visits {
             save_json(&storage, &visit_key(&id), &visit).await?;
             self.bump_funnel(b.now, &[(visit.page.as_str(), visit.scene.as_str(), if b.follow { Step::Followed } else { Step::Scanned })]).await?;
             if b.follow {
-                pool.release(b.idx, b.now);
-                self.save(pool).await?;
+                self.with_pool(|p| p.release(b.idx, b.now));
+                self.store_code(b.idx).await?;
             }
         }
         Response::from_json(&json!({ "visit": visit.id, "page": visit.page, "scene": visit.scene }))
