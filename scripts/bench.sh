@@ -57,7 +57,7 @@ const w = r.workerd_callback;
 console.log(`workerd: ${w.requests} follow callbacks, mean ${w.mean_ms.toFixed(2)} ms, p50 ${w.p50_ms.toFixed(2)} ms, p99 ${w.p99_ms.toFixed(2)} ms per request (HTTP + KV read + KV write included; Workers free-plan CPU limit: 10 ms)`);
 const h = r.http;
 console.table(Object.keys(h).map((k) => ({ server: k, "requests/s": h[k].rps.toFixed(0), "p50 ms": h[k].p50_ms, "p99 ms": h[k].p99_ms,
-  "wxedge ×": k === "wxedge" ? "" : (h.wxedge.rps / h[k].rps).toFixed(2), errors: h[k].non_2xx + (h[k].socket_errors ? " / " + h[k].socket_errors : "") })));
+  "wxedge ×": k.startsWith("wxedge") ? "" : (h.wxedge.rps / h[k].rps).toFixed(2), errors: h[k].non_2xx + (h[k].socket_errors ? " / " + h[k].socket_errors : "") })));
 const q = r.qr_svg_ns;
 console.table(Object.keys(q).map((k) => ({ encoder: k, "µs per code": (q[k] / 1e3).toFixed(1), "× wxedge": (q[k] / q.wxedge).toFixed(2) })));
 for (const l of r.ledger) console.log(`ledger, ${l.followers} followers: a plan reads ${l.kv_reads_per_plan} keys, ${(l.shard_bytes_total / 1e6).toFixed(1)} MB (largest shard ${(l.shard_bytes_max / 1e3).toFixed(0)} KB); parse + plan ${l.plan_ms.toFixed(0)} ms, reserve ${l.reserve_ms.toFixed(0)} ms (native)`);
