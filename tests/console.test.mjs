@@ -46,7 +46,7 @@ describe("console", () => {
 
   test("menu: limits enforced as you type, live preview, publish, the simulator holds it", async () => {
     await page.goto(s.base + "/console/#menu");
-    await page.waitForSelector("#menu:not([hidden])");
+    await page.waitForSelector("#menu[data-loaded]:not([hidden])");
     await page.click("#menu-add");
     const name = page.locator('[data-path="button[0].name"]');
     await name.fill("Products and services");
@@ -75,7 +75,7 @@ describe("console", () => {
 
   test("auto-replies: saved rules answer the try-it box; an invalid entry is named", async () => {
     await page.goto(s.base + "/console/#replies");
-    await page.waitForSelector("#replies:not([hidden])");
+    await page.waitForSelector("#replies[data-loaded]:not([hidden])");
     await page.fill("#welcome-default", "Hello from the console");
     await page.click("#keyword-add");
     const row = page.locator("#keywords .row").last();
@@ -101,7 +101,7 @@ describe("console", () => {
   test("followers: import from WeChat, charts drawn", async () => {
     await s.sim("/sim/follow", {}); // one follow through a callback today
     await page.goto(s.base + "/console/#followers");
-    await page.waitForSelector("#followers:not([hidden])");
+    await page.waitForSelector("#followers[data-loaded]:not([hidden])");
     await page.click("#import");
     await page.waitForFunction(() => /^Done: \d+ followers/.test(document.querySelector("#import-status").textContent));
     assert.match(await page.locator("#import-status").innerText(), /Done: 13 followers/);
@@ -113,7 +113,7 @@ describe("console", () => {
 
   test("broadcasts: plan, send with confirmation, history and quota change", async () => {
     await page.goto(s.base + "/console/#broadcasts");
-    await page.waitForSelector("#broadcasts:not([hidden])");
+    await page.waitForSelector("#broadcasts[data-loaded]:not([hidden])");
     await page.fill("#msg-text", "November harvest is in");
     await page.click("#plan-form button[type=submit]");
     await page.waitForSelector("#plan dl");

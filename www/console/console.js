@@ -100,7 +100,13 @@
       if (a.getAttribute("href") === "#" + page) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
     });
     var load = { menu: loadMenu, replies: loadRules, broadcasts: loadBroadcasts, followers: loadFollowers, embed: renderEmbed }[page];
-    if (load && (!loaded[page] || page === "followers" || page === "broadcasts")) { loaded[page] = true; guard(load)(); }
+    if (load && (!loaded[page] || page === "followers" || page === "broadcasts")) {
+      loaded[page] = true;
+      var section = document.getElementById(page);
+      section.removeAttribute("data-loaded");
+      // Marks the page ready, so nothing typed before the data arrived is overwritten by it.
+      guard(load)().then(function () { section.setAttribute("data-loaded", ""); });
+    }
   }
   window.addEventListener("hashchange", route);
 
