@@ -12,6 +12,11 @@ cargo build -q --release -p wxedge-simulator
 SIM=$ROOT/target/release/wxedge-sim
 
 mkdir -p .wrangler
+# The simulator on another port (SIM_PORT) moves the worker's API base with it, unless the
+# environment or .dev.vars points the worker somewhere else than this machine.
+if [ -z "${WECHAT_API_BASE:-}" ] && grep -Eq '^WECHAT_API_BASE="?http://(127\.0\.0\.1|localhost)' .dev.vars; then
+  export WECHAT_API_BASE="http://127.0.0.1:$SIM_PORT"
+fi
 # Settings: .dev.vars, overridden by any setting exported in this shell. Checked before
 # anything starts so a mistake is one line naming the setting.
 "$SIM" check-config --env-file .dev.vars --print-env .wrangler/dev.env
