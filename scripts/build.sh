@@ -50,6 +50,13 @@ build_site() {
   build_widget
   rm -rf dist/site.tmp && mkdir -p dist/site.tmp
   cp -R www/. dist/site.tmp/
+  # The demo pages share parts (head links, header and nav; the simulator panel): a line
+  # `<!--#include _part.html-->` is replaced by www/_part.html without its leading comment.
+  for page in dist/site.tmp/*.html; do
+    awk 'match($0, /^<!--#include _[a-z]+\.html-->$/) { f = "www/" substr($0, 14, RLENGTH - 16); while ((getline line < f) > 0) if (line !~ /^<!-- /) print line; close(f); next } { print }' \
+      "$page" > "$page.tmp" && mv "$page.tmp" "$page"
+  done
+  rm -f dist/site.tmp/_*.html
   cp dist/widget/widget.js dist/widget/widget_bg.wasm dist/site.tmp/
   rm -rf dist/site && mv dist/site.tmp dist/site
 }

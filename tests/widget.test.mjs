@@ -282,6 +282,9 @@ describe("widget API", () => {
     assert.equal((await send("x".repeat(5000))).status, 413);
     const funnel = await (await s.admin("/funnel?days=1")).json();
     assert.equal(Object.values(funnel)[0]["/api-test"].t[0], 1);
+    // The limit is per calendar minute: keep the burst inside one.
+    const intoMinute = (Date.now() / 1000) % 60;
+    if (intoMinute > 50) await new Promise((r) => setTimeout(r, (61 - intoMinute) * 1000));
     const burst = [];
     for (let i = 0; i < 125; i++) {
       burst.push((await fetch(`${s.base}/api/events`, { method: "POST", headers: { "cf-connecting-ip": "203.0.113.77" }, body: JSON.stringify({ events: [{ step: "impression", page: "/burst", scene: "b" }] }) })).status);
@@ -303,6 +306,8 @@ describe("widget API", () => {
   });
 
   test("one address gets 10 codes a minute, then 429 with Retry-After", async () => {
+    const intoMinute = (Date.now() / 1000) % 60;
+    if (intoMinute > 50) await new Promise((r) => setTimeout(r, (61 - intoMinute) * 1000));
     const ask = () => fetch(`${s.base}/api/qr`, { method: "POST", headers: { "cf-connecting-ip": "203.0.113.9" }, body: JSON.stringify({ page: "/burst", scene: "burst" }) });
     const answers = [];
     for (let i = 0; i < 12; i++) answers.push(await ask());
