@@ -59,10 +59,21 @@ import init, { boot, command, mount } from "wasm-glue";
     return settings.scene || page.replace(/^\/+|\/+$/g, "").replace(/\//g, "-") || "home";
   }
 
+  // The console line names the real cause: a CSP without 'wasm-unsafe-eval' and a wasm that
+  // could not be fetched (network, or a worker whose assets lack CORS) need different fixes.
+  function whyNoWasm(error) {
+    var text = String(error && error.message || error);
+    if (/Content Security Policy|unsafe-eval|CompileError|Refused to compile/i.test(text))
+      return "this page's Content-Security-Policy blocks WebAssembly (add 'wasm-unsafe-eval' to script-src)";
+    if (error && error.name === "TypeError")
+      return "could not load " + wasmUrl + " (offline, blocked, or served without Access-Control-Allow-Origin)";
+    return "WebAssembly could not start";
+  }
+
   // Without WebAssembly: the worker draws the code as an image, fetched only when the visitor
   // asks (each image is a visit with a code of its own); no dialog, no live status.
   function fallback(error) {
-    console.warn("wxedge: this page's Content-Security-Policy blocks WebAssembly (add 'wasm-unsafe-eval' to script-src); showing a plain QR image instead. " + error);
+    console.warn("wxedge: " + whyNoWasm(error) + "; showing a plain QR image instead. (" + error + ")");
     var page = settings.page || location.pathname;
     var qs = "page=" + encodeURIComponent(page) + "&scene=" + encodeURIComponent(sceneOf(page));
     var target = settings.target && document.querySelector(settings.target);
@@ -97,7 +108,8 @@ import init, { boot, command, mount } from "wasm-glue";
     document.documentElement.setAttribute("data-wxedge", "fallback");
   }
 
-  init({ module_or_path: new URL("widget_bg.wasm", src).href }).then(function () {
+  var wasmUrl = new URL("widget_bg.wasm", src).href;
+  init({ module_or_path: wasmUrl }).then(function () {
     if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
     else start();
   }, function (e) {
