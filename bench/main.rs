@@ -61,7 +61,8 @@ fn inputs() -> Value {
 }
 
 fn run(inputs: &Value, seconds: f64) -> Value {
-    let rules = Rules::from_json(&json!({"keywords": [{"match": "exact", "pattern": "help", "reply": {"type": "text", "content": HELP}}]}).to_string()).expect("valid rules");
+    let rules = Rules::from_json(&json!({"keywords": [{"match": "exact", "pattern": "help", "reply": {"type": "text", "content": HELP}}]}).to_string())
+        .expect("valid rules");
     let mut out = serde_json::Map::new();
     for case in inputs["cases"].as_array().expect("cases") {
         let safe = case["safe"].as_bool().unwrap_or(false);
@@ -109,14 +110,14 @@ fn ready<F: std::future::Future>(f: F) -> F::Output {
 fn ledger(followers: usize) -> Value {
     use wxedge_core::api::messages::MassMessage;
     use wxedge_core::ledger::{self, IndexChange, Segment, SendRequest};
-    use wxedge_core::platform::{Kv, MemoryKv};
-    let store = MemoryKv::default();
+    use wxedge_core::ports::{MemoryStore, Read};
+    let store = MemoryStore::default();
     let now = 1_795_000_000;
     let openids: Vec<String> = (0..followers).map(|i| format!("oSIM{:024x}", (i as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15))).collect();
     for chunk in openids.chunks(50_000) {
         ready(ledger::apply(&store, &[IndexChange::Import { openids: chunk.to_vec(), at: now }])).expect("import");
     }
-    let keys = ledger::all_shard_keys();
+    let keys: Vec<String> = (0..ledger::SHARDS).map(wxedge_core::keys::shard).collect();
     let raw = ready(store.get_many(&keys)).expect("shards");
     let sizes: Vec<usize> = raw.iter().map(|r| r.as_ref().map_or(0, String::len)).collect();
     let start = Instant::now();

@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$ROOT"
 
 bash scripts/setup.sh test
+say "formatting (cargo fmt --check)"
+cargo fmt --all --check
 say "native unit tests (core, simulator, widget logic)"
 cargo test
 bash scripts/fuzz.sh 0   # the fuzz targets build and every committed seed passes

@@ -55,7 +55,11 @@ impl Query {
     fn check_signature(&self, token: &str) -> Result<()> {
         let (ts, nonce) = self.timestamp_nonce()?;
         let sig = self.signature.as_deref().ok_or(Error::BadSignature)?;
-        if signature::verify(sig, &[token, ts, nonce]) { Ok(()) } else { Err(Error::BadSignature) }
+        if signature::verify(sig, &[token, ts, nonce]) {
+            Ok(())
+        } else {
+            Err(Error::BadSignature)
+        }
     }
 }
 
@@ -146,10 +150,7 @@ pub fn open(config: &Config, query: &Query, body: &[u8]) -> Result<Inbound> {
         let message = Message::from_element(&root)?;
         return Ok(Inbound { message, raw_event_key, encrypted_with: None, decrypted: None });
     }
-    let keys = config.keys.as_ref().ok_or(Error::Config {
-        setting: "WECHAT_ENCODING_AES_KEY",
-        problem: "is required to read encrypted callbacks".into(),
-    })?;
+    let keys = config.keys.as_ref().ok_or(Error::Config { setting: "WECHAT_ENCODING_AES_KEY", problem: "is required to read encrypted callbacks".into() })?;
     let outer = xml::parse(text)?;
     let encrypt = outer.text_of("Encrypt").map(str::trim).filter(|e| !e.is_empty()).ok_or(Error::MissingField("Encrypt"))?;
     // Safe mode signs the ciphertext: check msg_signature, never the plain `signature`.

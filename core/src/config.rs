@@ -6,7 +6,8 @@
 use crate::crypto::{AesKey, KeyRing};
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AccountKind {
     /// 订阅号: one mass send per China day.
     Subscription,
@@ -25,7 +26,8 @@ impl AccountKind {
 
 /// How callbacks are protected, chosen by the owner in the WeChat console and mirrored here.
 /// We decide from this setting what to require, never from what a request claims.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum CallbackMode {
     /// 明文模式: plain XML, `signature` only.
     Plain,
@@ -109,17 +111,12 @@ impl Config {
         if !(3..=32).contains(&token.len()) || !token.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(bad("WECHAT_TOKEN", "must be 3 to 32 letters or digits, as the WeChat console requires"));
         }
-        let current = opt("WECHAT_ENCODING_AES_KEY")
-            .map(|k| AesKey::parse(&k).map_err(|p| bad("WECHAT_ENCODING_AES_KEY", p)))
-            .transpose()?;
-        let previous = opt("WECHAT_ENCODING_AES_KEY_PREVIOUS")
-            .map(|k| AesKey::parse(&k).map_err(|p| bad("WECHAT_ENCODING_AES_KEY_PREVIOUS", p)))
-            .transpose()?;
+        let current = opt("WECHAT_ENCODING_AES_KEY").map(|k| AesKey::parse(&k).map_err(|p| bad("WECHAT_ENCODING_AES_KEY", p))).transpose()?;
+        let previous =
+            opt("WECHAT_ENCODING_AES_KEY_PREVIOUS").map(|k| AesKey::parse(&k).map_err(|p| bad("WECHAT_ENCODING_AES_KEY_PREVIOUS", p))).transpose()?;
         let keys = match (current, previous) {
             (Some(current), previous) => Some(KeyRing { current, previous }),
-            (None, Some(_)) => {
-                return Err(bad("WECHAT_ENCODING_AES_KEY_PREVIOUS", "is set but WECHAT_ENCODING_AES_KEY is not"))
-            }
+            (None, Some(_)) => return Err(bad("WECHAT_ENCODING_AES_KEY_PREVIOUS", "is set but WECHAT_ENCODING_AES_KEY is not")),
             (None, None) => None,
         };
         let mode = match opt("WECHAT_CALLBACK_MODE").as_deref() {
@@ -156,7 +153,11 @@ impl Config {
                     let origin = o.trim_end_matches('/');
                     let host = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
                     let valid = host.is_some_and(|h| !h.is_empty() && !h.contains('/'));
-                    if valid { Ok(origin.to_owned()) } else { Err(bad("ALLOWED_ORIGINS", format!("{o:?} is not an origin like https://example.com"))) }
+                    if valid {
+                        Ok(origin.to_owned())
+                    } else {
+                        Err(bad("ALLOWED_ORIGINS", format!("{o:?} is not an origin like https://example.com")))
+                    }
                 })
                 .collect::<Result<_>>()?,
         };

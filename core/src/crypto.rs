@@ -37,13 +37,9 @@ impl AesKey {
         padded.push('=');
         // The 43rd character carries 2 spare bits that WeChat does not zero, so the canonical
         // (strict) decoder would refuse real keys.
-        let lenient = base64::engine::GeneralPurpose::new(
-            &base64::alphabet::STANDARD,
-            base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
-        );
-        let bytes = lenient
-            .decode(padded.as_bytes())
-            .map_err(|_| "is not valid base64".to_string())?;
+        let lenient =
+            base64::engine::GeneralPurpose::new(&base64::alphabet::STANDARD, base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true));
+        let bytes = lenient.decode(padded.as_bytes()).map_err(|_| "is not valid base64".to_string())?;
         let key: [u8; 32] = bytes.try_into().map_err(|_| "does not decode to 32 bytes".to_string())?;
         Ok(AesKey(key))
     }
@@ -73,15 +69,11 @@ impl AesKey {
 
     /// Decrypts base64 `encrypted` and checks the pad, the length field and the appid.
     pub fn decrypt(&self, encrypted: &str, appid: &str) -> Result<String> {
-        let mut buf = B64
-            .decode(encrypted.trim().as_bytes())
-            .map_err(|_| Error::Decrypt("Encrypt is not base64"))?;
+        let mut buf = B64.decode(encrypted.trim().as_bytes()).map_err(|_| Error::Decrypt("Encrypt is not base64"))?;
         if buf.is_empty() || buf.len() % 16 != 0 {
             return Err(Error::Decrypt("ciphertext is not a whole number of AES blocks"));
         }
-        let plain = Dec::new(&self.0.into(), &self.iv().into())
-            .decrypt_padded_mut::<NoPadding>(&mut buf)
-            .map_err(|_| Error::Decrypt("AES-CBC failed"))?;
+        let plain = Dec::new(&self.0.into(), &self.iv().into()).decrypt_padded_mut::<NoPadding>(&mut buf).map_err(|_| Error::Decrypt("AES-CBC failed"))?;
         let pad = *plain.last().ok_or(Error::Decrypt("empty plaintext"))? as usize;
         if pad == 0 || pad > PAD_BLOCK || pad > plain.len() {
             return Err(Error::Decrypt("bad padding"));

@@ -43,6 +43,26 @@ pub enum Error {
     /// Our own storage (KV, a Durable Object) failed or holds something unreadable: not the
     /// caller's fault.
     Storage(String),
+    /// What the request names does not exist (a broadcast id, a visit that expired).
+    NotFound(String),
+    /// Every shared resource is in use (the widget's code pool); try again shortly.
+    Busy(String),
+    /// The caller asks too often; `retry_after` seconds until it may again.
+    RateLimited { what: &'static str, retry_after: u64 },
+}
+
+/// Whose move it is when something failed: the answer's status class and the log level follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// The request is wrong or not allowed (4xx): the caller fixes it.
+    Caller,
+    /// WeChat refused, is busy or unreachable.
+    WeChat,
+    /// The owner must change a setting (here or in the WeChat console).
+    Owner,
+    /// wxedge or its platform (storage, a Durable Object) failed: ours to fix; logged.
+    Wxedge,
 }
 
 /// What the caller (and the owner reading the admin API's answer) should do about a WeChat
@@ -109,7 +129,7 @@ impl WeChatError {
             40001 | 40014 | 42001 => "The access token was refused even after a refresh; check WECHAT_APPSECRET and that no other system calls /cgi-bin/token with force.",
             40013 => "WECHAT_APPID is not a valid AppID.",
             40125 => "WECHAT_APPSECRET is wrong; copy it again from the WeChat console.",
-            40164 | 61004 => "WeChat refused this server's IP address: add Cloudflare's egress ranges (or your relay's fixed IP) to the API IP whitelist in the WeChat console. See README, \"API IP whitelist\".",
+            40164 | 61004 => "WeChat refused this server's IP address: add Cloudflare's egress ranges (or your relay's fixed IP) to the API IP whitelist in the WeChat console. See docs/deployment.md, \"The API IP whitelist\".",
             45009 => "The account's daily quota for this API is used up; it resets at midnight China time, or reset it in the console.",
             45011 => "Too many calls per minute; wxedge retried and gave up. Try again in a minute.",
             45015 => "The follower has not interacted within the customer-service window (48 h after a message, 1 min after a click, follow or scan).",
@@ -128,7 +148,109 @@ impl WeChatError {
     }
 }
 
+/// An error as it crosses a Durable Object boundary (and as the HTTP API shows it): the reason,
+/// the words, and WeChat's errcode when it was WeChat's. Decoding gives back the same variant for
+/// everything an object can answer; construction-time errors (XML, signatures) never cross.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WireError {
+    pub error: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errcode: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errmsg: Option<String>,
+    /// For WeChat's errors: what to do about it (`Action::as_str`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
+
 impl Error {
+    /// Whose fault it is.
+    pub fn fault(&self) -> Fault {
+        match self {
+            Error::Config { .. } => Fault::Owner,
+            Error::WeChat(w) => match w.action {
+                Action::OwnerAction => Fault::Owner,
+                Action::FixRequest | Action::QuotaExhausted | Action::PermissionMissing => Fault::Caller,
+                Action::RetryLater | Action::RefreshToken => Fault::WeChat,
+            },
+            Error::Upstream(_) => Fault::WeChat,
+            Error::Storage(_) => Fault::Wxedge,
+            _ => Fault::Caller,
+        }
+    }
+
+    /// Whether the same request may succeed later unchanged.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Error::WeChat(w) => matches!(w.action, Action::RetryLater | Action::RefreshToken),
+            Error::Upstream(_) | Error::Storage(_) | Error::RateLimited { .. } | Error::Busy(_) => true,
+            _ => false,
+        }
+    }
+
+    /// The HTTP status for this error: the one place errors become statuses.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::Config { .. } | Error::Storage(_) => 500,
+            Error::Busy(_) => 503,
+            Error::BadSignature | Error::StaleRequest { .. } => 403,
+            Error::BodyTooLarge { .. } => 413,
+            Error::Xml(_) | Error::ForbiddenXml(_) | Error::MissingField(_) | Error::Decrypt(_) | Error::WrongAppId => 400,
+            Error::WeChat(w) => match w.action {
+                Action::QuotaExhausted => 429,
+                Action::PermissionMissing => 403,
+                Action::FixRequest => 422,
+                Action::RetryLater => 503,
+                Action::OwnerAction | Action::RefreshToken => 502,
+            },
+            Error::Upstream(_) => 502,
+            Error::OverQuota(_) | Error::RateLimited { .. } => 429,
+            Error::WrongAccountKind(_) => 403,
+            Error::Conflict(_) => 409,
+            Error::NotFound(_) => 404,
+            Error::Reply(_) | Error::Invalid(_) | Error::Refused(_) => 422,
+        }
+    }
+
+    /// The answer's body. Storage errors keep their cause for the log, not for the caller.
+    pub fn to_wire(&self) -> WireError {
+        let (errcode, errmsg, message) = match self {
+            Error::WeChat(w) => (Some(w.errcode), Some(w.errmsg.clone()), w.advice().to_owned()),
+            Error::Storage(_) => (None, None, "wxedge's storage failed; the worker log has the details".to_owned()),
+            e => (None, None, e.to_string()),
+        };
+        let retry_after = match self {
+            Error::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
+        let action = match self {
+            Error::WeChat(w) => Some(w.action.as_str().to_owned()),
+            _ => None,
+        };
+        WireError { error: self.reason().to_owned(), message, errcode, errmsg, action, retry_after }
+    }
+
+    /// The error a Durable Object answered (see `WireError`); `cause` is what the object kept.
+    pub fn from_wire(w: WireError) -> Error {
+        let m = w.message;
+        match w.error.as_str() {
+            "wechat" => Error::WeChat(WeChatError::new(w.errcode.unwrap_or(-1), w.errmsg.unwrap_or_default())),
+            "upstream" => Error::Upstream(m),
+            "refused" => Error::Refused(m),
+            "over_quota" => Error::OverQuota(m),
+            "wrong_account_kind" => Error::WrongAccountKind(m),
+            "conflict" => Error::Conflict(m),
+            "not_found" => Error::NotFound(m),
+            "busy" => Error::Busy(m),
+            "invalid" => Error::Invalid(m),
+            "rate_limited" => Error::RateLimited { what: "requests", retry_after: w.retry_after.unwrap_or(60) },
+            _ => Error::Storage(format!("{}: {m}", w.error)),
+        }
+    }
+
     /// A short machine-readable reason, safe to return to a caller.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -150,6 +272,9 @@ impl Error {
             Error::WrongAccountKind(_) => "wrong_account_kind",
             Error::Conflict(_) => "conflict",
             Error::Storage(_) => "storage",
+            Error::NotFound(_) => "not_found",
+            Error::Busy(_) => "busy",
+            Error::RateLimited { .. } => "rate_limited",
         }
     }
 }
@@ -177,6 +302,8 @@ impl fmt::Display for Error {
             Error::WrongAccountKind(m) => write!(f, "not for this account kind: {m}"),
             Error::Conflict(m) => write!(f, "conflict: {m}"),
             Error::Storage(m) => write!(f, "storage: {m}"),
+            Error::NotFound(m) | Error::Busy(m) => write!(f, "{m}"),
+            Error::RateLimited { what, retry_after } => write!(f, "too many {what} from this address; try again in {retry_after} s"),
         }
     }
 }
@@ -184,3 +311,36 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_cross_a_durable_object_boundary_unchanged() {
+        let cases = [
+            Error::OverQuota("every follower had 4".into()),
+            Error::Conflict("reused id".into()),
+            Error::NotFound("no broadcast x".into()),
+            Error::WrongAccountKind("list".into()),
+            Error::Refused("too few".into()),
+            Error::Invalid("bad".into()),
+            Error::Upstream("reset".into()),
+            Error::RateLimited { what: "requests", retry_after: 17 },
+        ];
+        for e in cases {
+            let back = Error::from_wire(serde_json::from_str(&serde_json::to_string(&e.to_wire()).unwrap()).unwrap());
+            assert_eq!((back.reason(), back.status()), (e.reason(), e.status()), "{e}");
+        }
+        let w = Error::WeChat(WeChatError::new(45009, "reach max api daily quota limit"));
+        let back = Error::from_wire(w.to_wire());
+        assert_eq!(back, w);
+        assert_eq!((back.status(), back.fault(), back.retryable()), (429, Fault::Caller, false));
+        // Storage failures keep their cause out of the answer but stay ours and retryable.
+        let s = Error::Storage("SQLITE_BUSY on fs:007".into());
+        assert!(!s.to_wire().message.contains("SQLITE"));
+        assert_eq!((s.status(), s.fault(), s.retryable()), (500, Fault::Wxedge, true));
+        assert_eq!(Error::BadSignature.status(), 403);
+        assert_eq!(Error::WeChat(WeChatError::new(40164, "ip")).fault(), Fault::Owner);
+    }
+}

@@ -7,11 +7,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::message::{Event, Kind, Message};
 
-/// KV key of a follower's record.
-pub fn key(openid: &str) -> String {
-    format!("f:{openid}")
-}
-
 /// WeChat's customer-service windows: after the follower's own message, 5 messages within 48 h;
 /// after a menu click, a follow or a scan, 3 messages within 1 minute.
 pub const MESSAGE_WINDOW_SECS: u64 = 48 * 3600;
@@ -149,7 +144,12 @@ impl FollowerRecord {
         }
         let message = self.last_message_at.filter(|t| now < t + MESSAGE_WINDOW_SECS && self.cs_since_message < MESSAGE_WINDOW_SENDS);
         if let Some(t) = message {
-            return CsWindow { open: true, kind: Some("message"), remaining: MESSAGE_WINDOW_SENDS - self.cs_since_message, closes_at: Some(t + MESSAGE_WINDOW_SECS) };
+            return CsWindow {
+                open: true,
+                kind: Some("message"),
+                remaining: MESSAGE_WINDOW_SENDS - self.cs_since_message,
+                closes_at: Some(t + MESSAGE_WINDOW_SECS),
+            };
         }
         CsWindow { open: false, kind: None, remaining: 0, closes_at: None }
     }

@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::message::Message;
-use crate::platform::{Http, HttpRequest, Method};
+use crate::ports::{Http, HttpRequest, Method};
 use crate::reply::Reply;
 use crate::rules::Forward;
 
@@ -40,7 +40,7 @@ pub async fn ask(http: &impl Http, to: &Forward, plain_xml: &str, msg: &Message)
 mod tests {
     use super::*;
     use crate::message::Kind;
-    use crate::platform::HttpResponse;
+    use crate::ports::HttpResponse;
     use futures::executor::block_on;
 
     struct Backend(u16, &'static str);

@@ -21,46 +21,135 @@ pub struct Message {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
-    Text { content: String, msg_id: u64 },
-    Image { pic_url: String, media_id: String, msg_id: u64 },
-    Voice { media_id: String, format: String, recognition: Option<String>, msg_id: u64 },
-    Video { media_id: String, thumb_media_id: String, msg_id: u64 },
-    ShortVideo { media_id: String, thumb_media_id: String, msg_id: u64 },
-    Location { x: f64, y: f64, scale: u32, label: String, msg_id: u64 },
-    Link { title: String, description: String, url: String, msg_id: u64 },
+    Text {
+        content: String,
+        msg_id: u64,
+    },
+    Image {
+        pic_url: String,
+        media_id: String,
+        msg_id: u64,
+    },
+    Voice {
+        media_id: String,
+        format: String,
+        recognition: Option<String>,
+        msg_id: u64,
+    },
+    Video {
+        media_id: String,
+        thumb_media_id: String,
+        msg_id: u64,
+    },
+    ShortVideo {
+        media_id: String,
+        thumb_media_id: String,
+        msg_id: u64,
+    },
+    Location {
+        x: f64,
+        y: f64,
+        scale: u32,
+        label: String,
+        msg_id: u64,
+    },
+    Link {
+        title: String,
+        description: String,
+        url: String,
+        msg_id: u64,
+    },
     Event(Event),
     /// A message type we do not model; `fields` are the top-level leaf elements, in order.
-    Unknown { msg_type: String, fields: Vec<(String, String)> },
+    Unknown {
+        msg_type: String,
+        fields: Vec<(String, String)>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// A follow. `scene` is set when the follower came through a parametric QR code
     /// (`EventKey = qrscene_<scene>`).
-    Subscribe { scene: Option<String>, ticket: Option<String> },
+    Subscribe {
+        scene: Option<String>,
+        ticket: Option<String>,
+    },
     Unsubscribe,
     /// An existing follower scanned a parametric QR code.
-    Scan { scene: String, ticket: Option<String> },
-    Location { latitude: f64, longitude: f64, precision: f64 },
-    Click { key: String },
-    View { url: String, menu_id: Option<String> },
-    ScancodePush { key: String, scan_type: String, scan_result: String },
-    ScancodeWaitmsg { key: String, scan_type: String, scan_result: String },
-    PicSysphoto { key: String, pic_md5s: Vec<String> },
-    PicPhotoOrAlbum { key: String, pic_md5s: Vec<String> },
-    PicWeixin { key: String, pic_md5s: Vec<String> },
-    LocationSelect { key: String, x: f64, y: f64, scale: u32, label: String, poiname: String },
-    ViewMiniprogram { path: String, menu_id: Option<String> },
+    Scan {
+        scene: String,
+        ticket: Option<String>,
+    },
+    Location {
+        latitude: f64,
+        longitude: f64,
+        precision: f64,
+    },
+    Click {
+        key: String,
+    },
+    View {
+        url: String,
+        menu_id: Option<String>,
+    },
+    ScancodePush {
+        key: String,
+        scan_type: String,
+        scan_result: String,
+    },
+    ScancodeWaitmsg {
+        key: String,
+        scan_type: String,
+        scan_result: String,
+    },
+    PicSysphoto {
+        key: String,
+        pic_md5s: Vec<String>,
+    },
+    PicPhotoOrAlbum {
+        key: String,
+        pic_md5s: Vec<String>,
+    },
+    PicWeixin {
+        key: String,
+        pic_md5s: Vec<String>,
+    },
+    LocationSelect {
+        key: String,
+        x: f64,
+        y: f64,
+        scale: u32,
+        label: String,
+        poiname: String,
+    },
+    ViewMiniprogram {
+        path: String,
+        menu_id: Option<String>,
+    },
     MassSendJobFinish(MassSendResult),
-    TemplateSendJobFinish { msg_id: u64, status: String },
+    TemplateSendJobFinish {
+        msg_id: u64,
+        status: String,
+    },
     SubscribeMsgPopup(Vec<SubscribeMsgItem>),
     SubscribeMsgChange(Vec<SubscribeMsgItem>),
     SubscribeMsgSent(Vec<SubscribeMsgItem>),
-    KfCreateSession { kf_account: String },
-    KfCloseSession { kf_account: String },
-    KfSwitchSession { from_kf_account: String, to_kf_account: String },
+    KfCreateSession {
+        kf_account: String,
+    },
+    KfCloseSession {
+        kf_account: String,
+    },
+    KfSwitchSession {
+        from_kf_account: String,
+        to_kf_account: String,
+    },
     /// An event we do not model; keeps its name and the top-level leaf fields.
-    Unknown { event: String, fields: Vec<(String, String)> },
+    Unknown {
+        event: String,
+        fields: Vec<(String, String)>,
+    },
 }
 
 /// The outcome of a mass send, reported later by MASSSENDJOBFINISH. Careful: `filter_count` is
@@ -105,11 +194,7 @@ impl Message {
         let msg_type = required(root, "MsgType")?;
         let kind = match msg_type {
             "text" => Kind::Text { content: text(root, "Content"), msg_id: msg_id(root)? },
-            "image" => Kind::Image {
-                pic_url: text(root, "PicUrl"),
-                media_id: text(root, "MediaId"),
-                msg_id: msg_id(root)?,
-            },
+            "image" => Kind::Image { pic_url: text(root, "PicUrl"), media_id: text(root, "MediaId"), msg_id: msg_id(root)? },
             "voice" => Kind::Voice {
                 media_id: text(root, "MediaId"),
                 format: text(root, "Format"),
@@ -131,12 +216,7 @@ impl Message {
                 label: text(root, "Label"),
                 msg_id: msg_id(root)?,
             },
-            "link" => Kind::Link {
-                title: text(root, "Title"),
-                description: text(root, "Description"),
-                url: text(root, "Url"),
-                msg_id: msg_id(root)?,
-            },
+            "link" => Kind::Link { title: text(root, "Title"), description: text(root, "Description"), url: text(root, "Url"), msg_id: msg_id(root)? },
             "event" => Kind::Event(parse_event(root)?),
             other => Kind::Unknown { msg_type: other.to_owned(), fields: leaf_fields(root) },
         };
@@ -152,7 +232,11 @@ impl Message {
             | Kind::Video { msg_id, .. }
             | Kind::ShortVideo { msg_id, .. }
             | Kind::Location { msg_id, .. }
-            | Kind::Link { msg_id, .. } if *msg_id != 0 => Some(*msg_id),
+            | Kind::Link { msg_id, .. }
+                if *msg_id != 0 =>
+            {
+                Some(*msg_id)
+            }
             _ => None,
         }
     }
@@ -228,11 +312,9 @@ fn parse_event(root: &Element) -> Result<Event> {
         }
         "unsubscribe" => Event::Unsubscribe,
         "SCAN" | "scan" => Event::Scan { scene: key(), ticket: non_empty(root, "Ticket") },
-        "LOCATION" => Event::Location {
-            latitude: float(root, "Latitude")?,
-            longitude: float(root, "Longitude")?,
-            precision: float(root, "Precision").unwrap_or(0.0),
-        },
+        "LOCATION" => {
+            Event::Location { latitude: float(root, "Latitude")?, longitude: float(root, "Longitude")?, precision: float(root, "Precision").unwrap_or(0.0) }
+        }
         "CLICK" => Event::Click { key: key() },
         "VIEW" => Event::View { url: key(), menu_id: non_empty(root, "MenuId") },
         "scancode_push" | "scancode_waitmsg" => {
@@ -277,19 +359,15 @@ fn parse_event(root: &Element) -> Result<Event> {
             sent_count: number(root, "SentCount").unwrap_or(0),
             error_count: number(root, "ErrorCount").unwrap_or(0),
         }),
-        "TEMPLATESENDJOBFINISH" => Event::TemplateSendJobFinish {
-            msg_id: number(root, "MsgID").or_else(|_| number(root, "MsgId"))?,
-            status: text(root, "Status"),
-        },
+        "TEMPLATESENDJOBFINISH" => {
+            Event::TemplateSendJobFinish { msg_id: number(root, "MsgID").or_else(|_| number(root, "MsgId"))?, status: text(root, "Status") }
+        }
         "subscribe_msg_popup_event" => Event::SubscribeMsgPopup(subscribe_items(root, "SubscribeMsgPopupEvent")),
         "subscribe_msg_change_event" => Event::SubscribeMsgChange(subscribe_items(root, "SubscribeMsgChangeEvent")),
         "subscribe_msg_sent_event" => Event::SubscribeMsgSent(subscribe_items(root, "SubscribeMsgSentEvent")),
         "kf_create_session" => Event::KfCreateSession { kf_account: text(root, "KfAccount") },
         "kf_close_session" => Event::KfCloseSession { kf_account: text(root, "KfAccount") },
-        "kf_switch_session" => Event::KfSwitchSession {
-            from_kf_account: text(root, "FromKfAccount"),
-            to_kf_account: text(root, "ToKfAccount"),
-        },
+        "kf_switch_session" => Event::KfSwitchSession { from_kf_account: text(root, "FromKfAccount"), to_kf_account: text(root, "ToKfAccount") },
         other => Event::Unknown { event: other.to_owned(), fields: leaf_fields(root) },
     })
 }
@@ -336,7 +414,11 @@ fn number(el: &Element, name: &'static str) -> Result<u64> {
 
 fn float(el: &Element, name: &'static str) -> Result<f64> {
     let v: f64 = required(el, name)?.parse().map_err(|_| Error::MissingField(name))?;
-    if v.is_finite() { Ok(v) } else { Err(Error::MissingField(name)) }
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(Error::MissingField(name))
+    }
 }
 
 /// MsgId, or 0 when absent (then retries are keyed like events, by time and sender).

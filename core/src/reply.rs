@@ -22,10 +22,22 @@ pub struct Article {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Reply {
     Success,
-    Text { content: String },
-    Image { media_id: String },
-    Voice { media_id: String },
-    Video { media_id: String, #[serde(default)] title: String, #[serde(default)] description: String },
+    Text {
+        content: String,
+    },
+    Image {
+        media_id: String,
+    },
+    Voice {
+        media_id: String,
+    },
+    Video {
+        media_id: String,
+        #[serde(default)]
+        title: String,
+        #[serde(default)]
+        description: String,
+    },
     Music {
         #[serde(default)]
         title: String,
@@ -37,8 +49,13 @@ pub enum Reply {
         hq_music_url: String,
         thumb_media_id: String,
     },
-    News { articles: Vec<Article> },
-    TransferCustomerService { #[serde(default)] kf_account: Option<String> },
+    News {
+        articles: Vec<Article>,
+    },
+    TransferCustomerService {
+        #[serde(default)]
+        kf_account: Option<String>,
+    },
 }
 
 /// WeChat refuses more than one article when replying to a follower's own message (45008).
@@ -94,15 +111,13 @@ impl Reply {
                 push_cdata(o, "Title", title);
                 push_cdata(o, "Description", description);
             }),
-            Reply::Music { title, description, music_url, hq_music_url, thumb_media_id } => {
-                wrap(&mut out, "Music", |o| {
-                    push_cdata(o, "Title", title);
-                    push_cdata(o, "Description", description);
-                    push_cdata(o, "ThumbMediaId", thumb_media_id);
-                    push_cdata(o, "MusicUrl", music_url);
-                    push_cdata(o, "HQMusicUrl", hq_music_url);
-                })
-            }
+            Reply::Music { title, description, music_url, hq_music_url, thumb_media_id } => wrap(&mut out, "Music", |o| {
+                push_cdata(o, "Title", title);
+                push_cdata(o, "Description", description);
+                push_cdata(o, "ThumbMediaId", thumb_media_id);
+                push_cdata(o, "MusicUrl", music_url);
+                push_cdata(o, "HQMusicUrl", hq_music_url);
+            }),
             Reply::News { articles } => {
                 push_number(&mut out, "ArticleCount", articles.len() as u64);
                 wrap(&mut out, "Articles", |o| {
@@ -172,9 +187,9 @@ impl Reply {
                     })
                     .unwrap_or_default(),
             },
-            "transfer_customer_service" => Reply::TransferCustomerService {
-                kf_account: root.child("TransInfo").and_then(|i| i.text_of("KfAccount")).map(str::to_owned),
-            },
+            "transfer_customer_service" => {
+                Reply::TransferCustomerService { kf_account: root.child("TransInfo").and_then(|i| i.text_of("KfAccount")).map(str::to_owned) }
+            }
             other => return Err(Error::Reply(format!("backend answered MsgType {other:?}, which is not a passive reply"))),
         };
         Ok(reply)

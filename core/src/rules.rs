@@ -205,12 +205,8 @@ impl Rules {
 fn check_reply(r: &Reply, to_follower_message: bool) -> std::result::Result<(), String> {
     match r {
         Reply::Text { content } if content.trim().is_empty() => Err("text is empty".into()),
-        Reply::Text { content } if content.len() > MAX_TEXT_BYTES => {
-            Err(format!("text is {} bytes; WeChat allows {MAX_TEXT_BYTES}", content.len()))
-        }
-        Reply::Image { media_id } | Reply::Voice { media_id } | Reply::Video { media_id, .. } if media_id.is_empty() => {
-            Err("media_id is empty".into())
-        }
+        Reply::Text { content } if content.len() > MAX_TEXT_BYTES => Err(format!("text is {} bytes; WeChat allows {MAX_TEXT_BYTES}", content.len())),
+        Reply::Image { media_id } | Reply::Voice { media_id } | Reply::Video { media_id, .. } if media_id.is_empty() => Err("media_id is empty".into()),
         Reply::Music { thumb_media_id, .. } if thumb_media_id.is_empty() => Err("thumb_media_id is empty".into()),
         Reply::News { articles } => {
             let max = if to_follower_message { MAX_ARTICLES_TO_MESSAGE } else { MAX_ARTICLES };

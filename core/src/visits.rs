@@ -129,6 +129,15 @@ pub enum VisitState {
     Followed,
 }
 
+/// What a scan of a pooled code tells the callback: the visit it was lent to, its page and the
+/// scene label the visit asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanAnswer {
+    pub visit: String,
+    pub page: String,
+    pub scene: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Visit {
     pub id: String,
@@ -144,12 +153,12 @@ pub struct Visit {
 impl Visit {
     /// The state a poll reports: a waiting visit whose lease ran out is `expired` (the widget
     /// then asks for a new code).
-    pub fn reported_state(&self, now: u64) -> &'static str {
+    pub fn reported_state(&self, now: u64) -> PollState {
         match self.state {
-            VisitState::Followed => "followed",
-            VisitState::Scanned => "scanned",
-            VisitState::Waiting if now >= self.leased_until => "expired",
-            VisitState::Waiting => "waiting",
+            VisitState::Followed => PollState::Followed,
+            VisitState::Scanned => PollState::Scanned,
+            VisitState::Waiting if now >= self.leased_until => PollState::Expired,
+            VisitState::Waiting => PollState::Waiting,
         }
     }
 
@@ -230,10 +239,6 @@ pub fn count(funnel: &mut Funnel, page: &str, scene: &str, step: Step) {
     scenes.entry(scene).or_insert([0; 4])[step as usize] += 1;
 }
 
-pub fn funnel_key(day: u32) -> String {
-    format!("fn:{day}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,14 +277,14 @@ mod tests {
     #[test]
     fn visits_follow_their_states() {
         let mut v = Visit { id: "v".into(), idx: 1, page: "/p".into(), scene: "p".into(), state: VisitState::Waiting, created_at: 0, leased_until: 600 };
-        assert_eq!(v.reported_state(10), "waiting");
-        assert_eq!(v.reported_state(600), "expired");
+        assert_eq!(v.reported_state(10), PollState::Waiting);
+        assert_eq!(v.reported_state(600), PollState::Expired);
         assert!(v.scanned(false));
-        assert_eq!(v.reported_state(700), "scanned");
+        assert_eq!(v.reported_state(700), PollState::Scanned);
         assert!(v.scanned(true));
         assert!(!v.scanned(true), "a retried callback changes nothing");
         assert!(!v.scanned(false), "followed stays followed");
-        assert_eq!(v.reported_state(700), "followed");
+        assert_eq!(v.reported_state(700), PollState::Followed);
     }
 
     #[test]
@@ -311,4 +316,59 @@ mod tests {
         assert_eq!(f["(other)"].values().map(|r| r[0]).sum::<u64>(), 51, "nothing is lost, only folded");
         assert_eq!(f["(other)"].len(), MAX_FUNNEL_SCENES + 1);
     }
+}
+
+/// What a visit's page sees when it asks (and, later, what is pushed to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PollState {
+    Waiting,
+    Scanned,
+    Followed,
+    Expired,
+}
+
+/// A funnel event a visitor's page sends (impressions and codes shown; scans and follows are
+/// counted by the callbacks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunnelEvent {
+    pub step: Step,
+    pub page: String,
+    #[serde(default)]
+    pub scene: String,
+}
+
+/// Everything the visits object is asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum VisitsRequest {
+    Acquire { page: String, scene: String, ip: String, now: u64 },
+    State { visit: String, now: u64 },
+    Scan { idx: u32, follow: bool, now: u64 },
+    Events { events: Vec<FunnelEvent>, ip: String, now: u64 },
+    Funnel { days: Vec<u32> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+pub enum VisitsResponse {
+    /// A code lent to a new visit.
+    Lent {
+        visit: String,
+        url: String,
+        expires_in: u64,
+        scene: String,
+    },
+    State {
+        state: PollState,
+        page: String,
+        scene: String,
+    },
+    Scanned {
+        visit: Option<ScanAnswer>,
+    },
+    Counted,
+    Funnel {
+        days: BTreeMap<String, Funnel>,
+    },
 }

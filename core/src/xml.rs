@@ -51,9 +51,7 @@ pub fn parse(input: &str) -> Result<Element> {
     let mut root: Option<Element> = None;
     let mut count = 0usize;
     loop {
-        let event = reader
-            .read_event()
-            .map_err(|e| Error::Xml(format!("at byte {}: {e}", reader.error_position())))?;
+        let event = reader.read_event().map_err(|e| Error::Xml(format!("at byte {}: {e}", reader.error_position())))?;
         match event {
             Event::Start(_) | Event::Empty(_) if root.is_some() => {
                 return Err(Error::Xml("content after the root element".into()));
@@ -100,9 +98,7 @@ pub fn parse(input: &str) -> Result<Element> {
             }
             Event::GeneralRef(r) => {
                 let ch = if r.is_char_ref() {
-                    r.resolve_char_ref()
-                        .map_err(|e| Error::Xml(e.to_string()))?
-                        .ok_or(Error::Xml("bad character reference".into()))?
+                    r.resolve_char_ref().map_err(|e| Error::Xml(e.to_string()))?.ok_or(Error::Xml("bad character reference".into()))?
                 } else {
                     match r.as_ref() {
                         b"amp" => '&',
@@ -138,9 +134,7 @@ fn count_element(count: &mut usize) -> Result<()> {
 }
 
 fn name_of(raw: &[u8]) -> Result<String> {
-    std::str::from_utf8(raw)
-        .map(str::to_owned)
-        .map_err(|_| Error::Xml("element name is not UTF-8".into()))
+    std::str::from_utf8(raw).map(str::to_owned).map_err(|_| Error::Xml("element name is not UTF-8".into()))
 }
 
 /// Appends `<name>…</name>` with `inner` writing the content.

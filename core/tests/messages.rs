@@ -79,9 +79,18 @@ fn follows_scans_and_menu_events() {
         Event::ScancodeWaitmsg { key: "6".into(), scan_type: "qrcode".into(), scan_result: "2".into() }
     );
     let pics = "<SendPicsInfo><Count>2</Count><PicList><item><PicMd5Sum>aaa</PicMd5Sum></item><item><PicMd5Sum>bbb</PicMd5Sum></item></PicList></SendPicsInfo>";
-    assert_eq!(event(&format!("<Event>pic_sysphoto</Event><EventKey>6</EventKey>{pics}")), Event::PicSysphoto { key: "6".into(), pic_md5s: vec!["aaa".into(), "bbb".into()] });
-    assert_eq!(event(&format!("<Event>pic_photo_or_album</Event><EventKey>6</EventKey>{pics}")), Event::PicPhotoOrAlbum { key: "6".into(), pic_md5s: vec!["aaa".into(), "bbb".into()] });
-    assert_eq!(event("<Event>pic_weixin</Event><EventKey>6</EventKey><SendPicsInfo><Count>0</Count><PicList></PicList></SendPicsInfo>"), Event::PicWeixin { key: "6".into(), pic_md5s: vec![] });
+    assert_eq!(
+        event(&format!("<Event>pic_sysphoto</Event><EventKey>6</EventKey>{pics}")),
+        Event::PicSysphoto { key: "6".into(), pic_md5s: vec!["aaa".into(), "bbb".into()] }
+    );
+    assert_eq!(
+        event(&format!("<Event>pic_photo_or_album</Event><EventKey>6</EventKey>{pics}")),
+        Event::PicPhotoOrAlbum { key: "6".into(), pic_md5s: vec!["aaa".into(), "bbb".into()] }
+    );
+    assert_eq!(
+        event("<Event>pic_weixin</Event><EventKey>6</EventKey><SendPicsInfo><Count>0</Count><PicList></PicList></SendPicsInfo>"),
+        Event::PicWeixin { key: "6".into(), pic_md5s: vec![] }
+    );
     assert_eq!(
         event("<Event>location_select</Event><EventKey>6</EventKey><SendLocationInfo><Location_X>23</Location_X><Location_Y>113</Location_Y><Scale>15</Scale><Label>广州市海珠区客村艺苑路 106号</Label><Poiname></Poiname></SendLocationInfo>"),
         Event::LocationSelect { key: "6".into(), x: 23.0, y: 113.0, scale: 15, label: "广州市海珠区客村艺苑路 106号".into(), poiname: String::new() }
@@ -186,7 +195,9 @@ fn hostile_fields_are_refused() {
     assert!(wxedge_core::message::Message::parse(&text("oF", "tab\tnew\nline\r")).is_ok());
     let e = wxedge_core::message::Message::parse(&text(&"o".repeat(65), "x")).unwrap_err();
     assert_eq!(e, wxedge_core::Error::MissingField("FromUserName"));
-    let click = |key: &str| format!("<xml><ToUserName>gh_a</ToUserName><FromUserName>oF</FromUserName><CreateTime>1</CreateTime><MsgType>event</MsgType><Event>CLICK</Event><EventKey>{key}</EventKey></xml>");
+    let click = |key: &str| {
+        format!("<xml><ToUserName>gh_a</ToUserName><FromUserName>oF</FromUserName><CreateTime>1</CreateTime><MsgType>event</MsgType><Event>CLICK</Event><EventKey>{key}</EventKey></xml>")
+    };
     assert!(wxedge_core::message::Message::parse(&click(&"k".repeat(128))).is_ok());
     assert_eq!(wxedge_core::message::Message::parse(&click(&"k".repeat(1025))).unwrap_err(), wxedge_core::Error::MissingField("EventKey"));
 }

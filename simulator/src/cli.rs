@@ -14,9 +14,7 @@ fn call(base: &str, method: &str, path: &str, body: Option<Value>) -> Result<Val
     let text = match res {
         Ok(r) => r.into_string().map_err(|e| e.to_string())?,
         Err(ureq::Error::Status(code, r)) => return Err(format!("HTTP {code}: {}", r.into_string().unwrap_or_default())),
-        Err(ureq::Error::Transport(t)) => {
-            return Err(format!("cannot reach the simulator at {base}: {}", t.message().unwrap_or(&t.kind().to_string())))
-        }
+        Err(ureq::Error::Transport(t)) => return Err(format!("cannot reach the simulator at {base}: {}", t.message().unwrap_or(&t.kind().to_string()))),
     };
     serde_json::from_str(&text).map_err(|_| format!("not JSON: {text}"))
 }

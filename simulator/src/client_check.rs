@@ -10,7 +10,7 @@ use wxedge_core::api::qr::{QrRequest, Scene};
 use wxedge_core::api::{Client, Credentials, TokenCell};
 use wxedge_core::config::AccountKind;
 use wxedge_core::error::{Action, Error};
-use wxedge_core::platform::{Clock, FakeClock, Http, HttpRequest, HttpResponse, Kv, MemoryKv, Method};
+use wxedge_core::ports::{Clock, FakeClock, Http, HttpRequest, HttpResponse, Kv, MemoryKv, Method, Read};
 use wxedge_core::reply::Reply;
 
 use crate::api::Api;
@@ -42,10 +42,13 @@ impl Http for Native {
     }
 }
 
-impl Kv for Native {
+impl Read for Native {
     async fn get(&self, key: &str) -> Result<Option<String>, String> {
         self.kv.get(key).await
     }
+}
+
+impl Kv for Native {
     async fn put(&self, key: &str, value: &str, ttl: Option<u64>) -> Result<(), String> {
         self.kv.put(key, value, ttl).await
     }

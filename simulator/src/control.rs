@@ -288,7 +288,9 @@ fn control(shared: &Shared, method: &str, path: &str, query: &str, body: &Value)
         ("GET", "/sim/inbox") => {
             let Some(openid) = query_param(query, "openid") else { return error(41009, "missing openid") };
             match sim.people.get(&openid) {
-                Some(p) => json!({ "openid": openid, "subscribe": u8::from(p.subscribed), "messages": p.inbox.iter().map(InboxItem::to_json).collect::<Vec<_>>() }),
+                Some(p) => {
+                    json!({ "openid": openid, "subscribe": u8::from(p.subscribed), "messages": p.inbox.iter().map(InboxItem::to_json).collect::<Vec<_>>() })
+                }
                 None => error(40003, "invalid openid"),
             }
         }

@@ -4,9 +4,9 @@
 //! `check-config` validates the worker settings the way the worker will.
 
 mod api;
+mod cli;
 #[cfg(test)]
 mod client_check;
-mod cli;
 mod control;
 mod faults;
 mod menu;
@@ -136,11 +136,7 @@ fn read_env_file(path: &str) -> Result<HashMap<String, String>, String> {
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
         let (k, v) = line.split_once('=').ok_or_else(|| format!("{path}: line {line:?} is not KEY=VALUE"))?;
         let v = v.trim();
-        let v = v
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-            .unwrap_or(v);
+        let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\''))).unwrap_or(v);
         out.insert(k.trim().to_owned(), v.to_owned());
     }
     Ok(out)
@@ -177,13 +173,7 @@ fn check_config(args: &[String]) -> Result<(), String> {
         }
         std::fs::write(out, text).map_err(|e| format!("{out}: {e}"))?;
     }
-    println!(
-        "configuration ok: {} account {}, callbacks {:?}, API {}",
-        config.account_kind.as_str(),
-        config.appid,
-        config.mode,
-        config.api_base
-    );
+    println!("configuration ok: {} account {}, callbacks {:?}, API {}", config.account_kind.as_str(), config.appid, config.mode, config.api_base);
     Ok(())
 }
 

@@ -108,7 +108,9 @@ fn payload_check(body: &Value, msgtype: &str, mass: bool) -> Result<Value, Answe
             .filter(|l| !l.is_empty())
             .map(|_| body["msgmenu"].clone())
             .ok_or_else(|| error(47001, "data format error")),
-        "miniprogrampage" if !mass => field("miniprogrampage", "thumb_media_id").map(|_| body["miniprogrampage"].clone()).ok_or_else(|| error(40007, "invalid media_id")),
+        "miniprogrampage" if !mass => {
+            field("miniprogrampage", "thumb_media_id").map(|_| body["miniprogrampage"].clone()).ok_or_else(|| error(40007, "invalid media_id"))
+        }
         _ => Err(error(40008, "invalid message type")),
     }
 }
@@ -241,13 +243,7 @@ impl Messaging {
         if self.kind == AccountKind::Subscription && self.last_sendall_day == Some(china_day(now)) {
             return (error(45028, "has no masssend quota"), None);
         }
-        let idx: Vec<usize> = people
-            .list
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.subscribed && tag.is_none_or(|t| p.tags.contains(&t)))
-            .map(|(i, _)| i)
-            .collect();
+        let idx: Vec<usize> = people.list.iter().enumerate().filter(|(_, p)| p.subscribed && tag.is_none_or(|t| p.tags.contains(&t))).map(|(i, _)| i).collect();
         let total = idx.len() as u64;
         if self.kind == AccountKind::Subscription {
             self.last_sendall_day = Some(china_day(now));
@@ -317,7 +313,13 @@ impl Messaging {
     pub fn get(&mut self, body: &Value) -> Answer {
         match self.job_mut(body) {
             Some(j) => {
-                let status = if j.deleted { "DELETE" } else if j.finished { "SEND_SUCCESS" } else { "SENDING" };
+                let status = if j.deleted {
+                    "DELETE"
+                } else if j.finished {
+                    "SEND_SUCCESS"
+                } else {
+                    "SENDING"
+                };
                 json!({ "msg_id": j.finish.msg_id, "msg_status": status })
             }
             None => error(40097, "invalid args"),
@@ -467,7 +469,10 @@ mod tests {
         assert_eq!(p["errcode"], 0);
         assert_eq!(people.get(&ids[0]).unwrap().mass_in_month(china_month(MARCH_END + 3600)), 1);
         // Tag audience, list size, message type.
-        assert_eq!(m.sendall(&mut people, &json!({"filter": {"is_to_all": false, "tag_id": 999}, "msgtype": "text", "text": {"content": "x"}}), t).0["errcode"], 40050);
+        assert_eq!(
+            m.sendall(&mut people, &json!({"filter": {"is_to_all": false, "tag_id": 999}, "msgtype": "text", "text": {"content": "x"}}), t).0["errcode"],
+            40050
+        );
         assert_eq!(m.send(&mut people, &json!({"touser": [ids[0]], "msgtype": "text", "text": {"content": "x"}}), t).0["errcode"], 40130);
         assert_eq!(m.sendall(&mut people, &json!({"filter": {"is_to_all": true}, "msgtype": "mpnews"}), t).0["errcode"], 40007);
         let (a, _) = m.sendall(&mut people, &json!({"filter": {"is_to_all": true}, "msgtype": "mpnews", "mpnews": {"media_id": "M"}}), MARCH_END + 3700);

@@ -83,7 +83,11 @@ impl Person {
     }
 
     pub fn mass_in_month(&self, month: u32) -> u32 {
-        if self.mass_month == month { self.mass_count } else { 0 }
+        if self.mass_month == month {
+            self.mass_count
+        } else {
+            0
+        }
     }
 
     pub fn info(&self) -> Value {
@@ -233,8 +237,7 @@ impl People {
             "" => 0,
             id => *self.index.get(id).ok_or_else(|| error(40003, "invalid openid"))? + 1,
         };
-        let ids: Vec<&str> =
-            self.list[start..].iter().filter(|p| p.subscribed && keep(p)).take(PAGE).map(|p| p.openid.as_str()).collect();
+        let ids: Vec<&str> = self.list[start..].iter().filter(|p| p.subscribed && keep(p)).take(PAGE).map(|p| p.openid.as_str()).collect();
         Ok(match ids.last() {
             None => json!({ "count": 0, "next_openid": "" }),
             Some(last) => json!({ "count": ids.len(), "data": { "openid": ids }, "next_openid": last }),

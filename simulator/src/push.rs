@@ -12,15 +12,38 @@ pub const GH_ID: &str = "gh_simulated";
 /// What to push, in WeChat's terms.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Push {
-    Text { content: String, msg_id: u64 },
-    Subscribe { scene: Option<String>, ticket: Option<String> },
+    Text {
+        content: String,
+        msg_id: u64,
+    },
+    Subscribe {
+        scene: Option<String>,
+        ticket: Option<String>,
+    },
     Unsubscribe,
-    Scan { scene: String, ticket: Option<String> },
-    Click { key: String },
-    View { url: String },
-    Location { latitude: f64, longitude: f64 },
+    Scan {
+        scene: String,
+        ticket: Option<String>,
+    },
+    Click {
+        key: String,
+    },
+    View {
+        url: String,
+    },
+    Location {
+        latitude: f64,
+        longitude: f64,
+    },
     /// The outcome of a mass send, pushed by WeChat once the job is done.
-    MassJobFinish { msg_id: u64, status: String, total: u64, filter: u64, sent: u64, error: u64 },
+    MassJobFinish {
+        msg_id: u64,
+        status: String,
+        total: u64,
+        filter: u64,
+        sent: u64,
+        error: u64,
+    },
     /// A verbatim plain body (for hostile or unusual input).
     Raw(String),
 }
@@ -186,7 +209,8 @@ mod tests {
     #[test]
     fn safe_mode_signs_the_ciphertext() {
         let key = AesKey::parse("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG").unwrap();
-        let mut s = Sender { url: "http://x/wechat".into(), token: "tok".into(), appid: "wx0000000000000001".into(), aes_key: Some(key.clone()), entropy: SplitMix(1) };
+        let mut s =
+            Sender { url: "http://x/wechat".into(), token: "tok".into(), appid: "wx0000000000000001".into(), aes_key: Some(key.clone()), entropy: SplitMix(1) };
         let (query, body) = s.sign("<xml/>", 100, "oA");
         let get = |k: &str| query.split('&').find_map(|p| p.strip_prefix(&format!("{k}="))).unwrap().to_owned();
         let encrypt = xml::parse(&body).unwrap().text_of("Encrypt").unwrap().to_owned();

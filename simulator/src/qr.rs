@@ -152,7 +152,8 @@ mod tests {
         assert_ne!(a["url"], b["url"]);
         assert_ne!(a["ticket"], b["ticket"]);
         assert!(a["url"].as_str().unwrap().starts_with("http://weixin.qq.com/q/"));
-        let long = q.create(&json!({"action_name": "QR_STR_SCENE", "expire_seconds": 9_999_999, "action_info": {"scene": {"scene_str": "pricing"}}}), 1000, &mut rng);
+        let long =
+            q.create(&json!({"action_name": "QR_STR_SCENE", "expire_seconds": 9_999_999, "action_info": {"scene": {"scene_str": "pricing"}}}), 1000, &mut rng);
         assert_eq!(long["expire_seconds"], MAX_EXPIRE);
         let cases = [
             (json!({"action_name": "QR_LIMIT_SCENE", "action_info": {"scene": {"scene_id": 100_001}}}), 40053),

@@ -70,7 +70,8 @@ fn respond(req: Request, answer: &Answer) {
 
 fn handle(shared: &Arc<Shared>, mut req: Request) {
     if req.method() == &tiny_http::Method::Options {
-        let headers = [("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Methods", "GET, POST, DELETE"), ("Access-Control-Allow-Headers", "content-type")];
+        let headers =
+            [("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Methods", "GET, POST, DELETE"), ("Access-Control-Allow-Headers", "content-type")];
         let mut r = Response::empty(204);
         for (k, v) in headers {
             r.add_header(Header::from_bytes(k, v).expect("static header"));
@@ -197,7 +198,10 @@ mod tests {
         let token = token["access_token"].as_str().unwrap().to_owned();
         *api_base.lock().unwrap() = format!("{base}/cgi-bin/message/custom/send?access_token={token}");
 
-        let qr = post(&format!("{base}/cgi-bin/qrcode/create?access_token={token}"), serde_json::json!({"action_name": "QR_STR_SCENE", "expire_seconds": 600, "action_info": {"scene": {"scene_str": "pricing"}}}));
+        let qr = post(
+            &format!("{base}/cgi-bin/qrcode/create?access_token={token}"),
+            serde_json::json!({"action_name": "QR_STR_SCENE", "expire_seconds": 600, "action_info": {"scene": {"scene_str": "pricing"}}}),
+        );
         let scan = post(&format!("{base}/sim/scan"), serde_json::json!({"url": qr["url"]}));
         assert_eq!(scan["event"], "subscribe");
         assert_eq!(scan["scene"], "pricing");
@@ -215,10 +219,14 @@ mod tests {
             assert_eq!(root.text_of("ToUserName"), Some(crate::push::GH_ID));
             assert_eq!(welcome.as_ref().unwrap()["errcode"], 0, "the follow opened the 1-minute window");
         }
-        let inbox: serde_json::Value = serde_json::from_str(&ureq::get(&format!("{base}/sim/inbox?openid={openid}")).call().unwrap().into_string().unwrap()).unwrap();
+        let inbox: serde_json::Value =
+            serde_json::from_str(&ureq::get(&format!("{base}/sim/inbox?openid={openid}")).call().unwrap().into_string().unwrap()).unwrap();
         assert_eq!(inbox["messages"][0]["content"], "welcome");
 
-        let sent = post(&format!("{base}/cgi-bin/message/mass/sendall?access_token={token}"), serde_json::json!({"filter": {"is_to_all": true}, "msgtype": "text", "text": {"content": "news"}}));
+        let sent = post(
+            &format!("{base}/cgi-bin/message/mass/sendall?access_token={token}"),
+            serde_json::json!({"filter": {"is_to_all": true}, "msgtype": "text", "text": {"content": "news"}}),
+        );
         assert_eq!(sent["errcode"], 0);
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while seen.lock().unwrap().len() < 2 && std::time::Instant::now() < deadline {

@@ -62,7 +62,11 @@ impl Config {
         }
         let page = self.page();
         let label = page.trim_matches('/').replace('/', "-");
-        if label.is_empty() { "home".into() } else { label }
+        if label.is_empty() {
+            "home".into()
+        } else {
+            label
+        }
     }
 }
 
@@ -225,9 +229,9 @@ fn show_prompt(kind: &str, target: &str) -> Result<(), JsValue> {
             root.append_child(&bar)?;
         }
         "inline" => {
-            let host = ui::document()?.query_selector(if target.is_empty() { "[data-wxedge-inline]" } else { target })?.ok_or_else(|| {
-                JsValue::from_str(&format!("wxedge: no element matches {target:?} for the inline card"))
-            })?;
+            let host = ui::document()?
+                .query_selector(if target.is_empty() { "[data-wxedge-inline]" } else { target })?
+                .ok_or_else(|| JsValue::from_str(&format!("wxedge: no element matches {target:?} for the inline card")))?;
             ui::set_theme(&host, &c.theme)?;
             let root = ui::shadow(&host)?;
             root.set_inner_html("");
@@ -461,7 +465,9 @@ async fn acquire(c: &Config) -> Result<(String, Option<String>), String> {
             None => Err("the worker answered without a URL".into()),
         },
         Ok((status, v)) if !c.qr_url.is_empty() => {
-            web_sys::console::warn_1(&format!("wxedge: no parametric code ({status} {}); showing the static one", get_str(&v, "message").unwrap_or_default()).into());
+            web_sys::console::warn_1(
+                &format!("wxedge: no parametric code ({status} {}); showing the static one", get_str(&v, "message").unwrap_or_default()).into(),
+            );
             Ok((c.qr_url.clone(), None))
         }
         Ok((status, v)) => Err(format!("no QR code: {status} {}", get_str(&v, "message").unwrap_or_default())),

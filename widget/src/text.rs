@@ -62,7 +62,9 @@ impl Text {
     }
     pub fn hint(&self, device: Device) -> String {
         match device {
-            Device::Desktop => self.pick("Open WeChat on your phone, tap + → Scan, and point it at this code.", "打开手机微信，点「+」→「扫一扫」，扫描此二维码。"),
+            Device::Desktop => {
+                self.pick("Open WeChat on your phone, tap + → Scan, and point it at this code.", "打开手机微信，点「+」→「扫一扫」，扫描此二维码。")
+            }
             Device::Phone => self.pick(
                 "Save or screenshot this code, then in WeChat tap + → Scan → Album and pick it.",
                 "保存或截屏此二维码，在微信「扫一扫」中点「相册」选取即可。",
@@ -150,7 +152,8 @@ mod tests {
     fn every_string_exists_in_both_languages() {
         for lang in [Lang::En, Lang::ZhCn] {
             let t = Text { lang };
-            for s in [t.button(), t.banner(), t.copy(), t.waiting(), t.scanned(), t.followed(), t.renewed(), t.failed(), t.close(), t.no_menu(), t.menu_label()] {
+            for s in [t.button(), t.banner(), t.copy(), t.waiting(), t.scanned(), t.followed(), t.renewed(), t.failed(), t.close(), t.no_menu(), t.menu_label()]
+            {
                 assert!(!s.is_empty());
             }
             assert!(t.title("Acme").contains("Acme"));

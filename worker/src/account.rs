@@ -95,11 +95,10 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
             (Ok(id), Ok(b)) => match api.tag_followers(id, &b.openids, !b.remove).await {
                 Ok(()) => {
                     // The audience index learns the tag too, so broadcasts to it can be planned.
-                    let change = [wxedge_core::ledger::IndexChange::Tag { tag_id: id, openids: b.openids.clone(), remove: b.remove }];
-                    if let Err(r) = crate::ledger::call_json(env, Method::Post, "/apply", Some(&change)).await? {
-                        return Ok(Some(r));
-                    }
-                    Ok(json!({ "ok": true, "count": b.openids.len() }))
+                    let changes = vec![wxedge_core::ledger::IndexChange::Tag { tag_id: id, openids: b.openids.clone(), remove: b.remove }];
+                    crate::ledger::call(env, &wxedge_core::ledger::object::LedgerRequest::Apply { changes })
+                        .await
+                        .map(|_| json!({ "ok": true, "count": b.openids.len() }))
                 }
                 Err(e) => Err(e),
             },
@@ -146,7 +145,7 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
 /// The widget's menu preview reads a cached copy; a published menu must show at once.
 async fn forget_public_menu(env: &Env) {
     if let Ok(kv) = env.kv(crate::store::KV) {
-        if let Err(e) = kv.delete(crate::widget_api::MENU_CACHE_KEY).await {
+        if let Err(e) = kv.delete(wxedge_core::keys::MENU_PREVIEW).await {
             worker::console_warn!("menu preview cache not cleared: {e}");
         }
     }
@@ -182,7 +181,6 @@ async fn name_of(req: &mut Request) -> Result<std::result::Result<String, Respon
         None => json_error(400, "invalid", "send {\"name\": \"...\"}").map(Err),
     }
 }
-
 
 #[derive(serde::Deserialize)]
 struct QrBody {

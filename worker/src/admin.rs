@@ -19,8 +19,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
         .and_then(|h| h.strip_prefix("Bearer ").map(str::to_owned))
         .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), config.admin_token.as_bytes()));
     if !authorized {
-        return Ok(json_error(401, "unauthorized", "send Authorization: Bearer <ADMIN_TOKEN>")?
-            .with_headers(headers(&[("WWW-Authenticate", "Bearer")])?));
+        return Ok(json_error(401, "unauthorized", "send Authorization: Bearer <ADMIN_TOKEN>")?.with_headers(headers(&[("WWW-Authenticate", "Bearer")])?));
     }
     if let Some(answer) = crate::account::handle(&mut req, env, config, path).await? {
         return Ok(answer);

@@ -19,7 +19,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let path = req.path();
     let answer = match (req.method(), path.as_str()) {
         (_, "/wechat") => match load_config(&env) {
-            Ok(config) => callback::handle(req, &env, &ctx, &config).await,
+            Ok(config) => callback::handle(req, &env, ctx, &config).await,
             Err(e) => config_error(&e),
         },
         (Method::Get, "/api/health") => health(&env),
@@ -48,8 +48,8 @@ fn health(env: &Env) -> Result<Response> {
     match load_config(env) {
         Ok(c) => Response::from_json(&serde_json::json!({
             "ok": true,
-            "account_kind": c.account_kind.as_str(),
-            "callback_mode": format!("{:?}", c.mode).to_lowercase(),
+            "account_kind": c.account_kind,
+            "callback_mode": c.mode,
             "api_base": c.api_base,
         })),
         Err(e) => config_error(&e),

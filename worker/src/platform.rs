@@ -3,9 +3,9 @@
 
 use wasm_bindgen::prelude::wasm_bindgen;
 use worker::{Env, Response, Result};
-use wxedge_core::config::{Config, SETTINGS};
 use wxedge_core::api::{Client, Credentials, TokenCell};
-use wxedge_core::platform::{Clock, Http, HttpRequest, HttpResponse, Kv, Method as HttpMethod};
+use wxedge_core::config::{Config, SETTINGS};
+use wxedge_core::ports::{Clock, Http, HttpRequest, HttpResponse, Kv, Method as HttpMethod, Read, Store};
 use wxedge_core::Entropy;
 
 #[wasm_bindgen]
@@ -74,12 +74,18 @@ impl Http for Edge<'_> {
     }
 }
 
-impl Kv for Edge<'_> {
+impl Read for Edge<'_> {
     async fn get(&self, key: &str) -> std::result::Result<Option<String>, String> {
         let kv = self.env.kv(crate::store::KV).map_err(|e| e.to_string())?;
         kv.get(key).text().await.map_err(|e| e.to_string())
     }
 
+    async fn get_many(&self, keys: &[String]) -> std::result::Result<Vec<Option<String>>, String> {
+        self.kv_get_many(keys).await
+    }
+}
+
+impl Kv for Edge<'_> {
     async fn put(&self, key: &str, value: &str, ttl_secs: Option<u64>) -> std::result::Result<(), String> {
         let kv = self.env.kv(crate::store::KV).map_err(|e| e.to_string())?;
         let mut put = kv.put(key, value).map_err(|e| e.to_string())?;
@@ -87,10 +93,6 @@ impl Kv for Edge<'_> {
             put = put.expiration_ttl(ttl);
         }
         put.execute().await.map_err(|e| e.to_string())
-    }
-
-    async fn get_many(&self, keys: &[String]) -> std::result::Result<Vec<Option<String>>, String> {
-        self.kv_get_many(keys).await
     }
 }
 
@@ -131,41 +133,18 @@ pub fn client<'a>(edge: &'a Edge<'a>, credentials: &'a Credentials, budget_ms: u
     Client { platform: edge, cell: token_cell(), credentials, deadline_ms: edge.now_ms() + budget_ms }
 }
 
-/// The HTTP answer for a core error: the status says whose move it is, the body says what
-/// to do in plain words (and, for WeChat's errors, its errcode and errmsg).
+/// The HTTP answer for a core error: `Error::status` says whose move it is, the body what to do
+/// in plain words (and, for WeChat's errors, its errcode and errmsg). Our own failures are logged
+/// with their cause, which the answer leaves out.
 pub fn error_response(e: &wxedge_core::Error) -> Result<Response> {
-    use wxedge_core::error::Action;
-    use wxedge_core::Error;
-    match e {
-        Error::WeChat(w) => {
-            // Whose move it is: the caller's request (4xx) or WeChat / the deployment (5xx).
-            let status = match w.action {
-                Action::QuotaExhausted => 429,
-                Action::PermissionMissing => 403,
-                Action::FixRequest => 422,
-                Action::RetryLater => 503,
-                Action::OwnerAction | Action::RefreshToken => 502,
-            };
-            Ok(Response::from_json(&serde_json::json!({
-                "error": "wechat",
-                "errcode": w.errcode,
-                "errmsg": w.errmsg,
-                "action": w.action.as_str(),
-                "message": w.advice(),
-            }))?
-            .with_status(status))
-        }
-        Error::Upstream(_) => json_error(502, e.reason(), &e.to_string()),
-        Error::OverQuota(_) => json_error(429, e.reason(), &e.to_string()),
-        Error::Conflict(_) => json_error(409, e.reason(), &e.to_string()),
-        Error::Storage(_) => {
-            worker::console_error!("{e}");
-            json_error(500, e.reason(), "wxedge's storage failed; the worker log has the details")
-        }
-        Error::WrongAccountKind(_) => json_error(403, e.reason(), &e.to_string()),
-        Error::Config { .. } => json_error(500, e.reason(), &e.to_string()),
-        _ => json_error(422, e.reason(), &e.to_string()),
+    if e.fault() == wxedge_core::error::Fault::Wxedge {
+        worker::console_error!("{e}");
     }
+    let mut r = Response::from_json(&e.to_wire())?.with_status(e.status());
+    if let wxedge_core::Error::RateLimited { retry_after, .. } = e {
+        r.headers_mut().set("retry-after", &retry_after.to_string())?;
+    }
+    Ok(r)
 }
 
 /// A request body as JSON through serde_json: `Request::json` goes through serde-wasm-bindgen,
@@ -185,13 +164,9 @@ const DO_BATCH: usize = 128;
 /// The core's store over Durable Object storage. Values are JSON strings, the same bytes as in KV.
 pub struct DoStore<'a>(pub &'a worker::Storage);
 
-impl Kv for DoStore<'_> {
+impl Read for DoStore<'_> {
     async fn get(&self, key: &str) -> std::result::Result<Option<String>, String> {
         self.0.get::<String>(key).await.map_err(|e| e.to_string())
-    }
-
-    async fn put(&self, key: &str, value: &str, _ttl: Option<u64>) -> std::result::Result<(), String> {
-        self.0.put(key, value).await.map_err(|e| e.to_string())
     }
 
     async fn get_many(&self, keys: &[String]) -> std::result::Result<Vec<Option<String>>, String> {
@@ -201,6 +176,16 @@ impl Kv for DoStore<'_> {
             out.extend(chunk.iter().map(|k| map.get(&wasm_bindgen::JsValue::from_str(k)).as_string()));
         }
         Ok(out)
+    }
+}
+
+impl Store for DoStore<'_> {
+    async fn put(&self, key: &str, value: &str) -> std::result::Result<(), String> {
+        self.0.put(key, value).await.map_err(|e| e.to_string())
+    }
+
+    async fn delete(&self, key: &str) -> std::result::Result<(), String> {
+        self.0.delete(key).await.map(drop).map_err(|e| e.to_string())
     }
 
     async fn put_many(&self, entries: &[(String, String)]) -> std::result::Result<(), String> {
@@ -228,15 +213,32 @@ pub async fn save_json<T: serde::Serialize>(storage: &worker::Storage, key: &str
     storage.put(key, json).await
 }
 
-/// A request to the one object named `name` of the Durable Object class bound as `binding`.
-pub async fn do_call(env: &Env, binding: &str, name: &str, method: worker::Method, path: &str, body: Option<String>) -> Result<Response> {
-    let stub = env.durable_object(binding)?.id_from_name(name)?.get_stub()?;
+/// One typed request to the object named `name` of the class bound as `binding`: the request
+/// enum goes out as JSON, the response enum (200) or a `WireError` (any other status) comes back.
+/// Both sides share the types from `wxedge_core`, so nothing is picked apart by key.
+pub async fn do_request<Q: serde::Serialize, A: serde::de::DeserializeOwned>(env: &Env, binding: &str, name: &str, request: &Q) -> wxedge_core::Result<A> {
+    use wxedge_core::Error;
+    let storage = |what: &str, e: worker::Error| Error::Storage(format!("{binding} {what}: {e}"));
+    let body = serde_json::to_string(request).map_err(|e| Error::Storage(e.to_string()))?;
+    let stub = env.durable_object(binding).and_then(|ns| ns.id_from_name(name)?.get_stub()).map_err(|e| storage("stub", e))?;
     let mut init = worker::RequestInit::new();
-    init.with_method(method);
-    if let Some(b) = body {
-        let headers = worker::Headers::new();
-        headers.set("content-type", "application/json")?;
-        init.with_headers(headers).with_body(Some(b.into()));
+    init.with_method(worker::Method::Post).with_body(Some(body.into()));
+    let req = worker::Request::new_with_init(&format!("https://{name}/"), &init).map_err(|e| storage("request", e))?;
+    let mut answer = stub.fetch_with_request(req).await.map_err(|e| storage("call", e))?;
+    let status = answer.status_code();
+    let text = answer.text().await.map_err(|e| storage("answer", e))?;
+    if status == 200 {
+        serde_json::from_str(&text).map_err(|e| Error::Storage(format!("{binding} answer: {e}")))
+    } else {
+        let wire = serde_json::from_str(&text).map_err(|e| Error::Storage(format!("{binding} answered {status}: {e}")))?;
+        Err(Error::from_wire(wire))
     }
-    stub.fetch_with_request(worker::Request::new_with_init(&format!("https://{name}{path}"), &init)?).await
+}
+
+/// The object's side of `do_request`.
+pub fn do_answer<A: serde::Serialize>(answer: wxedge_core::Result<A>) -> Result<Response> {
+    match answer {
+        Ok(a) => Response::from_json(&a),
+        Err(e) => error_response(&e),
+    }
 }

@@ -1,14 +1,16 @@
-//! What the worker keeps in KV, and under which keys. One place, so the README's cost table and
-//! the code cannot drift apart.
+//! What the worker keeps in KV: the rules (cached per isolate) and the follower records. The key
+//! formats are `wxedge_core::keys`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use worker::{Env, Result};
+use wxedge_core::flows::{Followers, Level, Log};
+use wxedge_core::follower::FollowerRecord;
 use wxedge_core::rules::Rules;
+use wxedge_core::{keys, Error};
 
 pub const KV: &str = "WXEDGE_KV";
-pub const RULES_KEY: &str = "rules";
 /// How long an isolate trusts its copy of the rules before reading KV again. Edits show up
 /// within this time everywhere (KV itself may take up to 60 s to propagate).
 const RULES_CACHE_MS: f64 = 30_000.0;
@@ -24,7 +26,7 @@ pub async fn rules(env: &Env) -> Result<Rc<Rules>> {
     if let Some(r) = RULES.with(|c| c.borrow().as_ref().filter(|(at, _)| now - at < RULES_CACHE_MS).map(|(_, r)| r.clone())) {
         return Ok(r);
     }
-    let rules = Rc::new(match env.kv(KV)?.get(RULES_KEY).text().await? {
+    let rules = Rc::new(match env.kv(KV)?.get(keys::RULES).text().await? {
         // Stored documents were validated on write; one that no longer parses (an older
         // format) must not stop the callback, so it falls back to the defaults, loudly.
         Some(json) => Rules::from_json(&json).unwrap_or_else(|e| {
@@ -39,26 +41,40 @@ pub async fn rules(env: &Env) -> Result<Rc<Rules>> {
 
 pub async fn put_rules(env: &Env, rules: &Rules) -> Result<()> {
     let json = serde_json::to_string(rules).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    env.kv(KV)?.put(RULES_KEY, json)?.execute().await?;
+    env.kv(KV)?.put(keys::RULES, json)?.execute().await?;
     RULES.with(|c| *c.borrow_mut() = Some((js_sys::Date::now(), Rc::new(rules.clone()))));
     Ok(())
 }
 
-/// Counts a customer-service message against the follower's window in their record (a
-/// read-modify-write off the hot path; a lost update only makes the window look more open than
-/// it is, and WeChat still enforces it).
-pub async fn note_cs_sent(env: &Env, openid: &str) {
-    let key = wxedge_core::follower::key(openid);
-    let result = async {
-        let kv = env.kv(KV)?;
-        let Some(raw) = kv.get(&key).text().await? else { return Ok(()) };
-        let Ok(mut record) = serde_json::from_str::<wxedge_core::follower::FollowerRecord>(&raw) else { return Ok(()) };
-        record.record_cs_sent(crate::platform::now_secs());
-        let json = serde_json::to_string(&record).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        kv.put(&key, json)?.execute().await?;
-        Ok::<(), worker::Error>(())
-    };
-    if let Err(e) = result.await {
-        worker::console_warn!("customer-service count for {openid} not recorded: {e}");
+/// The follower records in KV, as the flows' `Followers` port.
+pub struct FollowerKv<'a>(pub &'a Env);
+
+fn failed(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Storage(format!("{what}: {e}"))
+}
+
+impl Followers for FollowerKv<'_> {
+    async fn load(&self, openid: &str) -> wxedge_core::Result<Option<FollowerRecord>> {
+        let kv = self.0.kv(KV).map_err(|e| failed("KV", e))?;
+        let raw = kv.get(&keys::follower(openid)).text().await.map_err(|e| failed("follower record", e))?;
+        // A record that no longer parses is treated as new: it only held retry answers.
+        Ok(raw.and_then(|s| serde_json::from_str(&s).ok()))
     }
+
+    async fn save(&self, record: &FollowerRecord) -> wxedge_core::Result<()> {
+        let json = serde_json::to_string(record).map_err(|e| failed("follower record", e))?;
+        let kv = self.0.kv(KV).map_err(|e| failed("KV", e))?;
+        kv.put(&keys::follower(&record.openid), json).map_err(|e| failed("KV put", e))?.execute().await.map_err(|e| failed("KV put", e))
+    }
+}
+
+impl Log for FollowerKv<'_> {
+    fn log(&self, level: Level, line: &str) {
+        crate::callback::EdgeLog.log(level, line)
+    }
+}
+
+/// Counts a customer-service message the owner sent against the follower's window.
+pub async fn note_cs_sent(env: &Env, openid: &str) {
+    wxedge_core::flows::push::note_cs_sent(&FollowerKv(env), openid, crate::platform::now_secs()).await
 }

@@ -8,7 +8,10 @@ use wxedge_core::api::menu::MenuSet;
 use wxedge_core::api::Credentials;
 use wxedge_core::config::Config;
 use wxedge_core::error::Action;
+use wxedge_core::keys;
 use wxedge_core::qrsvg::qr_svg;
+use wxedge_core::visits::{FunnelEvent, Step, VisitsRequest, VisitsResponse};
+use wxedge_core::Error;
 
 use crate::platform::{client, error_response, json_error, now_secs, query_param, Edge};
 use crate::store::KV;
@@ -16,7 +19,6 @@ use crate::visits;
 
 /// The menu preview is cached this long in KV (and by browsers for a minute).
 const MENU_CACHE_SECS: u64 = 300;
-pub const MENU_CACHE_KEY: &str = "menu:public";
 const MAX_BODY: usize = 4096;
 
 /// `Some(origin)` to echo in CORS headers, `None` for same-origin or no-origin requests, `Err`
@@ -94,11 +96,13 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
             if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return json_error(404, "not_found", "no such visit");
             }
-            let mut r = visits::call(env, Method::Get, &format!("/state/{id}?now={}", now_secs()), None).await?;
-            let h = Headers::new();
-            h.set("content-type", "application/json")?;
-            h.set("cache-control", "no-store")?;
-            Response::ok(r.text().await?)?.with_status(r.status_code()).with_headers(h)
+            let mut r = match visits::call(env, &VisitsRequest::State { visit: id.to_owned(), now: now_secs() }).await {
+                Ok(VisitsResponse::State { state, page, scene }) => Response::from_json(&json!({ "state": state, "page": page, "scene": scene }))?,
+                Ok(other) => error_response(&unexpected(&other))?,
+                Err(e) => error_response(&e)?,
+            };
+            r.headers_mut().set("cache-control", "no-store")?;
+            r
         }
         (Method::Get, "/api/menu") => menu(env, config).await?,
         (Method::Post, "/api/events") => {
@@ -107,13 +111,26 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
             if bytes.len() > MAX_BODY {
                 return json_error(413, "body_too_large", "at most 4 KiB");
             }
-            let events: Value = match serde_json::from_slice::<Value>(&bytes) {
-                Ok(v) if v.get("events").is_some_and(Value::is_array) => v["events"].clone(),
-                _ => return json_error(400, "invalid", "send {\"events\": [{\"step\": \"impression\", \"page\": \"/\", \"scene\": \"home\"}]}"),
+            #[derive(serde::Deserialize)]
+            struct Events {
+                events: Vec<FunnelEvent>,
+            }
+            // Scans and follows are counted by the callbacks, never by visitors.
+            let events = match serde_json::from_slice::<Events>(&bytes) {
+                Ok(e) if e.events.len() <= 20 && e.events.iter().all(|e| matches!(e.step, Step::Impression | Step::QrShown)) => e.events,
+                _ => {
+                    return json_error(
+                        400,
+                        "invalid",
+                        "send up to 20 {\"events\": [{\"step\": \"impression\" | \"qr_shown\", \"page\": \"/\", \"scene\": \"home\"}]}",
+                    )
+                }
             };
             let ip = req.headers().get("cf-connecting-ip")?.unwrap_or_else(|| "local".into());
-            let r = visits::call(env, Method::Post, "/events", Some(&json!({ "events": events, "now": now_secs(), "ip": ip }))).await?;
-            if r.status_code() == 204 { Response::empty()?.with_status(204) } else { r }
+            match visits::call(env, &VisitsRequest::Events { events, ip, now: now_secs() }).await {
+                Ok(_) => Response::empty()?.with_status(204),
+                Err(e) => error_response(&e)?,
+            }
         }
         _ => json_error(405, "method_not_allowed", "not with this method")?,
     };
@@ -133,34 +150,25 @@ async fn acquire(req: &Request, env: &Env, config: &Config, page: &str, scene: &
         };
     }
     let ip = req.headers().get("cf-connecting-ip")?.unwrap_or_else(|| "local".into());
-    let body = json!({ "page": page, "scene": scene, "ip": ip, "now": now_secs() });
-    let mut r = visits::call(env, Method::Post, "/acquire", Some(&body)).await?;
-    let status = r.status_code();
-    let text = r.text().await?;
-    let v: Value = serde_json::from_str(&text).unwrap_or_default();
-    if status == 200 {
-        let url = v.get("url").and_then(Value::as_str).map(str::to_owned);
-        let visit = v.get("visit").and_then(Value::as_str).map(str::to_owned);
-        return Ok((Response::from_json(&v)?, url, visit));
-    }
-    // The account cannot create QR codes (48001 and the like): the ordinary code, if configured.
-    if v.get("action").and_then(Value::as_str) == Some(Action::PermissionMissing.as_str()) {
-        if let Some(u) = &config.follow_qr_url {
-            return static_answer(u);
+    let request = VisitsRequest::Acquire { page: page.to_owned(), scene: scene.to_owned(), ip, now: now_secs() };
+    match visits::call(env, &request).await {
+        Ok(VisitsResponse::Lent { visit, url, expires_in, scene }) => {
+            let r = Response::from_json(&json!({ "visit": visit, "url": url, "expires_in": expires_in, "scene": scene }))?;
+            Ok((r, Some(url), Some(visit)))
         }
+        Ok(other) => Ok((error_response(&unexpected(&other))?, None, None)),
+        // The account cannot create QR codes (48001 and the like): the ordinary code, if configured.
+        Err(Error::WeChat(w)) if w.action == Action::PermissionMissing && config.follow_qr_url.is_some() => {
+            static_answer(config.follow_qr_url.as_deref().unwrap_or_default())
+        }
+        Err(e) => Ok((error_response(&e)?, None, None)),
     }
-    let mut out = Response::ok(text)?.with_status(status);
-    out.headers_mut().set("content-type", "application/json")?;
-    if let Some(retry) = r.headers().get("retry-after")? {
-        out.headers_mut().set("retry-after", &retry)?;
-    }
-    Ok((out, None, None))
 }
 
 /// The account's menu for the widget's preview: from KV when fresh, else from WeChat.
 async fn menu(env: &Env, config: &Config) -> Result<Response> {
     let kv = env.kv(KV)?;
-    let cached = kv.get(MENU_CACHE_KEY).text().await?;
+    let cached = kv.get(keys::MENU_PREVIEW).text().await?;
     let body = match cached {
         Some(b) => b,
         None => {
@@ -170,13 +178,13 @@ async fn menu(env: &Env, config: &Config) -> Result<Response> {
             match menus {
                 Ok(set) => {
                     let b = json!({ "menu": set.menu }).to_string();
-                    kv.put(MENU_CACHE_KEY, &b)?.expiration_ttl(MENU_CACHE_SECS).execute().await?;
+                    kv.put(keys::MENU_PREVIEW, &b)?.expiration_ttl(MENU_CACHE_SECS).execute().await?;
                     b
                 }
                 Err(e) => {
                     // Anonymous visitors must not turn a misconfigured account (40164, 48001)
                     // into a WeChat call each: the failure is cached for a minute, as "no menu".
-                    kv.put(MENU_CACHE_KEY, r#"{"menu":null}"#)?.expiration_ttl(60).execute().await?;
+                    kv.put(keys::MENU_PREVIEW, r#"{"menu":null}"#)?.expiration_ttl(60).execute().await?;
                     return error_response(&e);
                 }
             }
@@ -186,4 +194,8 @@ async fn menu(env: &Env, config: &Config) -> Result<Response> {
     h.set("content-type", "application/json")?;
     h.set("cache-control", "public, max-age=60")?;
     Ok(Response::ok(body)?.with_headers(h))
+}
+
+fn unexpected(answer: &VisitsResponse) -> Error {
+    Error::Storage(format!("visits answered {answer:?}"))
 }

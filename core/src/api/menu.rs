@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::{Call, Client};
 use crate::error::{Error, Result};
-use crate::platform::{Clock, Http, Kv};
+use crate::ports::{Clock, Http, Kv};
 
 pub const MAX_BUTTONS: usize = 3;
 pub const MAX_SUB_BUTTONS: usize = 5;
@@ -92,11 +92,15 @@ fn check_button(b: &Button, path: &str, top: bool, out: &mut Vec<MenuProblem>) {
     if b.name.trim().is_empty() {
         problem(out, format!("{path}.name"), format!("{label}: the name is empty"));
     } else if b.name.len() > max_name {
-        problem(out, format!("{path}.name"), format!(
-            "{label}: the name is {} bytes; WeChat allows {max_name} for a {} button (a Chinese character is 3 bytes)",
-            b.name.len(),
-            if top { "top-level" } else { "sub" }
-        ));
+        problem(
+            out,
+            format!("{path}.name"),
+            format!(
+                "{label}: the name is {} bytes; WeChat allows {max_name} for a {} button (a Chinese character is 3 bytes)",
+                b.name.len(),
+                if top { "top-level" } else { "sub" }
+            ),
+        );
     }
     if !b.sub_button.is_empty() {
         if !top {
@@ -294,7 +298,14 @@ mod tests {
         let menu = Menu {
             button: vec![
                 click("Today", "TODAY"),
-                Button { name: "More".into(), sub_button: vec![click("Help", "HELP"), Button { name: "Site".into(), kind: Some("view".into()), url: Some("https://example.com/".into()), ..Button::default() }], ..Button::default() },
+                Button {
+                    name: "More".into(),
+                    sub_button: vec![
+                        click("Help", "HELP"),
+                        Button { name: "Site".into(), kind: Some("view".into()), url: Some("https://example.com/".into()), ..Button::default() },
+                    ],
+                    ..Button::default()
+                },
             ],
             ..Menu::default()
         };
@@ -310,7 +321,10 @@ mod tests {
                 click("一二三四五六", "K"),
                 Button {
                     name: "Shop".into(),
-                    sub_button: (0..6).map(|i| click(&format!("s{i}"), "K")).chain([Button { name: "Bad".into(), kind: Some("view".into()), url: Some("ftp://x".into()), ..Button::default() }]).collect(),
+                    sub_button: (0..6)
+                        .map(|i| click(&format!("s{i}"), "K"))
+                        .chain([Button { name: "Bad".into(), kind: Some("view".into()), url: Some("ftp://x".into()), ..Button::default() }])
+                        .collect(),
                     ..Button::default()
                 },
                 Button { name: "T".into(), kind: Some("text".into()), value: Some("hi".into()), ..Button::default() },
@@ -343,7 +357,10 @@ mod tests {
 
     #[test]
     fn selfmenu_shape_is_flattened() {
-        let v: Value = serde_json::from_str(r#"{"name":"More","sub_button":{"list":[{"type":"text","name":"Hi","value":"hello"},{"type":"view","name":"Site","url":"https://e.com"}]}}"#).unwrap();
+        let v: Value = serde_json::from_str(
+            r#"{"name":"More","sub_button":{"list":[{"type":"text","name":"Hi","value":"hello"},{"type":"view","name":"Site","url":"https://e.com"}]}}"#,
+        )
+        .unwrap();
         let b = selfmenu_button(&v);
         assert_eq!(b.sub_button.len(), 2);
         assert_eq!(b.sub_button[0].value.as_deref(), Some("hello"));

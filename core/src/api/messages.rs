@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::{Call, Client};
 use crate::config::AccountKind;
 use crate::error::{Error, Result};
-use crate::platform::{Clock, Http, Kv};
+use crate::ports::{Clock, Http, Kv};
 use crate::reply::Reply;
 
 /// `send` takes 2 to 10,000 OpenIDs per call.
@@ -44,14 +44,28 @@ pub fn custom_message(touser: &str, reply: &Reply) -> Option<Value> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum MassMessage {
-    Text { content: String },
+    Text {
+        content: String,
+    },
     /// An article from the account's material library. `send_ignore_reprint`: send even when
     /// WeChat judges the article a reprint.
-    Mpnews { media_id: String, #[serde(default)] send_ignore_reprint: bool },
-    Image { media_id: String },
-    Voice { media_id: String },
-    Mpvideo { media_id: String },
-    Wxcard { card_id: String },
+    Mpnews {
+        media_id: String,
+        #[serde(default)]
+        send_ignore_reprint: bool,
+    },
+    Image {
+        media_id: String,
+    },
+    Voice {
+        media_id: String,
+    },
+    Mpvideo {
+        media_id: String,
+    },
+    Wxcard {
+        card_id: String,
+    },
 }
 
 impl MassMessage {
@@ -59,7 +73,9 @@ impl MassMessage {
     pub fn check(&self) -> Result<()> {
         let (what, value) = match self {
             MassMessage::Text { content } => ("content", content),
-            MassMessage::Mpnews { media_id, .. } | MassMessage::Image { media_id } | MassMessage::Voice { media_id } | MassMessage::Mpvideo { media_id } => ("media_id", media_id),
+            MassMessage::Mpnews { media_id, .. } | MassMessage::Image { media_id } | MassMessage::Voice { media_id } | MassMessage::Mpvideo { media_id } => {
+                ("media_id", media_id)
+            }
             MassMessage::Wxcard { card_id } => ("card_id", card_id),
         };
         if value.trim().is_empty() {
@@ -91,9 +107,13 @@ impl MassMessage {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Audience {
     All,
-    Tag { tag_id: u64 },
+    Tag {
+        tag_id: u64,
+    },
     /// `send` by OpenID list: service accounts only.
-    OpenIds { openids: Vec<String> },
+    OpenIds {
+        openids: Vec<String>,
+    },
 }
 
 /// WeChat accepted the job (the outcome arrives later as MASSSENDJOBFINISH), or had already
@@ -121,10 +141,7 @@ pub fn mass_call(kind: AccountKind, audience: &Audience, message: &MassMessage, 
                 return Err(Error::WrongAccountKind("sending to a list of OpenIDs needs a service account (WeChat answers 48001)".into()));
             }
             if !(MIN_SEND_OPENIDS..=MAX_SEND_OPENIDS).contains(&openids.len()) {
-                return Err(Error::Refused(format!(
-                    "send takes {MIN_SEND_OPENIDS} to {MAX_SEND_OPENIDS} OpenIDs per call, not {}",
-                    openids.len()
-                )));
+                return Err(Error::Refused(format!("send takes {MIN_SEND_OPENIDS} to {MAX_SEND_OPENIDS} OpenIDs per call, not {}", openids.len())));
             }
             ("/cgi-bin/message/mass/send", json!({ "touser": openids }))
         }
@@ -188,7 +205,11 @@ mod tests {
     fn replies_become_customer_service_messages() {
         let t = custom_message("oX", &Reply::Text { content: "hi".into() }).unwrap();
         assert_eq!(t, json!({ "touser": "oX", "msgtype": "text", "text": { "content": "hi" } }));
-        let n = custom_message("oX", &Reply::News { articles: vec![Article { title: "T".into(), description: String::new(), pic_url: "p".into(), url: "u".into() }] }).unwrap();
+        let n = custom_message(
+            "oX",
+            &Reply::News { articles: vec![Article { title: "T".into(), description: String::new(), pic_url: "p".into(), url: "u".into() }] },
+        )
+        .unwrap();
         assert_eq!(n["news"]["articles"][0]["picurl"], "p");
         assert!(custom_message("oX", &Reply::Success).is_none());
         assert!(custom_message("oX", &Reply::TransferCustomerService { kf_account: None }).is_none());
@@ -210,7 +231,11 @@ mod tests {
         assert!(mass_call(AccountKind::Service, &one, &text, None).is_err());
         assert!(mass_call(AccountKind::Service, &Audience::All, &text, Some(&"x".repeat(65))).is_err());
         assert!(mass_call(AccountKind::Service, &Audience::All, &MassMessage::Text { content: " ".into() }, None).is_err());
-        let news = mass_call(AccountKind::Service, &Audience::Tag { tag_id: 100 }, &MassMessage::Mpnews { media_id: "m".into(), send_ignore_reprint: true }, None).unwrap().body.unwrap();
+        let news =
+            mass_call(AccountKind::Service, &Audience::Tag { tag_id: 100 }, &MassMessage::Mpnews { media_id: "m".into(), send_ignore_reprint: true }, None)
+                .unwrap()
+                .body
+                .unwrap();
         assert_eq!(news["send_ignore_reprint"], 1);
         assert_eq!(news["filter"]["tag_id"], 100);
     }

@@ -11,8 +11,8 @@
 //! Typed calls live in the submodules; each checks WeChat's documented limits before calling, so
 //! a wrong request fails here with a message naming the problem instead of an errcode later.
 
-pub mod messages;
 pub mod menu;
+pub mod messages;
 pub mod qr;
 pub mod users;
 
@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use crate::error::{Action, Error, Result, WeChatError};
-use crate::platform::{Clock, Http, HttpRequest, Kv, Method};
+use crate::ports::{Clock, Http, HttpRequest, Kv, Method};
 
 /// A token is renewed this long before WeChat says it expires, so a call never starts with a
 /// token that dies in flight. Below WeChat's own 5-minute renewal window, so stable_token hands
@@ -34,11 +34,6 @@ pub const TOKEN_MARGIN_MS: u64 = 120_000;
 /// Retries of -1 / 45011 start at this delay and double.
 pub const FIRST_BACKOFF_MS: u64 = 250;
 pub const MAX_ATTEMPTS: u32 = 4;
-
-/// The KV key holding the shared token of an app.
-pub fn token_key(appid: &str) -> String {
-    format!("token:{appid}")
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CachedToken {
@@ -224,11 +219,7 @@ impl<P: Http + Kv + Clock> Client<'_, P> {
                 Err(e) => Err(Error::Upstream(e)),
             };
             match answer {
-                Err(Error::WeChat(e))
-                    if matches!(e.errcode, -1 | 45011)
-                        && attempt < MAX_ATTEMPTS
-                        && self.platform.now_ms() + backoff < self.deadline_ms =>
-                {
+                Err(Error::WeChat(e)) if matches!(e.errcode, -1 | 45011) && attempt < MAX_ATTEMPTS && self.platform.now_ms() + backoff < self.deadline_ms => {
                     self.platform.sleep(backoff).await;
                     backoff *= 2;
                 }
@@ -272,7 +263,7 @@ impl<P: Http + Kv + Clock> Client<'_, P> {
     }
 
     async fn refresh(&self, refused: Option<&str>) -> Result<CachedToken> {
-        let key = token_key(&self.credentials.appid);
+        let key = crate::keys::token(&self.credentials.appid);
         let shared = self.platform.get(&key).await.map_err(Error::Upstream)?;
         if let Some(t) = shared.and_then(|s| serde_json::from_str::<CachedToken>(&s).ok()) {
             if t.usable(self.platform.now_ms(), refused) {
@@ -316,7 +307,7 @@ impl<P: Http + Kv + Clock> Client<'_, P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::{FakeClock, HttpResponse, MemoryKv, YieldOnce};
+    use crate::ports::{FakeClock, HttpResponse, MemoryKv, Read, YieldOnce};
     use futures::executor::block_on;
     use futures::future::join_all;
 
@@ -384,11 +375,14 @@ mod tests {
         }
     }
 
-    impl Kv for Fake {
+    impl Read for Fake {
         async fn get(&self, key: &str) -> Result<Option<String>, String> {
             self.kv.set_now(self.clock.now_ms());
             self.kv.get(key).await
         }
+    }
+
+    impl Kv for Fake {
         async fn put(&self, key: &str, value: &str, ttl: Option<u64>) -> Result<(), String> {
             self.kv.set_now(self.clock.now_ms());
             self.kv.put(key, value, ttl).await
@@ -414,7 +408,11 @@ mod tests {
 
     /// An API that accepts only WeChat's current token.
     fn checks_token(req: &HttpRequest, w: &mut WeChat) -> Value {
-        if token_of(req) == w.token { json!({ "errcode": 0, "errmsg": "ok" }) } else { json!({ "errcode": 40001, "errmsg": "invalid credential" }) }
+        if token_of(req) == w.token {
+            json!({ "errcode": 0, "errmsg": "ok" })
+        } else {
+            json!({ "errcode": 40001, "errmsg": "invalid credential" })
+        }
     }
 
     fn client<'a>(p: &'a Fake, cell: &'a TokenCell, c: &'a Credentials) -> Client<'a, Fake> {
@@ -433,7 +431,7 @@ mod tests {
         });
         assert_eq!(fake.count("stable_token"), 1);
         assert_eq!((fake.kv.reads.get(), fake.kv.writes.get()), (1, 1), "memory copy serves the hot path");
-        let stored: CachedToken = serde_json::from_str(&fake.kv.peek(&token_key(&c.appid)).unwrap()).unwrap();
+        let stored: CachedToken = serde_json::from_str(&fake.kv.peek(&crate::keys::token(&c.appid)).unwrap()).unwrap();
         assert_eq!(stored.access_token, "T1");
         // Another isolate: no fetch, one KV read.
         let other = TokenCell::default();
@@ -532,13 +530,23 @@ mod tests {
                 Ok(HttpResponse { status: 200, body: json!({ "errcode": 40164, "errmsg": "invalid ip 1.2.3.4, not in whitelist" }).to_string() })
             }
         }
+        impl Read for Down {
+            async fn get(&self, k: &str) -> Result<Option<String>, String> {
+                self.0.get(k).await
+            }
+        }
         impl Kv for Down {
-            async fn get(&self, k: &str) -> Result<Option<String>, String> { self.0.get(k).await }
-            async fn put(&self, k: &str, v: &str, t: Option<u64>) -> Result<(), String> { self.0.put(k, v, t).await }
+            async fn put(&self, k: &str, v: &str, t: Option<u64>) -> Result<(), String> {
+                self.0.put(k, v, t).await
+            }
         }
         impl Clock for Down {
-            fn now_ms(&self) -> u64 { self.0.now_ms() }
-            async fn sleep(&self, ms: u64) { self.0.sleep(ms).await }
+            fn now_ms(&self) -> u64 {
+                self.0.now_ms()
+            }
+            async fn sleep(&self, ms: u64) {
+                self.0.sleep(ms).await
+            }
         }
         let down = Down(fake);
         let results = block_on(async {

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::{Call, Client};
 use crate::error::{Error, Result};
-use crate::platform::{Clock, Http, Kv};
+use crate::ports::{Clock, Http, Kv};
 
 /// WeChat's limits, checked before calling so the owner sees which one was broken.
 pub const MAX_TEMPORARY_EXPIRE_SECS: u32 = 2_592_000;
@@ -72,13 +72,10 @@ impl QrRequest {
 
 fn check_scene(scene: &Scene, max_id: u32) -> Result<()> {
     match scene {
-        Scene::Id(id) if *id == 0 || *id > max_id => {
-            Err(Error::Refused(format!("scene_id {id} is outside 1..={max_id} for this kind of QR code")))
+        Scene::Id(id) if *id == 0 || *id > max_id => Err(Error::Refused(format!("scene_id {id} is outside 1..={max_id} for this kind of QR code"))),
+        Scene::Str(s) if s.is_empty() || s.len() > MAX_SCENE_STR_BYTES => {
+            Err(Error::Refused(format!("scene_str must be 1 to {MAX_SCENE_STR_BYTES} bytes, this one is {}", s.len())))
         }
-        Scene::Str(s) if s.is_empty() || s.len() > MAX_SCENE_STR_BYTES => Err(Error::Refused(format!(
-            "scene_str must be 1 to {MAX_SCENE_STR_BYTES} bytes, this one is {}",
-            s.len()
-        ))),
         _ => Ok(()),
     }
 }

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::{Call, Client};
 use crate::error::{Error, Result};
-use crate::platform::{Clock, Http, Kv};
+use crate::ports::{Clock, Http, Kv};
 
 /// WeChat's limits on tags.
 pub const MAX_TAG_NAME_BYTES: usize = 30;

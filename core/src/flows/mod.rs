@@ -1,0 +1,96 @@
+//! The flows: what happens for a push, a broadcast, an import step — as functions over small
+//! port traits, with no platform in sight (the quinn-proto model). The worker implements the
+//! ports with workerd's KV, Durable Objects, fetch and `waitUntil`; the tests here implement them
+//! with in-memory fakes and inject a failure at each step.
+//!
+//! Ports the flows need besides `crate::ports` (Http, Kv, Store, Clock, Entropy):
+//! - [`Ledger`]: the ledger object, by its typed protocol;
+//! - [`Visits`]: the widget's visits object (a scan of a pooled code);
+//! - [`Followers`]: the per-follower records;
+//! - [`RulesSource`]: the auto-reply rules;
+//! - [`Backend`]: the owner's backend behind a `forward` rule;
+//! - [`CustomerService`]: WeChat's customer-service send (late replies);
+//! - [`Tasks`]: work that goes on after the answer (`waitUntil`);
+//! - [`Log`]: the worker log.
+#![allow(async_fn_in_trait)]
+
+use std::future::Future;
+use std::rc::Rc;
+
+use crate::error::{Error, Result};
+use crate::follower::FollowerRecord;
+use crate::ledger::object::{self, LedgerRequest, LedgerResponse};
+use crate::message::Message;
+use crate::ports::Store;
+use crate::reply::Reply;
+use crate::rules::{Forward, Rules};
+use crate::visits::ScanAnswer;
+
+pub mod broadcast;
+pub mod import;
+pub mod push;
+#[cfg(test)]
+pub(crate) mod testkit;
+
+pub trait Ledger {
+    async fn call(&self, request: LedgerRequest) -> Result<LedgerResponse>;
+}
+
+/// The ledger object in this process: the object's own code over a store. Tests and benchmarks
+/// use it; the worker reaches the real object through its Durable Object binding.
+pub struct LocalLedger<S>(pub S);
+
+impl<S: Store> Ledger for LocalLedger<S> {
+    async fn call(&self, request: LedgerRequest) -> Result<LedgerResponse> {
+        object::handle(&self.0, request).await.map(|h| h.response)
+    }
+}
+
+impl<L: Ledger> Ledger for Rc<L> {
+    async fn call(&self, request: LedgerRequest) -> Result<LedgerResponse> {
+        (**self).call(request).await
+    }
+}
+
+/// An answer of the wrong kind: the two sides of the protocol disagree (a deploy in progress).
+pub fn unexpected(what: &str, answer: &LedgerResponse) -> Error {
+    Error::Storage(format!("ledger answered {answer:?} to {what}"))
+}
+
+pub trait Visits {
+    /// A subscribe or SCAN through pooled code `idx`: the visit it was lent to, if any.
+    async fn scan(&self, idx: u32, follow: bool, now: u64) -> Result<Option<ScanAnswer>>;
+}
+
+pub trait Followers {
+    async fn load(&self, openid: &str) -> Result<Option<FollowerRecord>>;
+    async fn save(&self, record: &FollowerRecord) -> Result<()>;
+}
+
+pub trait RulesSource {
+    async fn rules(&self) -> Result<Rc<Rules>>;
+}
+
+pub trait Backend {
+    async fn ask(&self, to: &Forward, plain_xml: &str, message: &Message) -> Result<Reply>;
+}
+
+pub trait CustomerService {
+    async fn send_custom(&self, message: &serde_json::Value) -> Result<()>;
+}
+
+pub trait Tasks {
+    /// Runs `task` after the answer has gone, within the platform's limit for such work.
+    fn spawn(&self, task: impl Future<Output = ()> + 'static);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+pub trait Log {
+    fn log(&self, level: Level, line: &str);
+}

@@ -1,0 +1,367 @@
+//! The push flow with every port faked, and each port failing in turn: what WeChat is answered,
+//! what is kept, and what WeChat's retry then does.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use serde_json::Value;
+
+use super::*;
+use crate::callback::Query;
+use crate::error::Result;
+use crate::flows::testkit::{self, run, VirtualClock, MID_NOVEMBER};
+use crate::flows::LocalLedger;
+use crate::ledger::object::LedgerResponse;
+use crate::ledger::{load_shards, DayStats};
+use crate::ports::MemoryStore;
+use crate::rules::Rules;
+use crate::visits::ScanAnswer;
+use crate::SplitMix;
+
+#[derive(Default)]
+struct Faults {
+    load: Cell<bool>,
+    save: Cell<bool>,
+    ledger: Cell<bool>,
+    visits: Cell<bool>,
+    rules: Cell<bool>,
+    custom: Cell<bool>,
+}
+
+struct Inner {
+    records: RefCell<BTreeMap<String, FollowerRecord>>,
+    ledger: LocalLedger<MemoryStore>,
+    ledger_calls: Cell<u32>,
+    visits: RefCell<BTreeMap<u32, ScanAnswer>>,
+    rules: RefCell<Rc<Rules>>,
+    backend_delay_ms: Cell<u64>,
+    backend_answer: RefCell<Result<Reply>>,
+    backend_asks: Cell<u32>,
+    custom_sent: RefCell<Vec<Value>>,
+    clock: Rc<VirtualClock>,
+    logs: RefCell<Vec<(Level, String)>>,
+    faults: Faults,
+}
+
+/// Every port of a push, in memory.
+#[derive(Clone)]
+struct World(Rc<Inner>);
+
+impl World {
+    fn new() -> World {
+        let clock = VirtualClock::at(MID_NOVEMBER);
+        testkit::use_clock(&clock);
+        World(Rc::new(Inner {
+            records: RefCell::default(),
+            ledger: LocalLedger(MemoryStore::default()),
+            ledger_calls: Cell::new(0),
+            visits: RefCell::default(),
+            rules: RefCell::new(Rc::new(Rules::default())),
+            backend_delay_ms: Cell::new(0),
+            backend_answer: RefCell::new(Ok(Reply::Text { content: "from the backend".into() })),
+            backend_asks: Cell::new(0),
+            custom_sent: RefCell::default(),
+            clock,
+            logs: RefCell::default(),
+            faults: Faults::default(),
+        }))
+    }
+
+    fn rules(&self, json: &str) {
+        *self.0.rules.borrow_mut() = Rc::new(Rules::from_json(json).unwrap());
+    }
+
+    fn following(&self) -> usize {
+        let shards = futures::executor::block_on(load_shards(&self.0.ledger.0)).unwrap();
+        shards.iter().map(|s| s.followers.values().filter(|e| e.following).count()).sum()
+    }
+
+    fn follows_today(&self, scene: &str) -> u64 {
+        let raw = self.0.ledger.0.peek(&crate::keys::day_stats(crate::china::day(MID_NOVEMBER)));
+        raw.map(|s| serde_json::from_str::<DayStats>(&s).unwrap()).and_then(|d| d.follows.get(scene).copied()).unwrap_or(0)
+    }
+
+    fn logged(&self, needle: &str) -> bool {
+        self.0.logs.borrow().iter().any(|(_, l)| l.contains(needle))
+    }
+}
+
+impl Followers for World {
+    async fn load(&self, openid: &str) -> Result<Option<FollowerRecord>> {
+        if self.0.faults.load.get() {
+            return Err(Error::Storage("KV read failed (injected)".into()));
+        }
+        Ok(self.0.records.borrow().get(openid).cloned())
+    }
+    async fn save(&self, record: &FollowerRecord) -> Result<()> {
+        if self.0.faults.save.get() {
+            return Err(Error::Storage("KV write failed (injected)".into()));
+        }
+        self.0.records.borrow_mut().insert(record.openid.clone(), record.clone());
+        Ok(())
+    }
+}
+
+impl Ledger for World {
+    async fn call(&self, request: LedgerRequest) -> Result<LedgerResponse> {
+        if self.0.faults.ledger.get() {
+            return Err(Error::Storage("ledger object unreachable (injected)".into()));
+        }
+        self.0.ledger_calls.set(self.0.ledger_calls.get() + 1);
+        self.0.ledger.call(request).await
+    }
+}
+
+impl Visits for World {
+    async fn scan(&self, idx: u32, _follow: bool, _now: u64) -> Result<Option<ScanAnswer>> {
+        if self.0.faults.visits.get() {
+            return Err(Error::Storage("visits object unreachable (injected)".into()));
+        }
+        Ok(self.0.visits.borrow().get(&idx).cloned())
+    }
+}
+
+impl RulesSource for World {
+    async fn rules(&self) -> Result<Rc<Rules>> {
+        if self.0.faults.rules.get() {
+            return Err(Error::Storage("rules unreadable (injected)".into()));
+        }
+        Ok(self.0.rules.borrow().clone())
+    }
+}
+
+impl Backend for World {
+    async fn ask(&self, _to: &Forward, plain: &str, _message: &Message) -> Result<Reply> {
+        assert!(plain.contains("<xml>"), "the backend gets the plain XML");
+        self.0.backend_asks.set(self.0.backend_asks.get() + 1);
+        self.0.clock.sleep(self.0.backend_delay_ms.get()).await;
+        self.0.backend_answer.borrow().clone()
+    }
+}
+
+impl CustomerService for World {
+    async fn send_custom(&self, message: &Value) -> Result<()> {
+        if self.0.faults.custom.get() {
+            return Err(Error::WeChat(crate::error::WeChatError::new(45015, "response out of time limit")));
+        }
+        self.0.custom_sent.borrow_mut().push(message.clone());
+        Ok(())
+    }
+}
+
+impl Tasks for World {
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + 'static) {
+        testkit::spawn(task);
+    }
+}
+
+impl Clock for World {
+    fn now_ms(&self) -> u64 {
+        self.0.clock.now_ms()
+    }
+    async fn sleep(&self, ms: u64) {
+        self.0.clock.sleep(ms).await
+    }
+}
+
+impl Log for World {
+    fn log(&self, level: Level, line: &str) {
+        self.0.logs.borrow_mut().push((level, line.to_owned()));
+    }
+}
+
+fn config(budget_ms: u64) -> Config {
+    let mut c = Config::from_lookup(|k| {
+        match k {
+            "WECHAT_APPID" => Some("wx00000000000000a1"),
+            "WECHAT_APPSECRET" => Some("secret"),
+            "WECHAT_TOKEN" => Some("token123"),
+            "ADMIN_TOKEN" => Some("admin-token-0123456789"),
+            "WELCOME_TEXT" => Some("Welcome!"),
+            "WECHAT_ACCOUNT_KIND" => Some("service"),
+            _ => None,
+        }
+        .map(str::to_owned)
+    })
+    .unwrap();
+    c.reply_budget_ms = budget_ms;
+    c
+}
+
+/// A signed plain-mode push, opened as the worker opens it.
+fn push(config: &Config, xml: &str) -> Inbound {
+    let (ts, nonce) = (MID_NOVEMBER.to_string(), "42");
+    let sig = crate::signature::sign(&[&config.token, &ts, nonce]);
+    let q = Query::parse(&format!("signature={sig}&timestamp={ts}&nonce={nonce}&openid=oA"));
+    callback::open(config, &q, xml.as_bytes()).unwrap()
+}
+
+fn subscribe(from: &str, scene: Option<&str>) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[{from}]]></FromUserName><CreateTime>{MID_NOVEMBER}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event><EventKey><![CDATA[{}]]></EventKey></xml>",
+        scene.map(|s| format!("qrscene_{s}")).unwrap_or_default()
+    )
+}
+
+fn text(from: &str, content: &str, msg_id: u64) -> String {
+    format!("<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[{from}]]></FromUserName><CreateTime>{MID_NOVEMBER}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId></xml>")
+}
+
+fn answer(w: &World, c: &Config, xml: &str) -> Answer {
+    let inbound = push(c, xml);
+    let w2 = w.clone();
+    let c2 = c.clone();
+    let body = xml.as_bytes().to_vec();
+    run(async move { handle(&w2, &c2, &inbound, &body, MID_NOVEMBER, &mut SplitMix(1)).await })
+}
+
+fn body(a: &Answer) -> &str {
+    match a {
+        Answer::Body(b) => b,
+        Answer::Retry(e) => panic!("answered 500: {e}"),
+    }
+}
+
+#[test]
+fn a_follow_is_welcomed_indexed_recorded_and_a_retry_gets_the_same_answer() {
+    let (w, c) = (World::new(), config(4000));
+    let first = answer(&w, &c, &subscribe("oNew", None));
+    assert!(body(&first).contains("Welcome!"));
+    assert_eq!((w.following(), w.follows_today("-")), (1, 1));
+    let record = w.0.records.borrow().get("oNew").cloned().expect("record written after the answer");
+    assert!(record.following && record.answered(&push(&c, &subscribe("oNew", None)).dedupe_key()).is_some());
+    // WeChat's retry: byte-identical, no second follow counted, the ledger not asked again.
+    let calls = w.0.ledger_calls.get();
+    let again = answer(&w, &c, &subscribe("oNew", None));
+    assert_eq!(again, first);
+    assert_eq!((w.follows_today("-"), w.0.ledger_calls.get()), (1, calls));
+}
+
+#[test]
+fn an_index_failure_answers_500_with_nothing_done_and_the_retry_does_it_once() {
+    let (w, c) = (World::new(), config(4000));
+    w.rules(r#"{"forward":{"url":"https://backend.example/wechat"}}"#);
+    w.0.faults.ledger.set(true);
+    // A message from someone never seen: they must be indexed first.
+    let a = answer(&w, &c, &text("oOld", "hello", 1));
+    assert!(matches!(a, Answer::Retry(Error::Storage(_))), "{a:?}");
+    assert_eq!(w.0.backend_asks.get(), 0, "no backend asked");
+    assert!(w.0.records.borrow().is_empty(), "no record written");
+    w.0.faults.ledger.set(false);
+    let a = answer(&w, &c, &text("oOld", "hello", 1));
+    assert!(body(&a).contains("from the backend"));
+    assert_eq!((w.0.backend_asks.get(), w.following(), w.follows_today("-")), (1, 1, 0), "imported, not counted as a new follow");
+}
+
+#[test]
+fn a_record_that_cannot_be_read_answers_500_and_one_that_cannot_be_written_is_logged() {
+    let (w, c) = (World::new(), config(4000));
+    w.0.faults.load.set(true);
+    assert!(matches!(answer(&w, &c, &subscribe("oA", None)), Answer::Retry(_)));
+    assert_eq!(w.following(), 0);
+    w.0.faults.load.set(false);
+    w.0.faults.save.set(true);
+    let a = answer(&w, &c, &subscribe("oA", None));
+    assert!(body(&a).contains("Welcome!"), "the reply does not wait for the record");
+    assert!(w.logged("follower record oA not written"));
+    assert_eq!(w.following(), 1, "the follow is in the index regardless");
+}
+
+#[test]
+fn rules_that_cannot_be_read_answer_500_after_the_index() {
+    let (w, c) = (World::new(), config(4000));
+    w.0.faults.rules.set(true);
+    assert!(matches!(answer(&w, &c, &subscribe("oR", None)), Answer::Retry(_)));
+    w.0.faults.rules.set(false);
+    // The retry: the index already has the follow; the follow stat is counted once.
+    assert!(body(&answer(&w, &c, &subscribe("oR", None))).contains("Welcome!"));
+    assert_eq!(w.follows_today("-"), 1);
+}
+
+#[test]
+fn a_backend_in_time_answers_passively() {
+    let (w, c) = (World::new(), config(1000));
+    w.rules(r#"{"forward":{"url":"https://backend.example/wechat"}}"#);
+    w.0.backend_delay_ms.set(300);
+    let a = answer(&w, &c, &text("oB", "order status", 7));
+    assert!(body(&a).contains("from the backend"));
+    assert!(w.0.custom_sent.borrow().is_empty());
+    assert_eq!(w.0.backend_asks.get(), 1);
+}
+
+#[test]
+fn a_late_backend_gets_success_now_and_its_reply_as_a_customer_service_message() {
+    let (w, c) = (World::new(), config(1000));
+    w.rules(r#"{"forward":{"url":"https://backend.example/wechat"}}"#);
+    w.0.backend_delay_ms.set(2500);
+    let a = answer(&w, &c, &text("oL", "slow question", 8));
+    assert_eq!(body(&a), "success");
+    let sent = w.0.custom_sent.borrow().clone();
+    assert_eq!(sent.len(), 1, "the late reply followed");
+    assert_eq!((sent[0]["touser"].as_str(), sent[0]["text"]["content"].as_str()), (Some("oL"), Some("from the backend")));
+    assert_eq!(w.0.records.borrow()["oL"].cs_since_message, 1, "counted against the window");
+    // WeChat's retry of the same message gets the stored `success`, not a second backend call.
+    assert_eq!(body(&answer(&w, &c, &text("oL", "slow question", 8))), "success");
+    assert_eq!(w.0.backend_asks.get(), 1);
+}
+
+#[test]
+fn a_silent_or_failing_backend_gives_the_fallback() {
+    let (w, c) = (World::new(), config(4000));
+    w.rules(r#"{"forward":{"url":"https://backend.example/wechat"},"default":{"type":"text","content":"We will get back to you"}}"#);
+    *w.0.backend_answer.borrow_mut() = Err(Error::Upstream("backend answered HTTP 502".into()));
+    assert!(body(&answer(&w, &c, &text("oF", "q", 9))).contains("We will get back to you"));
+    // Silent past the backend limit (25 s, far past the budget): fallback as a late message.
+    *w.0.backend_answer.borrow_mut() = Ok(Reply::Text { content: "too late".into() });
+    w.0.backend_delay_ms.set(60_000);
+    assert_eq!(body(&answer(&w, &c, &text("oF", "q2", 10))), "success");
+    let sent = w.0.custom_sent.borrow().clone();
+    assert_eq!(sent.last().unwrap()["text"]["content"], "We will get back to you");
+    assert!(w.logged("silent for 25 s"));
+}
+
+#[test]
+fn a_late_reply_wechat_refuses_is_logged_not_retried() {
+    let (w, c) = (World::new(), config(500));
+    w.rules(r#"{"forward":{"url":"https://backend.example/wechat"}}"#);
+    w.0.backend_delay_ms.set(1000);
+    w.0.faults.custom.set(true);
+    assert_eq!(body(&answer(&w, &c, &text("oX", "q", 11))), "success");
+    assert!(w.logged("could not be sent") && w.logged("45015"));
+}
+
+#[test]
+fn a_widget_scan_takes_the_visits_page_and_label_and_survives_the_visits_object_failing() {
+    let (w, c) = (World::new(), config(4000));
+    w.rules(r#"{"welcome":{"scenes":{"pricing":{"type":"text","content":"Pricing welcome"}}}}"#);
+    w.0.visits.borrow_mut().insert(17, ScanAnswer { visit: "v1".into(), page: "/pricing".into(), scene: "pricing".into() });
+    assert!(body(&answer(&w, &c, &subscribe("oW1", Some("w17")))).contains("Pricing welcome"));
+    let r = w.0.records.borrow()["oW1"].clone();
+    assert_eq!((r.scene.as_deref(), r.page.as_deref()), (Some("pricing"), Some("/pricing")));
+    assert_eq!(w.follows_today("pricing"), 1);
+    w.0.faults.visits.set(true);
+    assert!(body(&answer(&w, &c, &subscribe("oW2", Some("w17")))).contains("Welcome!"), "unattributed, still welcomed");
+    assert_eq!((w.following(), w.follows_today("w17")), (2, 1));
+}
+
+#[test]
+fn mass_send_job_reports_go_to_the_ledger_and_a_failure_asks_for_the_retry() {
+    let (w, c) = (World::new(), config(4000));
+    let xml = format!("<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[oSys]]></FromUserName><CreateTime>{MID_NOVEMBER}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[MASSSENDJOBFINISH]]></Event><MsgID>1000001</MsgID><Status><![CDATA[send success]]></Status><TotalCount>0</TotalCount><FilterCount>0</FilterCount><SentCount>0</SentCount><ErrorCount>0</ErrorCount></xml>");
+    w.0.faults.ledger.set(true);
+    assert!(matches!(answer(&w, &c, &xml), Answer::Retry(_)));
+    w.0.faults.ledger.set(false);
+    assert_eq!(body(&answer(&w, &c, &xml)), "success");
+    assert!(w.0.records.borrow().is_empty(), "no follower record for a system event");
+}
+
+#[test]
+fn an_unfollow_is_indexed_and_gets_no_reply() {
+    let (w, c) = (World::new(), config(4000));
+    answer(&w, &c, &subscribe("oU", None));
+    let xml = format!("<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[oU]]></FromUserName><CreateTime>{}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[unsubscribe]]></Event></xml>", MID_NOVEMBER + 1);
+    assert_eq!(body(&answer(&w, &c, &xml)), "success");
+    assert_eq!(w.following(), 0);
+    assert!(!w.0.records.borrow()["oU"].following);
+}

@@ -1,0 +1,83 @@
+//! Every storage key wxedge writes, in one place: Workers KV (eventually consistent, read often)
+//! and the two Durable Objects' storage (transactional, the truth). A key format changes here or
+//! nowhere; the per-push cost table in docs/callback.md is written from this list.
+//!
+//! | where          | key                          | what                                                    |
+//! |----------------|------------------------------|---------------------------------------------------------|
+//! | KV             | `f:<openid>`                 | follower record (dedupe answers, CS window, scene)      |
+//! | KV             | `rules`                      | auto-reply rules                                        |
+//! | KV             | `token:<appid>`              | the shared access token and its expiry                  |
+//! | KV             | `menu:public`                | the menu the widget previews (5 min)                    |
+//! | KV + Ledger    | `fs:000` … `fs:255`          | follower shards (index + month counts); KV is a mirror  |
+//! | KV + Ledger    | `qd`                         | a subscription account's day ledger                     |
+//! | Ledger         | `b:<id>`                     | a broadcast and its batches                             |
+//! | Ledger         | `bm:<id>:<batch>:<chunk>`    | a batch's reserved recipients, 10,000 per chunk         |
+//! | Ledger         | `bmsg:<msg_id>`              | which batch a WeChat msg_id belongs to                  |
+//! | Ledger         | `bh`                         | broadcast history, newest first                         |
+//! | Ledger         | `st:<YYYYMMDD>`              | follows and unfollows that China day                    |
+//! | Ledger         | `dirty`                      | keys waiting for the alarm to mirror them to KV         |
+//! | Ledger         | `import`                     | the follower import's cursor                            |
+//! | Visits         | `c:<idx>`                    | one pooled QR code                                      |
+//! | Visits         | `v:<visit>`                  | one visit's state                                       |
+//! | Visits         | `fn:<YYYYMMDD>`              | that day's widget funnel                                |
+
+pub const RULES: &str = "rules";
+pub const MENU_PREVIEW: &str = "menu:public";
+pub const DAY_LEDGER: &str = "qd";
+pub const HISTORY: &str = "bh";
+pub const DIRTY: &str = "dirty";
+pub const IMPORT_CURSOR: &str = "import";
+pub const CODE_PREFIX: &str = "c:";
+
+pub fn follower(openid: &str) -> String {
+    format!("f:{openid}")
+}
+
+pub fn token(appid: &str) -> String {
+    format!("token:{appid}")
+}
+
+pub fn shard(n: u32) -> String {
+    format!("fs:{n:03}")
+}
+
+pub fn broadcast(id: &str) -> String {
+    format!("b:{id}")
+}
+
+pub fn members(id: &str, batch: u32, chunk: u32) -> String {
+    format!("bm:{id}:{batch}:{chunk}")
+}
+
+pub fn msg_owner(msg_id: u64) -> String {
+    format!("bmsg:{msg_id}")
+}
+
+pub fn day_stats(day: u32) -> String {
+    format!("st:{day}")
+}
+
+pub fn code(idx: u32) -> String {
+    format!("{CODE_PREFIX}{idx}")
+}
+
+pub fn visit(id: &str) -> String {
+    format!("v:{id}")
+}
+
+pub fn funnel(day: u32) -> String {
+    format!("fn:{day}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_are_stable() {
+        // Stored data is keyed by these: changing one orphans what is already stored.
+        assert_eq!(super::shard(7), "fs:007");
+        assert_eq!(super::members("b1", 2, 3), "bm:b1:2:3");
+        assert_eq!(super::follower("oA"), "f:oA");
+        assert_eq!(super::code(12), "c:12");
+        assert_eq!(super::funnel(20261201), "fn:20261201");
+    }
+}

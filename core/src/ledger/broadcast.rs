@@ -1,0 +1,323 @@
+//! A broadcast's life: reserved (quota counted), each batch sent with its clientmsgid, then
+//! settled (accepted, refused and released, or lost and kept for a retry).
+
+use serde::{Deserialize, Serialize};
+
+use super::{batch_sizes, load_day, load_shards, plan, shard_of, to_json, DayLedger, MsgOwner, Segment, SendMethod, Touched, CHUNK, HISTORY_LEN};
+use crate::api::messages::{Audience, MassMessage, MassSent};
+use crate::china;
+use crate::config::AccountKind;
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::ports::{Read, Store};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchState {
+    /// Recipients counted; not yet accepted by WeChat (or the answer was lost: a retry with the
+    /// same clientmsgid finds out).
+    Reserved,
+    Accepted,
+    /// WeChat refused it; its recipients were released.
+    Failed,
+    /// MASSSENDJOBFINISH arrived.
+    Finished,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub status: String,
+    pub total: u64,
+    /// WeChat's FilterCount: recipients left after WeChat's own filtering.
+    pub filter_count: u64,
+    pub sent: u64,
+    pub errors: u64,
+    /// `total - filter_count`: followers WeChat left out (0 when the ledger was right).
+    pub filtered_out: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    pub n: u32,
+    pub clientmsgid: String,
+    pub size: usize,
+    pub chunks: u32,
+    pub state: BatchState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msg_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Broadcast {
+    pub id: String,
+    pub created_at: u64,
+    pub segment: Segment,
+    pub message: MassMessage,
+    pub method: SendMethod,
+    pub month: u32,
+    pub day: u32,
+    pub eligible: usize,
+    pub at_quota: usize,
+    pub unknown: usize,
+    pub not_following: usize,
+    pub batches: Vec<Batch>,
+}
+
+/// Where a broadcast is: `reserved` → `sending` → `sent` (all accepted) → `finished` (all
+/// reported), or `failed` / `partly_failed`. Derived from the batches, never stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BroadcastStatus {
+    Reserved,
+    Sending,
+    Sent,
+    Finished,
+    Failed,
+    PartlyFailed,
+}
+
+/// A broadcast as the admin API shows it: the stored broadcast plus its derived status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BroadcastView {
+    #[serde(flatten)]
+    pub broadcast: Broadcast,
+    pub status: BroadcastStatus,
+}
+
+impl From<Broadcast> for BroadcastView {
+    fn from(broadcast: Broadcast) -> BroadcastView {
+        BroadcastView { status: broadcast.status(), broadcast }
+    }
+}
+
+impl Broadcast {
+    pub fn status(&self) -> BroadcastStatus {
+        use BroadcastStatus::*;
+        let n = |s: BatchState| self.batches.iter().filter(|b| b.state == s).count();
+        let (reserved, accepted, failed, finished) = (n(BatchState::Reserved), n(BatchState::Accepted), n(BatchState::Failed), n(BatchState::Finished));
+        let total = self.batches.len();
+        match () {
+            _ if failed == total => Failed,
+            _ if failed > 0 => PartlyFailed,
+            _ if finished == total => Finished,
+            _ if reserved == total => Reserved,
+            _ if reserved > 0 => Sending,
+            _ if accepted > 0 => Sent,
+            _ => Finished,
+        }
+    }
+
+    /// What WeChat is asked to do for batch `n` (the recipients of a `send` batch are passed in).
+    pub fn audience(&self, recipients: Vec<String>) -> Audience {
+        match (&self.segment, self.method) {
+            (Segment::Tag { tag_id }, SendMethod::Sendall) => Audience::Tag { tag_id: *tag_id },
+            (_, SendMethod::Sendall) => Audience::All,
+            _ => Audience::OpenIds { openids: recipients },
+        }
+    }
+}
+
+/// The owner's request to send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendRequest {
+    /// The idempotency key: the same id never sends twice. Derived from the content and the
+    /// China day when the owner gives none.
+    #[serde(default)]
+    pub id: Option<String>,
+    pub segment: Segment,
+    pub message: MassMessage,
+}
+
+impl SendRequest {
+    pub fn broadcast_id(&self, now: u64) -> String {
+        let given: String = self.id.as_deref().unwrap_or("").chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(40).collect();
+        if !given.is_empty() {
+            return given;
+        }
+        let doc = serde_json::to_string(&(&self.segment, &self.message)).unwrap_or_default();
+        let digest = crate::signature::sha1_hex(doc.as_bytes());
+        format!("b{}-{}", china::day(now), &digest[..12])
+    }
+}
+
+pub async fn load_broadcast(store: &impl Read, id: &str) -> Result<Option<Broadcast>> {
+    match store.get(&keys::broadcast(id)).await.map_err(Error::Storage)? {
+        Some(json) => serde_json::from_str(&json).map(Some).map_err(|e| Error::Storage(format!("broadcast {id}: {e}"))),
+        None => Ok(None),
+    }
+}
+
+/// Reserves quota for a broadcast, atomically with respect to other reservations when `store` is
+/// the Durable Object's storage (one object, one event at a time). A known id returns the stored
+/// broadcast untouched: a retried request never reserves (or sends) twice.
+pub async fn reserve(store: &impl Store, kind: AccountKind, request: &SendRequest, now: u64) -> Result<(Broadcast, Touched, bool)> {
+    request.message.check()?;
+    let id = request.broadcast_id(now);
+    if let Some(existing) = load_broadcast(store, &id).await? {
+        if existing.segment != request.segment || existing.message != request.message {
+            return Err(Error::Conflict(format!("broadcast {id} was already sent with another audience or message; use a new id")));
+        }
+        return Ok((existing, Touched::new(), false));
+    }
+    let mut shards = load_shards(store).await?;
+    let day = load_day(store).await?;
+    let plan = plan(kind, &request.segment, &shards, day.as_ref(), now);
+    if let Some(refusal) = plan.refused {
+        return Err(refusal.into_error());
+    }
+    let month = plan.month;
+    let mut touched = Touched::new();
+    for openid in &plan.recipients {
+        let n = shard_of(openid);
+        shards[n as usize].bump(openid, month);
+        touched.insert(n);
+    }
+    let method = plan.method.unwrap_or(SendMethod::Send);
+    let sizes = if method == SendMethod::Sendall { vec![plan.recipients.len()] } else { batch_sizes(plan.recipients.len()) };
+    let mut writes: Vec<(String, String)> = Vec::new();
+    let mut batches = Vec::new();
+    let mut rest = plan.recipients.as_slice();
+    for (n, size) in sizes.iter().enumerate() {
+        let (mine, later) = rest.split_at(*size);
+        rest = later;
+        let chunks: Vec<&[String]> = mine.chunks(CHUNK).collect();
+        for (c, chunk) in chunks.iter().enumerate() {
+            writes.push((keys::members(&id, n as u32, c as u32), to_json(chunk)?));
+        }
+        batches.push(Batch {
+            n: n as u32,
+            clientmsgid: format!("{id}-{n}"),
+            size: *size,
+            chunks: chunks.len() as u32,
+            state: BatchState::Reserved,
+            msg_id: None,
+            error: None,
+            outcome: None,
+        });
+    }
+    let broadcast = Broadcast {
+        id: id.clone(),
+        created_at: now,
+        segment: request.segment.clone(),
+        message: request.message.clone(),
+        method,
+        month,
+        day: china::day(now),
+        eligible: plan.eligible,
+        at_quota: plan.at_quota,
+        unknown: plan.unknown,
+        not_following: plan.not_following,
+        batches,
+    };
+    if kind == AccountKind::Subscription {
+        writes.push((keys::DAY_LEDGER.into(), to_json(&DayLedger { day: broadcast.day, broadcast: id.clone() })?));
+    }
+    for n in &touched {
+        writes.push((keys::shard(*n), to_json(&shards[*n as usize])?));
+    }
+    let mut history: Vec<String> = match store.get(keys::HISTORY).await.map_err(Error::Storage)? {
+        Some(h) => serde_json::from_str(&h).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    history.insert(0, id.clone());
+    history.truncate(HISTORY_LEN);
+    writes.push((keys::HISTORY.into(), to_json(&history)?));
+    writes.push((keys::broadcast(&id), to_json(&broadcast)?));
+    store.put_many(&writes).await.map_err(Error::Storage)?;
+    Ok((broadcast, touched, true))
+}
+
+/// The recipients reserved for a batch.
+pub async fn batch_recipients(store: &impl Read, b: &Broadcast, n: u32) -> Result<Vec<String>> {
+    let batch = b.batches.iter().find(|x| x.n == n).ok_or_else(|| Error::Invalid(format!("broadcast {} has no batch {n}", b.id)))?;
+    let keys: Vec<String> = (0..batch.chunks).map(|c| keys::members(&b.id, n, c)).collect();
+    let mut out = Vec::with_capacity(batch.size);
+    for raw in store.get_many(&keys).await.map_err(Error::Storage)?.into_iter().flatten() {
+        let chunk: Vec<String> = serde_json::from_str(&raw).map_err(|e| Error::Storage(e.to_string()))?;
+        out.extend(chunk);
+    }
+    Ok(out)
+}
+
+/// What WeChat answered to one batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+pub enum SendAnswer {
+    /// Accepted now, or earlier under the same clientmsgid (45065).
+    Accepted { sent: MassSent },
+    /// No answer (transport failure): WeChat may or may not have the job.
+    Lost { why: String },
+    /// WeChat said no.
+    Refused { why: String },
+}
+
+impl SendAnswer {
+    pub fn from_result(r: &Result<MassSent>) -> SendAnswer {
+        match r {
+            Ok(sent) => SendAnswer::Accepted { sent: sent.clone() },
+            Err(Error::Upstream(why)) => SendAnswer::Lost { why: why.clone() },
+            Err(e) => SendAnswer::Refused { why: e.to_string() },
+        }
+    }
+}
+
+/// Records what WeChat said to a batch. Accepted (or already accepted: 45065) keeps the
+/// reservation; a refusal releases the batch's recipients (and a subscription account's day);
+/// a lost answer (transport error) keeps them reserved, to be settled by a retry.
+pub async fn settle(store: &impl Store, id: &str, n: u32, answer: &SendAnswer) -> Result<(Broadcast, Touched)> {
+    let mut b = load_broadcast(store, id).await?.ok_or_else(|| Error::Invalid(format!("no broadcast {id}")))?;
+    let mut touched = Touched::new();
+    let mut writes = Vec::new();
+    let idx = b.batches.iter().position(|x| x.n == n).ok_or_else(|| Error::Invalid(format!("broadcast {id} has no batch {n}")))?;
+    if b.batches[idx].state != BatchState::Reserved {
+        return Ok((b, touched));
+    }
+    match answer {
+        SendAnswer::Accepted { sent } => {
+            // An outcome that arrived before this answer (parked by `job_finished`) is claimed.
+            let parked = match sent.msg_id {
+                0 => None,
+                m => match store.get(&keys::msg_owner(m)).await.map_err(Error::Storage)?.as_deref().and_then(MsgOwner::decode) {
+                    Some(MsgOwner::Unclaimed { outcome }) => Some(outcome),
+                    _ => None,
+                },
+            };
+            let batch = &mut b.batches[idx];
+            batch.state = if parked.is_some() { BatchState::Finished } else { BatchState::Accepted };
+            batch.outcome = parked;
+            batch.msg_id = Some(sent.msg_id).filter(|m| *m != 0);
+            batch.error = None;
+            if sent.msg_id != 0 {
+                writes.push((keys::msg_owner(sent.msg_id), MsgOwner::Batch { id: id.to_owned(), n }.encode()?));
+            }
+        }
+        SendAnswer::Lost { why } => b.batches[idx].error = Some(format!("WeChat's answer was lost ({why}); retry the send to settle it")),
+        SendAnswer::Refused { why } => {
+            let recipients = batch_recipients(store, &b, n).await?;
+            let mut shards = load_shards(store).await?;
+            for openid in &recipients {
+                let s = shard_of(openid);
+                shards[s as usize].unbump(openid, b.month);
+                touched.insert(s);
+            }
+            for s in &touched {
+                writes.push((keys::shard(*s), to_json(&shards[*s as usize])?));
+            }
+            let batch = &mut b.batches[idx];
+            batch.state = BatchState::Failed;
+            batch.error = Some(why.clone());
+            let none_accepted = b.batches.iter().all(|x| x.state == BatchState::Failed);
+            if none_accepted && load_day(store).await?.is_some_and(|d| d.broadcast == b.id) {
+                // A refused send did not use the day: free it again.
+                writes.push((keys::DAY_LEDGER.into(), to_json(&DayLedger { day: 0, broadcast: String::new() })?));
+            }
+        }
+    }
+    writes.push((keys::broadcast(id), to_json(&b)?));
+    store.put_many(&writes).await.map_err(Error::Storage)?;
+    Ok((b, touched))
+}

@@ -1,0 +1,113 @@
+//! MASSSENDJOBFINISH: WeChat's report of a mass-send job, matched to the batch that made it.
+
+use super::{load_broadcast, load_shards, to_json, BatchState, Broadcast, Outcome, Touched};
+use crate::china;
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::message::MassSendResult;
+use crate::ports::Store;
+
+/// What wxedge knows about a WeChat mass-send job (`bmsg:<msg_id>`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "owner", rename_all = "snake_case")]
+pub enum MsgOwner {
+    /// One of our batches.
+    Batch { id: String, n: u32 },
+    /// An outcome that arrived while one of our batches had no answer yet (lost): parked for the
+    /// retry's `settle` to claim.
+    Unclaimed { outcome: Outcome },
+    /// A send wxedge did not make (the WeChat console's), already counted.
+    External { outcome: Outcome },
+}
+
+impl MsgOwner {
+    /// Reads the stored form; also the form written before owners were JSON (`<id>:<n>`,
+    /// `unclaimed:<outcome>`, `external:<outcome>`), so a ledger written by an older version
+    /// keeps reconciling.
+    pub fn decode(raw: &str) -> Option<MsgOwner> {
+        if let Ok(owner) = serde_json::from_str(raw) {
+            return Some(owner);
+        }
+        if let Some(j) = raw.strip_prefix("unclaimed:") {
+            return serde_json::from_str(j).ok().map(|outcome| MsgOwner::Unclaimed { outcome });
+        }
+        if let Some(j) = raw.strip_prefix("external:") {
+            return serde_json::from_str(j).ok().map(|outcome| MsgOwner::External { outcome });
+        }
+        let (id, n) = raw.rsplit_once(':')?;
+        Some(MsgOwner::Batch { id: id.to_owned(), n: n.parse().ok()? })
+    }
+
+    pub fn encode(&self) -> Result<String> {
+        to_json(self)
+    }
+}
+
+/// MASSSENDJOBFINISH: the outcome of one of our batches, or of a send wxedge did not make (the
+/// WeChat console's): that one is counted, conservatively, for every follower, since WeChat does
+/// not say whom it reached. Idempotent.
+pub async fn job_finished(store: &impl Store, r: &MassSendResult, now: u64) -> Result<(Option<Broadcast>, Touched)> {
+    let outcome = Outcome {
+        status: r.status.clone(),
+        total: r.total_count,
+        filter_count: r.filter_count,
+        sent: r.sent_count,
+        errors: r.error_count,
+        filtered_out: r.total_count.saturating_sub(r.filter_count),
+    };
+    let raw = store.get(&keys::msg_owner(r.msg_id)).await.map_err(Error::Storage)?;
+    let owner = match raw.as_deref().map(|o| MsgOwner::decode(o).ok_or_else(|| Error::Storage(format!("unreadable job owner {o:?}")))) {
+        Some(owner) => Some(owner?),
+        None => None,
+    };
+    match owner {
+        Some(MsgOwner::External { .. } | MsgOwner::Unclaimed { .. }) => return Ok((None, Touched::new())),
+        Some(MsgOwner::Batch { id, n }) => return finish_batch(store, &id, n, outcome).await,
+        None => {}
+    }
+    // Not known: if one of our recent batches is still unsettled (WeChat's answer was lost),
+    // this may be its outcome. Park it for `settle` to claim instead of counting everyone again.
+    let history: Vec<String> = match store.get(keys::HISTORY).await.map_err(Error::Storage)? {
+        Some(h) => serde_json::from_str(&h).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let recent: Vec<String> = history.iter().take(20).map(|i| keys::broadcast(i)).collect();
+    let unsettled = store
+        .get_many(&recent)
+        .await
+        .map_err(Error::Storage)?
+        .into_iter()
+        .flatten()
+        .filter_map(|s| serde_json::from_str::<Broadcast>(&s).ok())
+        .any(|b| b.batches.iter().any(|x| x.state == BatchState::Reserved));
+    if unsettled {
+        store.put(&keys::msg_owner(r.msg_id), &MsgOwner::Unclaimed { outcome }.encode()?).await.map_err(Error::Storage)?;
+        return Ok((None, Touched::new()));
+    }
+    // Not ours: count it for everyone following, once.
+    let month = china::month(now);
+    let mut shards = load_shards(store).await?;
+    let mut touched = Touched::new();
+    for (n, shard) in shards.iter_mut().enumerate() {
+        let following: Vec<String> = shard.followers.iter().filter(|(_, e)| e.following).map(|(k, _)| k.clone()).collect();
+        for openid in following {
+            shard.bump(&openid, month);
+            touched.insert(n as u32);
+        }
+    }
+    let mut writes: Vec<(String, String)> = touched.iter().map(|n| Ok((keys::shard(*n), to_json(&shards[*n as usize])?))).collect::<Result<_>>()?;
+    writes.push((keys::msg_owner(r.msg_id), MsgOwner::External { outcome }.encode()?));
+    store.put_many(&writes).await.map_err(Error::Storage)?;
+    Ok((None, touched))
+}
+
+/// The outcome of one of our batches lands on it.
+async fn finish_batch(store: &impl Store, id: &str, n: u32, outcome: Outcome) -> Result<(Option<Broadcast>, Touched)> {
+    let Some(mut b) = load_broadcast(store, id).await? else { return Ok((None, Touched::new())) };
+    if let Some(batch) = b.batches.iter_mut().find(|x| x.n == n) {
+        batch.state = BatchState::Finished;
+        batch.outcome = Some(outcome);
+    }
+    store.put(&keys::broadcast(id), &to_json(&b)?).await.map_err(Error::Storage)?;
+    Ok((Some(b), Touched::new()))
+}
