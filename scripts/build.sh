@@ -20,7 +20,14 @@ build_worker() {
   if newer_than worker/build/index.js core worker/src worker/Cargo.toml Cargo.toml Cargo.lock; then return; fi
   wasm_toolchain
   say "building worker ($WASM_RUST toolchain)"
-  worker-build --release worker "${WASM_CARGO_FLAGS[@]}"
+  # Every crate at opt-level z in the worker's wasm (a request runs each path once; size is what
+  # costs: startup and the 1 MB free-plan limit). Native builds and benchmarks keep the profile's.
+  # With Debian's toolchain std is built here too, so panics can abort at once: no panic messages
+  # or locations in the wasm (a panic was already fatal to its request; the code has no panic
+  # path on input, see fuzz/). rustup's prebuilt std cannot do that.
+  local rustflags=""
+  [ "$WASM_RUST" = debian ] && rustflags="-Zunstable-options -Cpanic=immediate-abort"
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=z RUSTFLAGS="$rustflags" worker-build --release worker "${WASM_CARGO_FLAGS[@]}"
   # worker-build leaves the name section and does not optimise for size: a third smaller.
   wasm-opt -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-mutable-globals --enable-sign-ext \
     --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue --enable-exception-handling \

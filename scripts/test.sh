@@ -7,6 +7,8 @@ cd "$ROOT"
 bash scripts/setup.sh test
 say "formatting (cargo fmt --check)"
 cargo fmt --all --check
+say "lints (cargo clippy -D warnings, every crate of the workspace built natively)"
+cargo clippy -q --workspace --all-targets -- -D warnings
 say "native unit tests (core, simulator, widget logic)"
 cargo test
 bash scripts/fuzz.sh 0   # the fuzz targets build and every committed seed passes

@@ -40,7 +40,7 @@ impl Query {
                 _ => continue,
             };
             if slot.is_none() {
-                *slot = Some(percent_decode(v));
+                *slot = Some(crate::encoding::decode_query_value(v));
             }
         }
         q
@@ -61,30 +61,6 @@ impl Query {
             Err(Error::BadSignature)
         }
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// URL verification (GET): returns `echostr` to echo back verbatim when the signature is right.

@@ -343,4 +343,37 @@ mod tests {
         assert_eq!(Error::BadSignature.status(), 403);
         assert_eq!(Error::WeChat(WeChatError::new(40164, "ip")).fault(), Fault::Owner);
     }
+
+    #[test]
+    fn one_status_per_kind_of_failure() {
+        let cases: Vec<(Error, u16, Fault)> = vec![
+            (Error::Config { setting: "WECHAT_TOKEN", problem: "is not set".into() }, 500, Fault::Owner),
+            (Error::BadSignature, 403, Fault::Caller),
+            (Error::StaleRequest { skew_secs: 400 }, 403, Fault::Caller),
+            (Error::BodyTooLarge { limit: 1, actual: 2 }, 413, Fault::Caller),
+            (Error::Xml("x".into()), 400, Fault::Caller),
+            (Error::ForbiddenXml("DTD"), 400, Fault::Caller),
+            (Error::Decrypt("pad"), 400, Fault::Caller),
+            (Error::WrongAppId, 400, Fault::Caller),
+            (Error::Invalid("x".into()), 422, Fault::Caller),
+            (Error::Refused("x".into()), 422, Fault::Caller),
+            (Error::OverQuota("x".into()), 429, Fault::Caller),
+            (Error::Conflict("x".into()), 409, Fault::Caller),
+            (Error::NotFound("x".into()), 404, Fault::Caller),
+            (Error::Busy("x".into()), 503, Fault::Caller),
+            (Error::Upstream("x".into()), 502, Fault::WeChat),
+            (Error::Storage("x".into()), 500, Fault::Wxedge),
+            (Error::WeChat(WeChatError::new(-1, "busy")), 503, Fault::WeChat),
+            (Error::WeChat(WeChatError::new(45009, "quota")), 429, Fault::Caller),
+            (Error::WeChat(WeChatError::new(48001, "api unauthorized")), 403, Fault::Caller),
+            (Error::WeChat(WeChatError::new(40164, "ip")), 502, Fault::Owner),
+            (Error::WeChat(WeChatError::new(40003, "invalid openid")), 422, Fault::Caller),
+        ];
+        for (e, status, fault) in cases {
+            assert_eq!((e.status(), e.fault()), (status, fault), "{e}");
+            assert!(!e.to_wire().message.is_empty());
+        }
+        assert!(Error::WeChat(WeChatError::new(-1, "busy")).retryable());
+        assert!(!Error::BadSignature.retryable());
+    }
 }

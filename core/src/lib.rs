@@ -8,6 +8,7 @@ pub mod callback;
 pub mod china;
 pub mod config;
 pub mod crypto;
+pub mod encoding;
 pub mod error;
 pub mod flows;
 pub mod follower;

@@ -70,6 +70,8 @@ pub trait Kv: Read {
 pub trait Store: Read {
     async fn put(&self, key: &str, value: &str) -> Result<(), String>;
     async fn delete(&self, key: &str) -> Result<(), String>;
+    /// The values of every key starting with `prefix`, in key order.
+    async fn list_values(&self, prefix: &str) -> Result<Vec<String>, String>;
 
     /// Many writes; hosts override this to batch them (atomically where they can).
     async fn put_many(&self, entries: &[(String, String)]) -> Result<(), String> {
@@ -141,6 +143,11 @@ impl MemoryStore {
         self.entries.borrow().get(key).cloned()
     }
 
+    /// Stores a value as it is, bypassing counts and faults (tests plant broken data with it).
+    pub fn put_raw_for_test(&self, key: &str, value: &str) {
+        self.entries.borrow_mut().insert(key.to_owned(), value.to_owned());
+    }
+
     pub fn keys(&self) -> Vec<String> {
         self.entries.borrow().keys().cloned().collect()
     }
@@ -172,6 +179,11 @@ impl Store for MemoryStore {
         self.write()?;
         self.entries.borrow_mut().remove(key);
         Ok(())
+    }
+
+    async fn list_values(&self, prefix: &str) -> Result<Vec<String>, String> {
+        self.reads.set(self.reads.get() + 1);
+        Ok(self.entries.borrow().range(prefix.to_owned()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v.clone()).collect())
     }
 
     /// All or nothing, like the Durable Object's `put` of many keys.
@@ -217,5 +229,72 @@ impl Future for YieldOnce {
             cx.waker().wake_by_ref();
             Poll::Pending
         }
+    }
+}
+
+/// A stored JSON value; one that does not parse is a storage error naming its key.
+pub async fn load_json<T: serde::de::DeserializeOwned>(store: &impl Read, key: &str) -> crate::Result<Option<T>> {
+    match store.get(key).await.map_err(|e| crate::Error::Storage(format!("{key}: {e}")))? {
+        Some(s) => serde_json::from_str(&s).map(Some).map_err(|e| crate::Error::Storage(format!("{key}: {e}"))),
+        None => Ok(None),
+    }
+}
+
+pub async fn save_json<T: serde::Serialize>(store: &impl Store, key: &str, value: &T) -> crate::Result<()> {
+    let json = serde_json::to_string(value).map_err(|e| crate::Error::Storage(format!("{key}: {e}")))?;
+    store.put(key, &json).await.map_err(|e| crate::Error::Storage(format!("{key}: {e}")))
+}
+
+pub async fn delete(store: &impl Store, key: &str) -> crate::Result<()> {
+    store.delete(key).await.map_err(|e| crate::Error::Storage(format!("{key}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+
+    #[test]
+    fn the_memory_store_lists_by_prefix_in_key_order() {
+        let s = MemoryStore::default();
+        for (k, v) in [("c:2", "b"), ("c:10", "c"), ("c:1", "a"), ("d:1", "x"), ("c", "no")] {
+            block_on(s.put(k, v)).unwrap();
+        }
+        assert_eq!(block_on(s.list_values("c:")).unwrap(), ["a", "c", "b"], "key order, as Durable Object storage lists");
+        assert!(block_on(s.list_values("z:")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_failing_put_many_writes_nothing() {
+        let s = MemoryStore::default();
+        s.fail_after.set(Some(0));
+        assert!(block_on(s.put_many(&[("a".into(), "1".into()), ("b".into(), "2".into())])).is_err());
+        assert!(s.keys().is_empty());
+        s.fail_after.set(None);
+        block_on(s.put_many(&[("a".into(), "1".into())])).unwrap();
+        assert_eq!(s.peek("a").as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn memory_kv_expires_entries_and_refuses_short_ttls() {
+        let kv = MemoryKv::default();
+        kv.set_now(1_000);
+        block_on(kv.put("t", "v", Some(60))).unwrap();
+        assert!(block_on(kv.put("u", "v", Some(59))).is_err(), "Workers KV refuses TTLs under 60 s");
+        assert_eq!(block_on(kv.get("t")).unwrap().as_deref(), Some("v"));
+        kv.set_now(61_000);
+        assert_eq!(block_on(kv.get("t")).unwrap(), None);
+        assert_eq!((kv.reads.get(), kv.writes.get()), (2, 1));
+    }
+
+    #[test]
+    fn json_values_that_do_not_parse_name_their_key() {
+        let s = MemoryStore::default();
+        s.put_raw_for_test("b:x", "{oops");
+        let e = block_on(load_json::<serde_json::Value>(&s, "b:x")).unwrap_err();
+        assert!(matches!(&e, crate::Error::Storage(m) if m.starts_with("b:x")), "{e}");
+        assert_eq!(block_on(load_json::<serde_json::Value>(&s, "none")).unwrap(), None);
+        block_on(save_json(&s, "k", &vec![1, 2])).unwrap();
+        assert_eq!(block_on(load_json::<Vec<u8>>(&s, "k")).unwrap(), Some(vec![1, 2]));
     }
 }

@@ -12,7 +12,7 @@ pub fn sign(parts: &[&str]) -> String {
     for p in sorted {
         hasher.update(p.as_bytes());
     }
-    hex(&hasher.finalize())
+    crate::encoding::hex(&hasher.finalize())
 }
 
 /// Checks a hex signature (case-insensitive, as some proxies upper-case it) in constant time.
@@ -30,17 +30,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Hex SHA-1 of `bytes` (content-derived ids, not signatures).
 pub fn sha1_hex(bytes: &[u8]) -> String {
-    hex(&Sha1::digest(bytes))
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
-    }
-    out
+    crate::encoding::hex(&Sha1::digest(bytes))
 }
 
 #[cfg(test)]

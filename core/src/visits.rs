@@ -340,7 +340,7 @@ pub struct FunnelEvent {
 
 /// Everything the visits object is asked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum VisitsRequest {
     Acquire { page: String, scene: String, ip: String, now: u64 },
     State { visit: String, now: u64 },
@@ -350,7 +350,7 @@ pub enum VisitsRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "answer", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum VisitsResponse {
     /// A code lent to a new visit.
     Lent {
@@ -371,4 +371,17 @@ pub enum VisitsResponse {
     Funnel {
         days: BTreeMap<String, Funnel>,
     },
+}
+
+impl VisitsResponse {
+    /// The answer's name, for an error when the two sides disagree.
+    pub fn name(&self) -> &'static str {
+        match self {
+            VisitsResponse::Lent { .. } => "lent",
+            VisitsResponse::State { .. } => "state",
+            VisitsResponse::Scanned { .. } => "scanned",
+            VisitsResponse::Counted => "counted",
+            VisitsResponse::Funnel { .. } => "funnel",
+        }
+    }
 }

@@ -1,10 +1,11 @@
 //! The CLI side of `/sim/*`: a person's actions from a terminal against a running simulator.
 
+use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 
-use crate::{split_args, USAGE};
+use crate::Command;
 
-fn call(base: &str, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+fn call(base: &str, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
     let url = format!("{}{path}", base.trim_end_matches('/'));
     let req = ureq::request(method, &url).timeout(std::time::Duration::from_secs(30));
     let res = match body {
@@ -12,11 +13,11 @@ fn call(base: &str, method: &str, path: &str, body: Option<Value>) -> Result<Val
         None => req.call(),
     };
     let text = match res {
-        Ok(r) => r.into_string().map_err(|e| e.to_string())?,
-        Err(ureq::Error::Status(code, r)) => return Err(format!("HTTP {code}: {}", r.into_string().unwrap_or_default())),
-        Err(ureq::Error::Transport(t)) => return Err(format!("cannot reach the simulator at {base}: {}", t.message().unwrap_or(&t.kind().to_string()))),
+        Ok(r) => r.into_string()?,
+        Err(ureq::Error::Status(code, r)) => bail!("{method} {path}: HTTP {code}: {}", r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Transport(t)) => bail!("cannot reach the simulator at {base}: {}", t.message().unwrap_or(&t.kind().to_string())),
     };
-    serde_json::from_str(&text).map_err(|_| format!("not JSON: {text}"))
+    serde_json::from_str(&text).map_err(|_| anyhow!("{method} {path}: not JSON: {text}"))
 }
 
 /// An event's answer: who did what, the delivery status, then the worker's reply on its own.
@@ -40,31 +41,23 @@ fn print_json(a: &Value) {
     println!("{}", serde_json::to_string_pretty(a).unwrap_or_default());
 }
 
-fn num(f: &std::collections::HashMap<String, Vec<String>>, name: &str) -> Result<Option<i64>, String> {
-    f.get(name).and_then(|v| v.last()).map(|v| v.parse::<i64>().map_err(|_| format!("--{name} must be a number"))).transpose()
-}
-
-pub fn run(args: &[String]) -> Result<(), String> {
-    let (f, pos) = split_args(args)?;
-    let base = crate::one(&f, "sim", "http://127.0.0.1:8788").to_owned();
-    let arg = |i: usize, what: &str| pos.get(i).cloned().ok_or_else(|| format!("{}: missing {what}\n{USAGE}", pos[0]));
-    let who = f.get("as").and_then(|v| v.last()).cloned();
-    match pos.first().map(String::as_str) {
-        Some("scan") => {
-            let what = arg(1, "URL_OR_TICKET")?;
-            let mut body = if what.starts_with("http") { json!({ "url": what }) } else { json!({ "ticket": what }) };
+/// A person's action, sent to the simulator at `base`.
+pub fn run(base: &str, command: Command) -> Result<()> {
+    match command {
+        Command::Scan { url_or_ticket, who } => {
+            let mut body = if url_or_ticket.starts_with("http") { json!({ "url": url_or_ticket }) } else { json!({ "ticket": url_or_ticket }) };
             if let Some(o) = who {
                 body["openid"] = json!(o);
             }
-            print_event(&call(&base, "POST", "/sim/scan", Some(body))?);
+            print_event(&call(base, "POST", "/sim/scan", Some(body))?);
         }
-        Some("follow") => print_event(&call(&base, "POST", "/sim/follow", Some(json!({ "openid": who })))?),
-        Some("unfollow") => print_event(&call(&base, "POST", "/sim/unfollow", Some(json!({ "openid": arg(1, "OPENID")? })))?),
-        Some("text") => print_event(&call(&base, "POST", "/sim/text", Some(json!({ "openid": arg(1, "OPENID")?, "content": arg(2, "CONTENT")? })))?),
-        Some("click") => print_event(&call(&base, "POST", "/sim/click", Some(json!({ "openid": arg(1, "OPENID")?, "key": arg(2, "KEY")? })))?),
-        Some("status") => print_json(&call(&base, "GET", "/sim/status", None)?),
-        Some("inbox") => {
-            let a = call(&base, "GET", &format!("/sim/inbox?openid={}", arg(1, "OPENID")?), None)?;
+        Command::Follow { who } => print_event(&call(base, "POST", "/sim/follow", Some(json!({ "openid": who })))?),
+        Command::Unfollow { openid } => print_event(&call(base, "POST", "/sim/unfollow", Some(json!({ "openid": openid })))?),
+        Command::Text { openid, content } => print_event(&call(base, "POST", "/sim/text", Some(json!({ "openid": openid, "content": content })))?),
+        Command::Click { openid, key } => print_event(&call(base, "POST", "/sim/click", Some(json!({ "openid": openid, "key": key })))?),
+        Command::Status => print_json(&call(base, "GET", "/sim/status", None)?),
+        Command::Inbox { openid } => {
+            let a = call(base, "GET", &format!("/sim/inbox?openid={}", wxedge_core::encoding::encode_query_value(&openid)), None)?;
             match a["messages"].as_array() {
                 None => print_json(&a),
                 Some(list) if list.is_empty() => println!("(no messages)"),
@@ -78,26 +71,22 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 }
             }
         }
-        Some("fault") => {
-            let path = arg(1, "PATH")?;
+        Command::Fault { path, errcode, count, delay_ms } => {
             let a = if path == "clear" {
-                call(&base, "DELETE", "/sim/faults", None)?
+                call(base, "DELETE", "/sim/faults", None)?
             } else {
                 let mut body = json!({ "path": path });
-                for (flag, key) in [("errcode", "errcode"), ("count", "count"), ("delay-ms", "delay_ms")] {
-                    if let Some(n) = num(&f, flag)? {
+                for (key, n) in [("errcode", errcode), ("count", count), ("delay_ms", delay_ms)] {
+                    if let Some(n) = n {
                         body[key] = json!(n);
                     }
                 }
-                call(&base, "POST", "/sim/faults", Some(body))?
+                call(base, "POST", "/sim/faults", Some(body))?
             };
             print_json(&a);
         }
-        Some("clock") => {
-            let off: i64 = arg(1, "OFFSET_SECS")?.parse().map_err(|_| "OFFSET_SECS must be a number of seconds")?;
-            print_json(&call(&base, "POST", "/sim/clock", Some(json!({ "offset_secs": off })))?);
-        }
-        _ => return Err(USAGE.to_owned()),
+        Command::Clock { offset_secs } => print_json(&call(base, "POST", "/sim/clock", Some(json!({ "offset_secs": offset_secs })))?),
+        Command::Serve(_) | Command::CheckConfig(_) | Command::Push(_) => bail!("not a person's action"),
     }
     Ok(())
 }

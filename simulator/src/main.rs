@@ -20,133 +20,211 @@ mod sim;
 use std::collections::HashMap;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage:
-  wxedge-sim serve [--port N] [--appid ID] [--secret S] [--env-file F]... [--callback-url U]
-                   [--account-kind service|subscription] [--followers N] [--seed S]
-      Serve the simulated WeChat API on 127.0.0.1:N (default 8788) for an account with N
-      followers (default 20; OpenIDs depend only on --seed, default 1). Callbacks (scans,
-      follows, mass-send results) go to --callback-url (default http://127.0.0.1:8787/wechat),
-      signed with WECHAT_TOKEN and, when WECHAT_ENCODING_AES_KEY is set and WECHAT_CALLBACK_MODE
-      is not plain, encrypted; settings come from the env files and the environment, and the
-      flags win (--account-kind over WECHAT_ACCOUNT_KIND, --appid/--secret over WECHAT_APPID/
-      WECHAT_APPSECRET).
-  wxedge-sim [--sim URL] COMMAND ...   (talks to a running simulator, default http://127.0.0.1:8788)
-      scan URL_OR_TICKET [--as OPENID]   someone scans a QR code (a new visitor unless --as)
-      follow [--as OPENID]               someone follows from search
-      unfollow OPENID | text OPENID CONTENT | click OPENID KEY
-      status | inbox OPENID
-      fault PATH [--errcode N] [--count N] [--delay-ms N] | fault clear
-      clock OFFSET_SECS                  simulated time = real time + OFFSET_SECS
-  wxedge-sim check-config [--env-file F]... [--print-env FILE]
-      Validate the worker's settings from env files overlaid with the process environment;
-      with --print-env, also write the merged settings to FILE (for wrangler --env-file).
-  wxedge-sim push WHAT [--url U] [--from OPENID] [--repeat N] [--env-file F]
-      Deliver a callback as WeChat does: signed, and encrypted when the settings have an AES
-      key; --repeat re-delivers the identical push like WeChat's retries. Prints each reply
-      (decrypted in safe mode). WHAT is one of:
-        text CONTENT | subscribe [SCENE] | unsubscribe | scan SCENE | click KEY | view URL
-        | location LAT LON | raw FILE
-      Settings (WECHAT_TOKEN, WECHAT_APPID, WECHAT_ENCODING_AES_KEY) come from --env-file
-      (default .dev.vars) overlaid with the environment; --url defaults to
-      http://127.0.0.1:8787/wechat.";
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+/// WeChat's side of the conversation, for `make dev` and the tests.
+#[derive(Parser)]
+#[command(name = "wxedge-sim", version, about, long_about = None)]
+pub struct Cli {
+    /// The running simulator the person-action commands talk to.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8788")]
+    pub sim: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve the simulated WeChat API on 127.0.0.1 for an account with seeded followers.
+    ///
+    /// Callbacks (scans, follows, mass-send results) go to --callback-url, signed with
+    /// WECHAT_TOKEN and, when WECHAT_ENCODING_AES_KEY is set and WECHAT_CALLBACK_MODE is not plain,
+    /// encrypted. Settings come from the env files and the environment; the flags win.
+    Serve(ServeArgs),
+    /// Validate the worker's settings (env files overlaid with the process environment).
+    CheckConfig(CheckConfigArgs),
+    /// Deliver a callback as WeChat does, signed (and encrypted in safe mode).
+    ///
+    /// Encrypted when the settings have an AES key; prints each reply (decrypted in safe mode).
+    Push(PushArgs),
+    /// Someone scans a QR code (a new visitor unless --as).
+    Scan {
+        /// The code's URL, or its ticket.
+        url_or_ticket: String,
+        #[arg(long = "as", value_name = "OPENID")]
+        who: Option<String>,
+    },
+    /// Someone follows from search.
+    Follow {
+        #[arg(long = "as", value_name = "OPENID")]
+        who: Option<String>,
+    },
+    /// A follower unfollows.
+    Unfollow { openid: String },
+    /// A follower writes a text message.
+    Text { openid: String, content: String },
+    /// A follower taps a CLICK menu button.
+    Click { openid: String, key: String },
+    /// The simulator's counters.
+    Status,
+    /// What a follower received.
+    Inbox { openid: String },
+    /// Inject a fault on an API path (or `clear` them all).
+    Fault {
+        path: String,
+        #[arg(long)]
+        errcode: Option<i64>,
+        #[arg(long)]
+        count: Option<i64>,
+        #[arg(long = "delay-ms")]
+        delay_ms: Option<i64>,
+    },
+    /// Simulated time = real time + OFFSET_SECS.
+    Clock {
+        #[arg(allow_negative_numbers = true)]
+        offset_secs: i64,
+    },
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[arg(long, default_value_t = 8788)]
+    port: u16,
+    /// Overrides WECHAT_APPID.
+    #[arg(long)]
+    appid: Option<String>,
+    /// Overrides WECHAT_APPSECRET.
+    #[arg(long)]
+    secret: Option<String>,
+    /// Settings files (dotenv), later ones win; the process environment wins over all.
+    #[arg(long = "env-file", value_name = "FILE")]
+    env_files: Vec<String>,
+    #[arg(long = "callback-url", default_value = "http://127.0.0.1:8787/wechat")]
+    callback_url: String,
+    /// service or subscription (overrides WECHAT_ACCOUNT_KIND).
+    #[arg(long = "account-kind")]
+    account_kind: Option<String>,
+    /// Followers seeded at start.
+    #[arg(long, default_value_t = 20)]
+    followers: usize,
+    /// OpenIDs depend only on this.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Args)]
+pub struct CheckConfigArgs {
+    #[arg(long = "env-file", value_name = "FILE")]
+    env_files: Vec<String>,
+    /// Also write the merged settings to FILE (for wrangler --env-file).
+    #[arg(long = "print-env", value_name = "FILE")]
+    print_env: Option<String>,
+}
+
+#[derive(Args)]
+pub struct PushArgs {
+    #[command(subcommand)]
+    what: PushWhat,
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8787/wechat")]
+    url: String,
+    #[arg(long, global = true, default_value = "oSimulatedFollower0001")]
+    from: String,
+    /// Re-deliver the identical push, like WeChat's retries.
+    #[arg(long, global = true, default_value_t = 1)]
+    repeat: u32,
+    /// Settings (WECHAT_TOKEN, WECHAT_APPID, WECHAT_ENCODING_AES_KEY); default .dev.vars.
+    #[arg(long = "env-file", global = true, value_name = "FILE")]
+    env_files: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum PushWhat {
+    Text {
+        content: String,
+    },
+    Subscribe {
+        scene: Option<String>,
+    },
+    Unsubscribe,
+    Scan {
+        scene: String,
+    },
+    Click {
+        key: String,
+    },
+    View {
+        url: String,
+    },
+    Location {
+        #[arg(allow_negative_numbers = true)]
+        lat: f64,
+        #[arg(allow_negative_numbers = true)]
+        lon: f64,
+    },
+    /// A file holding the push's plain XML.
+    Raw {
+        file: String,
+    },
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("serve") => serve(&args[1..]),
-        Some("check-config") => check_config(&args[1..]),
-        Some("push") => push_cmd(&args[1..]),
-        Some(_) => cli::run(&args),
-        None => Err(USAGE.to_owned()),
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(a) => serve(a),
+        Command::CheckConfig(a) => check_config(a),
+        Command::Push(a) => push_cmd(a),
+        person => cli::run(&cli.sim, person),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("wxedge-sim: {e}");
+            eprintln!("wxedge-sim: {e:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-/// Pairs of `--flag value` into a map (repeated flags keep every value) and the positional
-/// arguments, in order.
-fn split_args(args: &[String]) -> Result<(HashMap<String, Vec<String>>, Vec<String>), String> {
-    let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    let mut positional = Vec::new();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.strip_prefix("--") {
-            Some(name) => {
-                let value = it.next().ok_or_else(|| format!("{arg} needs a value"))?;
-                out.entry(name.to_owned()).or_default().push(value.clone());
-            }
-            None => positional.push(arg.clone()),
-        }
-    }
-    Ok((out, positional))
+fn aes_key_of(setting: &dyn Fn(&str) -> Option<String>) -> Result<Option<wxedge_core::crypto::AesKey>> {
+    setting("WECHAT_ENCODING_AES_KEY")
+        .filter(|_| setting("WECHAT_CALLBACK_MODE").as_deref() != Some("plain"))
+        .map(|k| wxedge_core::crypto::AesKey::parse(&k).map_err(|e| anyhow!("WECHAT_ENCODING_AES_KEY {e}")))
+        .transpose()
 }
 
-/// Like `split_args` for commands that take no positional arguments.
-fn flags(args: &[String]) -> Result<HashMap<String, Vec<String>>, String> {
-    let (f, positional) = split_args(args)?;
-    match positional.first() {
-        Some(p) => Err(format!("unexpected argument {p:?}\n{USAGE}")),
-        None => Ok(f),
-    }
-}
-
-fn one<'a>(f: &'a HashMap<String, Vec<String>>, name: &str, default: &'a str) -> &'a str {
-    f.get(name).and_then(|v| v.last()).map(String::as_str).unwrap_or(default)
-}
-
-fn serve(args: &[String]) -> Result<(), String> {
-    let f = flags(args)?;
-    let vars = merged_settings(f.get("env-file").map(Vec::as_slice).unwrap_or_default())?;
-    let setting = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-    let port: u16 = one(&f, "port", "8788").parse().map_err(|_| "--port must be a port number".to_owned())?;
-    let appid = f.get("appid").and_then(|v| v.last()).map(String::as_str).or(setting("WECHAT_APPID")).unwrap_or("wx0000000000000001");
-    let secret = f.get("secret").and_then(|v| v.last()).map(String::as_str).or(setting("WECHAT_APPSECRET")).unwrap_or("simulated-appsecret");
-    let kind = match f.get("account-kind").and_then(|v| v.last()).map(String::as_str).or(setting("WECHAT_ACCOUNT_KIND")).unwrap_or("service") {
+fn serve(a: ServeArgs) -> Result<()> {
+    let vars = merged_settings(&a.env_files)?;
+    let setting = |k: &str| vars.get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let appid = a.appid.or_else(|| setting("WECHAT_APPID")).unwrap_or_else(|| "wx0000000000000001".into());
+    let secret = a.secret.or_else(|| setting("WECHAT_APPSECRET")).unwrap_or_else(|| "simulated-appsecret".into());
+    let kind = match a.account_kind.or_else(|| setting("WECHAT_ACCOUNT_KIND")).as_deref().unwrap_or("service") {
         "service" => wxedge_core::config::AccountKind::Service,
         "subscription" => wxedge_core::config::AccountKind::Subscription,
-        other => return Err(format!("account kind {other:?} is not service or subscription")),
+        other => bail!("account kind {other:?} is not service or subscription"),
     };
-    let followers: usize = one(&f, "followers", "20").parse().map_err(|_| "--followers must be a number".to_owned())?;
-    let seed: u64 = one(&f, "seed", "1").parse().map_err(|_| "--seed must be a number".to_owned())?;
-    let aes_key = setting("WECHAT_ENCODING_AES_KEY")
-        .filter(|_| setting("WECHAT_CALLBACK_MODE") != Some("plain"))
-        .map(|k| wxedge_core::crypto::AesKey::parse(k).map_err(|e| format!("WECHAT_ENCODING_AES_KEY {e}")))
-        .transpose()?;
     let target = control::CallbackTarget {
-        url: one(&f, "callback-url", "http://127.0.0.1:8787/wechat").to_owned(),
+        url: a.callback_url,
         // Without a configured token callbacks are still signed, with a token the worker will
         // refuse: the simulator runs, and the refusal shows in callbacks_failed.
-        token: setting("WECHAT_TOKEN").unwrap_or("simulatedtoken").to_owned(),
-        appid: appid.to_owned(),
-        aes_key,
+        token: setting("WECHAT_TOKEN").unwrap_or_else(|| "simulatedtoken".into()),
+        appid: appid.clone(),
+        aes_key: aes_key_of(&setting)?,
     };
-    let sim = sim::Sim::new(api::Api::new(appid, secret), kind, followers, seed, server::now());
-    server::run(port, std::sync::Arc::new(control::Shared::new(sim, target)))
+    let sim = sim::Sim::new(api::Api::new(&appid, &secret), kind, a.followers, a.seed, server::now());
+    server::run(a.port, std::sync::Arc::new(control::Shared::new(sim, target)))
+        .map_err(|e| anyhow!(e))
+        .with_context(|| format!("serving on 127.0.0.1:{}", a.port))
 }
 
-/// Reads `KEY=VALUE` lines (dotenv style: `#` comments, optional quotes).
-fn read_env_file(path: &str) -> Result<HashMap<String, String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-    let mut out = HashMap::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        let (k, v) = line.split_once('=').ok_or_else(|| format!("{path}: line {line:?} is not KEY=VALUE"))?;
-        let v = v.trim();
-        let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\''))).unwrap_or(v);
-        out.insert(k.trim().to_owned(), v.to_owned());
-    }
-    Ok(out)
-}
-
-/// The worker's settings as `make dev` gives them: env files, then the process environment.
-fn merged_settings(files: &[String]) -> Result<HashMap<String, String>, String> {
+/// The worker's settings as `make dev` gives them: env files (dotenv, as wrangler reads them),
+/// then the process environment.
+fn merged_settings(files: &[String]) -> Result<HashMap<String, String>> {
     let mut vars = HashMap::new();
     for file in files {
-        vars.extend(read_env_file(file)?);
+        for item in dotenvy::from_path_iter(file).with_context(|| format!("reading settings from {file}"))? {
+            let (k, v) = item.with_context(|| format!("parsing {file}"))?;
+            vars.insert(k, v);
+        }
     }
     for s in wxedge_core::config::SETTINGS {
         if let Ok(v) = std::env::var(s.name) {
@@ -156,11 +234,10 @@ fn merged_settings(files: &[String]) -> Result<HashMap<String, String>, String> 
     Ok(vars)
 }
 
-fn check_config(args: &[String]) -> Result<(), String> {
-    let f = flags(args)?;
-    let vars = merged_settings(f.get("env-file").map(Vec::as_slice).unwrap_or_default())?;
-    let config = wxedge_core::config::Config::from_lookup(|k| vars.get(k).cloned()).map_err(|e| e.to_string())?;
-    if let Some(out) = f.get("print-env").and_then(|v| v.last()) {
+fn check_config(a: CheckConfigArgs) -> Result<()> {
+    let vars = merged_settings(&a.env_files)?;
+    let config = wxedge_core::config::Config::from_lookup(|k| vars.get(k).cloned())?;
+    if let Some(out) = a.print_env {
         let mut text = String::from("# generated by wxedge-sim check-config; edit .dev.vars instead\n");
         for s in wxedge_core::config::SETTINGS {
             if let Some(v) = vars.get(s.name) {
@@ -171,58 +248,63 @@ fn check_config(args: &[String]) -> Result<(), String> {
                 text.push_str(&format!("{}={quoted}\n", s.name));
             }
         }
-        std::fs::write(out, text).map_err(|e| format!("{out}: {e}"))?;
+        std::fs::write(&out, text).with_context(|| format!("writing {out}"))?;
     }
     println!("configuration ok: {} account {}, callbacks {:?}, API {}", config.account_kind.as_str(), config.appid, config.mode, config.api_base);
     Ok(())
 }
 
-fn push_cmd(args: &[String]) -> Result<(), String> {
+fn push_cmd(a: PushArgs) -> Result<()> {
     use push::{Push, Sender};
-    let (f, pos) = split_args(args)?;
-    let files = match f.get("env-file") {
-        Some(files) => files.clone(),
-        None if std::path::Path::new(".dev.vars").exists() => vec![".dev.vars".to_owned()],
-        None => Vec::new(),
+    let files = if !a.env_files.is_empty() {
+        a.env_files.clone()
+    } else if std::path::Path::new(".dev.vars").exists() {
+        vec![".dev.vars".to_owned()]
+    } else {
+        Vec::new()
     };
     let vars = merged_settings(&files)?;
     let setting = |k: &str| vars.get(k).filter(|v| !v.trim().is_empty()).cloned();
-    let token = setting("WECHAT_TOKEN").ok_or("WECHAT_TOKEN is not set (env file or environment)")?;
+    let token = setting("WECHAT_TOKEN").context("WECHAT_TOKEN is not set (env file or environment)")?;
     let appid = setting("WECHAT_APPID").unwrap_or_default();
-    let aes_key = setting("WECHAT_ENCODING_AES_KEY")
-        .filter(|_| setting("WECHAT_CALLBACK_MODE").as_deref() != Some("plain"))
-        .map(|k| wxedge_core::crypto::AesKey::parse(&k).map_err(|e| format!("WECHAT_ENCODING_AES_KEY {e}")))
-        .transpose()?;
-    let arg = |i: usize, what: &str| pos.get(i).cloned().ok_or_else(|| format!("push {}: missing {what}", pos[0]));
+    let aes_key = aes_key_of(&setting)?;
     let now = server::now();
-    let what = match pos.first().map(String::as_str) {
-        Some("text") => Push::Text { content: arg(1, "CONTENT")?, msg_id: now * 1000 + u64::from(std::process::id() % 1000) },
-        Some("subscribe") => Push::Subscribe { scene: pos.get(1).cloned(), ticket: None },
-        Some("unsubscribe") => Push::Unsubscribe,
-        Some("scan") => Push::Scan { scene: arg(1, "SCENE")?, ticket: None },
-        Some("click") => Push::Click { key: arg(1, "KEY")? },
-        Some("view") => Push::View { url: arg(1, "URL")? },
-        Some("location") => Push::Location {
-            latitude: arg(1, "LAT")?.parse().map_err(|_| "LAT must be a number")?,
-            longitude: arg(2, "LON")?.parse().map_err(|_| "LON must be a number")?,
-        },
-        Some("raw") => Push::Raw(std::fs::read_to_string(arg(1, "FILE")?).map_err(|e| e.to_string())?),
-        _ => return Err(USAGE.to_owned()),
+    let what = match a.what {
+        PushWhat::Text { content } => Push::Text { content, msg_id: now * 1000 + u64::from(std::process::id() % 1000) },
+        PushWhat::Subscribe { scene } => Push::Subscribe { scene, ticket: None },
+        PushWhat::Unsubscribe => Push::Unsubscribe,
+        PushWhat::Scan { scene } => Push::Scan { scene, ticket: None },
+        PushWhat::Click { key } => Push::Click { key },
+        PushWhat::View { url } => Push::View { url },
+        PushWhat::Location { lat, lon } => Push::Location { latitude: lat, longitude: lon },
+        PushWhat::Raw { file } => Push::Raw(std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?),
     };
-    let from = one(&f, "from", "oSimulatedFollower0001").to_owned();
-    let repeat: u32 = one(&f, "repeat", "1").parse().map_err(|_| "--repeat must be a number")?;
-    let mut sender = Sender {
-        url: one(&f, "url", "http://127.0.0.1:8787/wechat").to_owned(),
-        token,
-        appid,
-        aes_key,
-        entropy: wxedge_core::SplitMix(now ^ u64::from(std::process::id()) << 32),
-    };
-    let plain = what.to_xml(push::GH_ID, &from, now);
-    for attempt in 1..=repeat.max(1) {
-        let d = sender.deliver(&plain, now, &from)?;
+    let mut sender = Sender { url: a.url, token, appid, aes_key, entropy: wxedge_core::SplitMix(now ^ u64::from(std::process::id()) << 32) };
+    let plain = what.to_xml(push::GH_ID, &a.from, now);
+    for attempt in 1..=a.repeat.max(1) {
+        let d = sender.deliver(&plain, now, &a.from).map_err(|e| anyhow!(e)).with_context(|| format!("delivering to {}", sender.url))?;
         println!("delivery {attempt}: HTTP {}", d.status);
         println!("{}", d.plain_reply.as_deref().unwrap_or(&d.body));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn the_flags_make_a_valid_cli_and_parse_as_the_scripts_use_them() {
+        Cli::command().debug_assert();
+        let serve = Cli::try_parse_from(["wxedge-sim", "serve", "--port", "9", "--env-file", "a", "--env-file", "b", "--followers", "3"]).unwrap();
+        assert!(matches!(serve.command, Command::Serve(ref a) if a.port == 9 && a.env_files == ["a", "b"] && a.followers == 3));
+        let push = Cli::try_parse_from(["wxedge-sim", "push", "subscribe", "pricing", "--url", "http://x/wechat", "--repeat", "3"]).unwrap();
+        assert!(matches!(push.command, Command::Push(ref p) if p.repeat == 3 && p.url == "http://x/wechat"));
+        let clock = Cli::try_parse_from(["wxedge-sim", "clock", "-3600"]).unwrap();
+        assert!(matches!(clock.command, Command::Clock { offset_secs: -3600 }));
+        let e = Cli::try_parse_from(["wxedge-sim", "serve", "--port", "http"]).err().unwrap().to_string();
+        assert!(e.contains("--port"), "{e}");
+    }
 }

@@ -47,7 +47,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
             }
         }
         (Method::Post, "/api/admin/rules/try") => {
-            let probe: serde_json::Value = match req.json().await {
+            let probe: serde_json::Value = match crate::platform::json_body(&mut req).await {
                 Ok(v) => v,
                 Err(_) => return json_error(400, "invalid", "send JSON like {\"kind\":\"text\",\"content\":\"help\"}"),
             };

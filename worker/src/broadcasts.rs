@@ -112,7 +112,7 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
         })?,
         (Method::Get, ["funnel"]) => answer(match crate::visits::call(env, &VisitsRequest::Funnel { days: last_days(req, now) }).await {
             Ok(VisitsResponse::Funnel { days }) => Ok(to_value(&days)),
-            Ok(other) => Err(Error::Storage(format!("visits answered {other:?}"))),
+            Ok(other) => Err(Error::Storage(format!("visits answered {}", other.name()))),
             Err(e) => Err(e),
         })?,
         (Method::Get, ["followers", openid]) => follower_view(env, openid, now).await?,

@@ -7,15 +7,12 @@
 //! Follow events arrive in bursts and KV takes one write per second per key, so mirroring runs
 //! from an alarm a second later, one alarm at a time.
 
-use std::collections::BTreeMap;
-
 use futures_util::future::join_all;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
-use wxedge_core::keys;
 use wxedge_core::ledger::object::{self, LedgerRequest, LedgerResponse};
 use wxedge_core::ports::{Kv, Read};
 
-use crate::platform::{do_answer, do_request, load_json, save_json, DoStore, Edge};
+use crate::platform::{do_answer, do_request, DoStore, Edge};
 
 pub const BINDING: &str = "LEDGER";
 const FLUSH_DELAY_MS: i64 = 1000;
@@ -47,19 +44,24 @@ impl DurableObject for Ledger {
         }
     }
 
-    /// Copies what changed to KV, one alarm at a time so copies land in order. A key is taken
-    /// off the list only if it was not changed again while it was being copied, and only once
-    /// KV took it; anything else waits for the next alarm.
+    /// Copies what changed to KV, one alarm at a time so copies land in order
+    /// (`object::dirty` / `object::mirrored` keep the list).
     async fn alarm(&self) -> Result<Response> {
         let storage = self.state.storage();
-        let snapshot: BTreeMap<String, u64> = load_json(&storage, keys::DIRTY).await?.unwrap_or_default();
-        let keys: Vec<String> = snapshot.keys().cloned().collect();
-        let failed = self.mirror(&keys).await;
-        let mut dirty: BTreeMap<String, u64> = load_json(&storage, keys::DIRTY).await?.unwrap_or_default();
-        dirty.retain(|k, version| failed.contains(k) || snapshot.get(k) != Some(version));
-        save_json(&storage, keys::DIRTY, &dirty).await?;
-        if !dirty.is_empty() && storage.get_alarm().await?.is_none() {
-            storage.set_alarm(FLUSH_DELAY_MS).await?;
+        let store = DoStore(&storage);
+        let answer = async {
+            let snapshot = object::dirty(&store).await?;
+            let keys: Vec<String> = snapshot.keys().cloned().collect();
+            let failed = self.mirror(&keys).await;
+            object::mirrored(&store, &snapshot, &failed).await
+        };
+        match answer.await {
+            Ok(true) if storage.get_alarm().await?.is_none() => storage.set_alarm(FLUSH_DELAY_MS).await?,
+            Ok(_) => {}
+            Err(e) => {
+                worker::console_error!("ledger mirror: {e}");
+                storage.set_alarm(FLUSH_DELAY_MS).await?;
+            }
         }
         Response::ok("flushed")
     }
@@ -68,17 +70,9 @@ impl DurableObject for Ledger {
 impl Ledger {
     /// Marks keys to copy to KV and makes sure an alarm will copy them.
     async fn mark_dirty(&self, keys: Vec<String>) -> Result<()> {
-        if keys.is_empty() {
-            return Ok(());
-        }
         let storage = self.state.storage();
-        let mut dirty: BTreeMap<String, u64> = load_json(&storage, keys::DIRTY).await?.unwrap_or_default();
-        let before = dirty.len();
-        for k in keys {
-            *dirty.entry(k).or_insert(0) += 1;
-        }
-        save_json(&storage, keys::DIRTY, &dirty).await?;
-        if before == 0 || storage.get_alarm().await?.is_none() {
+        let first = object::mark_dirty(&DoStore(&storage), &keys).await.map_err(|e| worker::Error::RustError(e.to_string()))?;
+        if !keys.is_empty() && (first || storage.get_alarm().await?.is_none()) {
             storage.set_alarm(FLUSH_DELAY_MS).await?;
         }
         Ok(())

@@ -155,7 +155,8 @@ pub async fn json_body<T: serde::de::DeserializeOwned>(req: &mut worker::Request
 }
 
 pub fn query_param(req: &worker::Request, name: &str) -> Option<String> {
-    req.url().ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    // The URL as a string: `Request::url()` would link the url crate's Unicode tables.
+    wxedge_core::encoding::query_param(wxedge_core::encoding::query_of(&req.inner().url()), name)
 }
 
 /// The Durable Object storage API takes at most 128 keys per call.
@@ -188,6 +189,11 @@ impl Store for DoStore<'_> {
         self.0.delete(key).await.map(drop).map_err(|e| e.to_string())
     }
 
+    async fn list_values(&self, prefix: &str) -> std::result::Result<Vec<String>, String> {
+        let listed = self.0.list_with_options(worker::ListOptions::new().prefix(prefix)).await.map_err(|e| e.to_string())?;
+        Ok(listed.values().into_iter().filter_map(|v| v.ok()?.as_string()).collect())
+    }
+
     async fn put_many(&self, entries: &[(String, String)]) -> std::result::Result<(), String> {
         for chunk in entries.chunks(DO_BATCH) {
             let obj = js_sys::Object::new();
@@ -198,19 +204,6 @@ impl Store for DoStore<'_> {
         }
         Ok(())
     }
-}
-
-/// A Durable Object value stored as a JSON string (serde_json: see `json_body`).
-pub async fn load_json<T: serde::de::DeserializeOwned>(storage: &worker::Storage, key: &str) -> Result<Option<T>> {
-    match storage.get::<String>(key).await? {
-        Some(s) => serde_json::from_str(&s).map(Some).map_err(|e| worker::Error::RustError(format!("{key}: {e}"))),
-        None => Ok(None),
-    }
-}
-
-pub async fn save_json<T: serde::Serialize>(storage: &worker::Storage, key: &str, value: &T) -> Result<()> {
-    let json = serde_json::to_string(value).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    storage.put(key, json).await
 }
 
 /// One typed request to the object named `name` of the class bound as `binding`: the request

@@ -25,11 +25,12 @@ const MAX_BODY: usize = 4096;
 /// for an origin the owner did not allow.
 fn origin(req: &Request, config: &Config) -> std::result::Result<Option<String>, ()> {
     let Some(origin) = req.headers().get("origin").ok().flatten() else { return Ok(None) };
-    let own = req.url().map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+    let url = req.inner().url();
+    let own = wxedge_core::encoding::origin_of(&url).unwrap_or_default();
     if origin == own {
         return Ok(None);
     }
-    if config.allowed_origins.iter().any(|o| *o == origin) {
+    if config.allowed_origins.contains(&origin) {
         Ok(Some(origin))
     } else {
         Err(())
@@ -197,5 +198,5 @@ async fn menu(env: &Env, config: &Config) -> Result<Response> {
 }
 
 fn unexpected(answer: &VisitsResponse) -> Error {
-    Error::Storage(format!("visits answered {answer:?}"))
+    Error::Storage(format!("visits answered {}", answer.name()))
 }

@@ -153,18 +153,6 @@ pub struct Client<'a, P> {
     pub deadline_ms: u64,
 }
 
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// WeChat answers errors as HTTP 200 with `errcode`; success either has no errcode or 0.
 /// Errcodes in `accept` are answers for this call and come back whole.
 fn parse_answer(status: u16, body: &str, accept: &[i64]) -> Result<Value> {
@@ -189,9 +177,9 @@ impl<P: Http + Kv + Clock> Client<'_, P> {
         let mut refused: Option<String> = None;
         loop {
             let token = self.token(refused.as_deref()).await?;
-            let mut url = format!("{}{}?access_token={}", self.credentials.api_base, call.path, percent_encode(&token));
+            let mut url = format!("{}{}?access_token={}", self.credentials.api_base, call.path, crate::encoding::encode_query_value(&token));
             for (k, v) in &call.query {
-                url.push_str(&format!("&{k}={}", percent_encode(v)));
+                url.push_str(&format!("&{k}={}", crate::encoding::encode_query_value(v)));
             }
             let req = match &call.body {
                 Some(body) => HttpRequest::post_json(url, body.to_string()),

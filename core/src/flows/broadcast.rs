@@ -135,4 +135,58 @@ mod tests {
         let sent = run(send(&h.ledger, &h.client(), &h, AccountKind::Service, request("l", Segment::OpenIds { openids: list }), MID_NOVEMBER)).unwrap();
         assert_eq!((sent.broadcast.broadcast.eligible, sent.broadcast.broadcast.not_following), (2, 1));
     }
+
+    #[test]
+    fn a_tag_goes_out_as_one_sendall_to_the_tag() {
+        let h = Harness::new();
+        h.follow_many("t", 3);
+        let ids: Vec<String> = (0..3).map(|i| format!("ot{i:06}")).collect();
+        run(h.ledger.call(LedgerRequest::Apply { changes: vec![IndexChange::Tag { tag_id: 5, openids: ids, remove: false }] })).unwrap();
+        let sent = run(send(&h.ledger, &h.client(), &h, AccountKind::Service, request("tag", Segment::Tag { tag_id: 5 }), MID_NOVEMBER)).unwrap();
+        assert_eq!(sent.broadcast.broadcast.method, SendMethod::Sendall);
+        let calls = h.wechat.calls("/cgi-bin/message/mass/sendall");
+        assert_eq!((calls[0]["filter"]["is_to_all"].as_bool(), calls[0]["filter"]["tag_id"].as_u64()), (Some(false), Some(5)));
+    }
+
+    #[test]
+    fn refusals_are_decided_before_wechat_is_asked() {
+        let h = Harness::new();
+        h.follow_many("q", 2);
+        for i in 0..4 {
+            run(send(&h.ledger, &h.client(), &h, AccountKind::Service, request(&format!("m{i}"), Segment::All), MID_NOVEMBER + i)).unwrap();
+        }
+        let asked = h.wechat.requests.borrow().len();
+        let fifth = run(send(&h.ledger, &h.client(), &h, AccountKind::Service, request("m5", Segment::All), MID_NOVEMBER + 9));
+        assert!(matches!(fifth, Err(crate::Error::OverQuota(_))), "{fifth:?}");
+        let empty = SendRequest { id: Some("e".into()), segment: Segment::All, message: MassMessage::Text { content: "  ".into() } };
+        assert!(matches!(run(send(&h.ledger, &h.client(), &h, AccountKind::Service, empty, MID_NOVEMBER)), Err(crate::Error::Invalid(_))));
+        let list = SendRequest {
+            id: Some("s".into()),
+            segment: Segment::OpenIds { openids: vec!["oq000000".into(), "oq000001".into()] },
+            message: MassMessage::Text { content: "x".into() },
+        };
+        assert!(matches!(run(send(&h.ledger, &h.client(), &h, AccountKind::Subscription, list, MID_NOVEMBER)), Err(crate::Error::WrongAccountKind(_))));
+        assert_eq!(h.wechat.requests.borrow().len(), asked, "WeChat never asked");
+    }
+
+    #[test]
+    fn a_subscription_account_sends_once_a_china_day() {
+        let h = Harness::new();
+        h.follow_many("d", 2);
+        run(send(&h.ledger, &h.client(), &h, AccountKind::Subscription, request("d1", Segment::All), MID_NOVEMBER)).unwrap();
+        let again = run(send(&h.ledger, &h.client(), &h, AccountKind::Subscription, request("d2", Segment::All), MID_NOVEMBER + 60));
+        assert!(matches!(again, Err(crate::Error::OverQuota(ref m)) if m.contains("next one is free")), "{again:?}");
+        assert!(run(send(&h.ledger, &h.client(), &h, AccountKind::Subscription, request("d3", Segment::All), MID_NOVEMBER + 86_400)).is_ok());
+    }
+
+    #[test]
+    fn a_reused_id_with_other_content_is_a_conflict_and_sends_nothing() {
+        let h = Harness::new();
+        h.follow_many("c", 2);
+        run(send(&h.ledger, &h.client(), &h, AccountKind::Service, request("same", Segment::All), MID_NOVEMBER)).unwrap();
+        let other = SendRequest { id: Some("same".into()), segment: Segment::All, message: MassMessage::Text { content: "edited".into() } };
+        let r = run(send(&h.ledger, &h.client(), &h, AccountKind::Service, other, MID_NOVEMBER));
+        assert!(matches!(&r, Err(e) if e.status() == 409), "{r:?}");
+        assert_eq!(h.wechat.jobs(), 1);
+    }
 }

@@ -102,4 +102,33 @@ mod tests {
         let c = run(step(&h.ledger, &h.client(), true, MID_NOVEMBER)).unwrap();
         assert_eq!((c.imported, c.done), (10_000, false), "restart begins again");
     }
+
+    #[test]
+    fn an_account_without_followers_or_tags_finishes_in_two_steps() {
+        let h = Harness::new();
+        let c = run(step(&h.ledger, &h.client(), false, MID_NOVEMBER)).unwrap();
+        assert_eq!((c.imported, c.phase), (0, ImportPhase::Tags));
+        let c = run(step(&h.ledger, &h.client(), false, MID_NOVEMBER)).unwrap();
+        assert_eq!((c.done, c.tags), (true, Some(0)));
+    }
+
+    #[test]
+    fn imported_followers_keep_the_tags_wechat_has_for_them() {
+        let h = Harness::new();
+        h.wechat.seed_followers(40);
+        h.wechat.seed_tag(3, 12);
+        run(step(&h.ledger, &h.client(), false, MID_NOVEMBER)).unwrap();
+        run(step(&h.ledger, &h.client(), false, MID_NOVEMBER)).unwrap();
+        let plan = match run(h.ledger.call(LedgerRequest::Plan {
+            kind: crate::config::AccountKind::Service,
+            segment: crate::ledger::Segment::Tag { tag_id: 3 },
+            now: MID_NOVEMBER,
+        }))
+        .unwrap()
+        {
+            LedgerResponse::Plan { plan } => plan,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(plan.eligible, 12);
+    }
 }

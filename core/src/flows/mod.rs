@@ -31,6 +31,7 @@ pub mod import;
 pub mod push;
 #[cfg(test)]
 pub(crate) mod testkit;
+pub mod visit;
 
 pub trait Ledger {
     async fn call(&self, request: LedgerRequest) -> Result<LedgerResponse>;
@@ -54,7 +55,7 @@ impl<L: Ledger> Ledger for Rc<L> {
 
 /// An answer of the wrong kind: the two sides of the protocol disagree (a deploy in progress).
 pub fn unexpected(what: &str, answer: &LedgerResponse) -> Error {
-    Error::Storage(format!("ledger answered {answer:?} to {what}"))
+    Error::Storage(format!("ledger answered {} to {what}", answer.name()))
 }
 
 pub trait Visits {

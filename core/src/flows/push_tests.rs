@@ -365,3 +365,167 @@ fn an_unfollow_is_indexed_and_gets_no_reply() {
     assert_eq!(w.following(), 0);
     assert!(!w.0.records.borrow()["oU"].following);
 }
+
+fn event(from: &str, at: u64, name: &str, extra: &str) -> String {
+    format!("<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[{from}]]></FromUserName><CreateTime>{at}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[{name}]]></Event>{extra}</xml>")
+}
+
+#[test]
+fn a_keyword_is_answered_from_the_rules_without_the_backend() {
+    let (w, c) = (World::new(), config(4000));
+    w.rules(r#"{"keywords":[{"pattern":"hours","match":"contains","reply":{"type":"text","content":"9 to 5"}}],"forward":{"url":"https://backend.example/wechat"}}"#);
+    assert!(body(&answer(&w, &c, &text("oK", "opening hours?", 20))).contains("9 to 5"));
+    assert_eq!(w.0.backend_asks.get(), 0);
+}
+
+#[test]
+fn a_menu_click_is_answered_by_its_rule_and_opens_the_one_minute_window() {
+    let (w, c) = (World::new(), config(4000));
+    w.rules(r#"{"clicks":{"TODAY":{"type":"text","content":"Today's tea"}}}"#);
+    answer(&w, &c, &subscribe("oC", None));
+    let a = answer(&w, &c, &event("oC", MID_NOVEMBER + 5, "CLICK", "<EventKey><![CDATA[TODAY]]></EventKey>"));
+    assert!(body(&a).contains("Today's tea"));
+    let window = w.0.records.borrow()["oC"].cs_window(MID_NOVEMBER + 30);
+    assert!(window.open);
+}
+
+#[test]
+fn a_scan_by_a_follower_gets_the_scenes_welcome_and_is_no_new_follow() {
+    let (w, c) = (World::new(), config(4000));
+    w.rules(r#"{"welcome":{"scenes":{"expo":{"type":"text","content":"Hello again, expo visitor"}}}}"#);
+    answer(&w, &c, &subscribe("oS", None));
+    let a = answer(&w, &c, &event("oS", MID_NOVEMBER + 9, "SCAN", "<EventKey><![CDATA[expo]]></EventKey><Ticket><![CDATA[t]]></Ticket>"));
+    assert!(body(&a).contains("Hello again"));
+    assert_eq!((w.following(), w.follows_today("-"), w.follows_today("expo")), (1, 1, 0));
+}
+
+#[test]
+fn a_message_from_someone_never_seen_is_an_import_not_a_follow() {
+    let (w, c) = (World::new(), config(4000));
+    answer(&w, &c, &text("oOlder", "hi", 30));
+    assert_eq!((w.following(), w.follows_today("-")), (1, 0));
+    assert!(w.0.records.borrow()["oOlder"].following);
+}
+
+#[test]
+fn a_refollow_after_an_unfollow_counts_again() {
+    let (w, c) = (World::new(), config(4000));
+    answer(&w, &c, &subscribe("oR2", None));
+    answer(&w, &c, &event("oR2", MID_NOVEMBER + 1, "unsubscribe", ""));
+    let again = event("oR2", MID_NOVEMBER + 2, "subscribe", "<EventKey><![CDATA[]]></EventKey>");
+    assert!(body(&answer(&w, &c, &again)).contains("Welcome!"));
+    assert_eq!((w.following(), w.follows_today("-")), (1, 2));
+    assert_eq!(w.0.records.borrow()["oR2"].follows, 2);
+}
+
+#[test]
+fn two_messages_with_the_same_create_time_but_other_msg_ids_are_both_answered() {
+    let (w, c) = (World::new(), config(4000));
+    w.rules(r#"{"default":{"type":"text","content":"got it"}}"#);
+    assert!(body(&answer(&w, &c, &text("oM", "one", 41))).contains("got it"));
+    let calls = w.0.ledger_calls.get();
+    assert!(body(&answer(&w, &c, &text("oM", "two", 42))).contains("got it"), "not taken for a retry");
+    assert_eq!(w.0.ledger_calls.get(), calls, "already indexed: no ledger call");
+}
+
+#[test]
+fn unknown_message_types_are_answered_success_and_change_nothing_else() {
+    let (w, c) = (World::new(), config(4000));
+    answer(&w, &c, &subscribe("oX1", None));
+    let xml = format!("<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[oX1]]></FromUserName><CreateTime>{}</CreateTime><MsgType><![CDATA[hologram]]></MsgType><Beam>1</Beam><MsgId>77</MsgId></xml>", MID_NOVEMBER + 3);
+    assert_eq!(body(&answer(&w, &c, &xml)), "success");
+    assert_eq!(w.following(), 1);
+}
+
+#[test]
+fn an_invalid_backend_reply_to_an_event_falls_back_to_the_rules() {
+    let (w, c) = (World::new(), config(4000));
+    w.rules(r#"{"forward":{"url":"https://backend.example/wechat"},"default":{"type":"text","content":"fallback"}}"#);
+    *w.0.backend_answer.borrow_mut() = Err(Error::Reply("backend answered MsgType \"bogus\"".into()));
+    assert!(body(&answer(&w, &c, &text("oI", "q", 50))).contains("fallback"));
+    assert!(w.logged("failed, using the fallback reply"));
+}
+
+#[test]
+fn the_late_reply_is_dropped_when_the_window_closed_meanwhile() {
+    let (w, c) = (World::new(), config(1000));
+    w.rules(r#"{"forward":{"url":"https://backend.example/wechat"}}"#);
+    // A click opens a one-minute window; the backend takes 20 s but the record already says the
+    // window is spent (three messages sent since the click).
+    let mut r = FollowerRecord::new("oW");
+    r.following = true;
+    w.0.records.borrow_mut().insert("oW".into(), r);
+    w.0.backend_delay_ms.set(20_000);
+    let click = event("oW", MID_NOVEMBER, "CLICK", "<EventKey><![CDATA[NO_RULE]]></EventKey>");
+    let w2 = w.clone();
+    let spend = async move {
+        // While the backend thinks, three customer-service messages go out (the owner's).
+        w2.0.clock.sleep(2_000).await;
+        for _ in 0..3 {
+            note_cs_sent(&w2, "oW", MID_NOVEMBER + 2).await;
+        }
+    };
+    let inbound = push(&c, &click);
+    let (w3, c3) = (w.clone(), c.clone());
+    let a = run(async move {
+        testkit::spawn(spend);
+        handle(&w3, &c3, &inbound, click.as_bytes(), MID_NOVEMBER, &mut SplitMix(3)).await
+    });
+    assert_eq!(body(&a), "success");
+    assert!(w.0.custom_sent.borrow().is_empty(), "no certain 45015 spent");
+    assert!(w.logged("window is closed"));
+}
+
+#[test]
+fn safe_mode_replies_are_sealed_and_retries_get_the_same_ciphertext() {
+    let mut c = config(4000);
+    let aes = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+    c = Config::from_lookup(|k| match k {
+        "WECHAT_APPID" => Some(c.appid.clone()),
+        "WECHAT_APPSECRET" => Some("secret".into()),
+        "WECHAT_TOKEN" => Some(c.token.clone()),
+        "ADMIN_TOKEN" => Some("admin-token-0123456789".into()),
+        "WECHAT_ACCOUNT_KIND" => Some("service".into()),
+        "WECHAT_ENCODING_AES_KEY" => Some(aes.into()),
+        "WECHAT_CALLBACK_MODE" => Some("safe".into()),
+        _ => None,
+    })
+    .unwrap();
+    let w = World::new();
+    let plain = subscribe("oSafe", None);
+    let key = crate::crypto::AesKey::parse(aes).unwrap();
+    let encrypted = key.encrypt(&plain, &c.appid, [7; 16]);
+    let ts = MID_NOVEMBER.to_string();
+    let msg_sig = crate::signature::sign(&[&c.token, &ts, "n", &encrypted]);
+    let sig = crate::signature::sign(&[&c.token, &ts, "n"]);
+    let xml = format!("<xml><ToUserName><![CDATA[gh_1]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>");
+    let q = Query::parse(&format!("signature={sig}&timestamp={ts}&nonce=n&openid=oSafe&encrypt_type=aes&msg_signature={msg_sig}"));
+    let inbound = callback::open(&c, &q, xml.as_bytes()).unwrap();
+    let once = |inbound: Inbound| {
+        let (w, c, xml) = (w.clone(), c.clone(), xml.clone());
+        run(async move { handle(&w, &c, &inbound, xml.as_bytes(), MID_NOVEMBER, &mut SplitMix(5)).await })
+    };
+    let first = once(inbound.clone());
+    assert!(body(&first).contains("<Encrypt>") && !body(&first).contains("Welcome!"), "sealed");
+    assert_eq!(once(inbound), first, "the retry gets the stored envelope");
+}
+
+#[test]
+fn a_location_or_link_message_gets_the_default_reply_and_opens_the_48_hour_window() {
+    let (w, c) = (World::new(), config(4000));
+    w.rules(r#"{"default":{"type":"text","content":"thanks"}}"#);
+    answer(&w, &c, &subscribe("oL2", None));
+    let xml = format!("<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[oL2]]></FromUserName><CreateTime>{}</CreateTime><MsgType><![CDATA[location]]></MsgType><Location_X>31.2</Location_X><Location_Y>121.4</Location_Y><Scale>15</Scale><Label><![CDATA[Shanghai]]></Label><MsgId>90</MsgId></xml>", MID_NOVEMBER + 4);
+    assert!(body(&answer(&w, &c, &xml)).contains("thanks"));
+    let window = w.0.records.borrow()["oL2"].cs_window(MID_NOVEMBER + 47 * 3600);
+    assert!(window.open, "a follower's own message opens 48 h");
+}
+
+#[test]
+fn a_view_event_changes_no_follow_and_is_answered_success() {
+    let (w, c) = (World::new(), config(4000));
+    answer(&w, &c, &subscribe("oV", None));
+    let a = answer(&w, &c, &event("oV", MID_NOVEMBER + 3, "VIEW", "<EventKey><![CDATA[https://acme.example/teas]]></EventKey><MenuId>1</MenuId>"));
+    assert_eq!(body(&a), "success");
+    assert_eq!((w.following(), w.follows_today("-")), (1, 1));
+}

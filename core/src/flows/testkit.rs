@@ -196,7 +196,7 @@ impl FakeWeChat {
             "/cgi-bin/user/tag/get" => {
                 let tag = body["tagid"].as_u64().unwrap();
                 let n = self.tags.borrow().iter().find(|(id, _)| *id == tag).map(|t| t.1).unwrap_or(0);
-                if body["next_openid"].as_str().unwrap_or("") != "" {
+                if !body["next_openid"].as_str().unwrap_or("").is_empty() {
                     return json!({ "count": 0, "data": { "openid": [] }, "next_openid": "" });
                 }
                 let ids: Vec<String> = (0..n).map(Self::openid).collect();
@@ -310,8 +310,8 @@ impl Harness {
 }
 
 impl LocalLedger<MemoryStore> {
-    fn call_ref(&self, request: LedgerRequest) -> impl Future<Output = LedgerResponse> + '_ {
-        async move { crate::ledger::object::handle(&self.0, request).await.expect("ledger").response }
+    async fn call_ref(&self, request: LedgerRequest) -> LedgerResponse {
+        crate::ledger::object::handle(&self.0, request).await.expect("ledger").response
     }
 }
 

@@ -1,0 +1,214 @@
+//! The widget's visits: lend a pooled QR code to a visit (creating one through WeChat when none
+//! is free), report its state to the visitor's page, mark it scanned or followed when the
+//! callback sees the scan, count the funnel. The `Visits` Durable Object is this over its storage;
+//! tests run it over `MemoryStore` with a fake WeChat.
+//!
+//! The object serves requests concurrently: while WeChat creates a code (an `await` on the
+//! network) other requests run. So the pool lives behind a `RefCell` borrowed only between
+//! awaits, a code being created holds its index (a placeholder), and a code is found again by
+//! index after every await.
+
+use std::cell::RefCell;
+
+use super::Log;
+use crate::china;
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::ports::{delete, load_json, save_json, Store};
+use crate::visits::{
+    clean_label, count, scene_of, Code, Funnel, FunnelEvent, Lease, Pool, RateLimiter, ScanAnswer, Step, Visit, VisitState, VisitsRequest, VisitsResponse,
+    CODE_LIFETIME_SECS, LEASE_SECS, MAX_EVENTS_PER_IP_PER_MINUTE,
+};
+use crate::Entropy;
+
+/// Creates temporary parametric QR codes (WeChat's `qrcode/create`); answers the URL to draw.
+pub trait QrMaker {
+    async fn create(&self, scene: &str, lifetime_secs: u32) -> Result<String>;
+}
+
+/// A placeholder holds a code's index this long while WeChat is asked for the code.
+const CREATING_HOLD_SECS: u64 = 120;
+/// Funnel events one request may carry.
+pub const MAX_EVENTS_PER_REQUEST: usize = 20;
+
+pub struct VisitsObject<E> {
+    pool: RefCell<Option<Pool>>,
+    limiter: RefCell<RateLimiter>,
+    event_limiter: RefCell<RateLimiter>,
+    entropy: RefCell<E>,
+}
+
+impl<E: Entropy> VisitsObject<E> {
+    pub fn new(entropy: E) -> VisitsObject<E> {
+        VisitsObject {
+            pool: RefCell::new(None),
+            limiter: RefCell::new(RateLimiter::default()),
+            event_limiter: RefCell::new(RateLimiter::new(MAX_EVENTS_PER_IP_PER_MINUTE)),
+            entropy: RefCell::new(entropy),
+        }
+    }
+
+    pub async fn handle(&self, store: &impl Store, qr: &impl QrMaker, log: &impl Log, request: VisitsRequest) -> Result<VisitsResponse> {
+        match request {
+            VisitsRequest::Acquire { page, scene, ip, now } => self.acquire(store, qr, log, &page, &scene, &ip, now).await,
+            VisitsRequest::State { visit, now } => match load_json::<Visit>(store, &keys::visit(&visit)).await? {
+                Some(v) => Ok(VisitsResponse::State { state: v.reported_state(now), page: v.page, scene: v.scene }),
+                None => Err(Error::NotFound("no such visit (it may have expired)".into())),
+            },
+            VisitsRequest::Scan { idx, follow, now } => self.scan(store, idx, follow, now).await,
+            VisitsRequest::Events { events, ip, now } => self.events(store, &events, &ip, now).await,
+            VisitsRequest::Funnel { days } => {
+                let mut out = std::collections::BTreeMap::new();
+                for d in days {
+                    let f: Funnel = load_json(store, &keys::funnel(d)).await?.unwrap_or_default();
+                    out.insert(d.to_string(), f);
+                }
+                Ok(VisitsResponse::Funnel { days: out })
+            }
+        }
+    }
+
+    /// The pool, loaded once per object from one key per code (`c:<idx>`): a change rewrites
+    /// only its code, however large the pool.
+    async fn ensure_pool(&self, store: &impl Store) -> Result<()> {
+        if self.pool.borrow().is_some() {
+            return Ok(());
+        }
+        let listed = store.list_values(keys::CODE_PREFIX).await.map_err(|e| Error::Storage(format!("codes: {e}")))?;
+        let mut codes: Vec<Code> = listed.iter().filter_map(|s| serde_json::from_str(s).ok()).collect();
+        codes.sort_by_key(|c| c.idx);
+        self.pool.borrow_mut().get_or_insert(Pool { codes });
+        Ok(())
+    }
+
+    fn with_pool<R>(&self, f: impl FnOnce(&mut Pool) -> R) -> R {
+        f(self.pool.borrow_mut().get_or_insert_with(Pool::default))
+    }
+
+    /// Writes code `idx` as the pool now holds it (or deletes it when the pool no longer has it).
+    async fn store_code(&self, store: &impl Store, idx: u32) -> Result<()> {
+        let code = self.with_pool(|p| p.codes.iter().find(|c| c.idx == idx).cloned());
+        match code {
+            Some(c) => save_json(store, &keys::code(idx), &c).await,
+            None => delete(store, &keys::code(idx)).await,
+        }
+    }
+
+    async fn bump_funnel(&self, store: &impl Store, now: u64, rows: &[(&str, &str, Step)]) -> Result<()> {
+        let key = keys::funnel(china::day(now));
+        let mut funnel: Funnel = load_json(store, &key).await?.unwrap_or_default();
+        for (page, scene, step) in rows {
+            count(&mut funnel, page, scene, *step);
+        }
+        save_json(store, &key, &funnel).await
+    }
+
+    /// Lends a code to a new visit, creating one through WeChat when none is free.
+    #[allow(clippy::too_many_arguments)]
+    async fn acquire(&self, store: &impl Store, qr: &impl QrMaker, log: &impl Log, page: &str, scene: &str, ip: &str, now: u64) -> Result<VisitsResponse> {
+        if !self.limiter.borrow_mut().allow(ip, now) {
+            let retry_after = self.limiter.borrow().retry_after(now);
+            return Err(Error::RateLimited { what: "QR codes", retry_after });
+        }
+        self.ensure_pool(store).await?;
+        let idx = match self.with_pool(|p| p.find_free(now)) {
+            Lease::Reuse(pos) => self.with_pool(|p| p.codes[pos].idx),
+            Lease::Full => return Err(Error::Busy("every QR code is in use; try again in a minute".into())),
+            Lease::Create(idx) => {
+                // Hold the index while WeChat is asked (other requests run during the call and
+                // must not pick it); a code replaced under it takes its last visit with it.
+                let placeholder = Code { idx, url: String::new(), expires_at: 0, visit: None, leased_until: now + CREATING_HOLD_SECS };
+                let old = self.with_pool(|p| {
+                    let old = p.codes.iter().find(|c| c.idx == idx).and_then(|c| c.visit.clone());
+                    p.add(placeholder);
+                    old
+                });
+                if let Some(old) = old {
+                    delete(store, &keys::visit(&old)).await?;
+                }
+                self.store_code(store, idx).await?;
+                match qr.create(&scene_of(idx), CODE_LIFETIME_SECS).await {
+                    Ok(url) => {
+                        self.with_pool(|p| p.add(Code { idx, url, expires_at: now + u64::from(CODE_LIFETIME_SECS), visit: None, leased_until: 0 }));
+                        idx
+                    }
+                    Err(e) => {
+                        log.log(super::Level::Warn, &format!("QR code {idx} not created: {e}"));
+                        self.with_pool(|p| p.codes.retain(|c| c.idx != idx || c.expires_at != 0));
+                        self.store_code(store, idx).await?;
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        self.lend(store, idx, page, scene, now).await?.ok_or_else(|| Error::Busy("the code was withdrawn; try again".into()))
+    }
+
+    /// Lends code `idx` (found again by index: positions may move while other requests run).
+    async fn lend(&self, store: &impl Store, idx: u32, page: &str, scene: &str, now: u64) -> Result<Option<VisitsResponse>> {
+        let mut id = [0u8; 12];
+        self.entropy.borrow_mut().fill(&mut id);
+        let id = crate::encoding::hex(&id);
+        let leased = self.with_pool(|p| {
+            let pos = p.codes.iter().position(|c| c.idx == idx)?;
+            let previous = p.codes[pos].visit.clone();
+            Some((p.lease(pos, &id, now).clone(), previous))
+        });
+        let Some((code, previous)) = leased else { return Ok(None) };
+        let visit = Visit {
+            id: id.clone(),
+            idx: code.idx,
+            page: clean_label(page, 200),
+            scene: clean_label(scene, 64),
+            state: VisitState::Waiting,
+            created_at: now,
+            leased_until: code.leased_until,
+        };
+        self.store_code(store, idx).await?;
+        save_json(store, &keys::visit(&id), &visit).await?;
+        // The code's previous visit can no longer be attributed: forget it, so storage holds at
+        // most one visit per code.
+        if let Some(old) = previous {
+            delete(store, &keys::visit(&old)).await?;
+        }
+        Ok(Some(VisitsResponse::Lent { visit: id, url: code.url, expires_in: LEASE_SECS, scene: visit.scene }))
+    }
+
+    /// A subscribe or SCAN through code `idx`: marks its visit, counts the funnel, and frees the
+    /// code after a follow. Answers the visit (its page and scene) for the callback.
+    async fn scan(&self, store: &impl Store, idx: u32, follow: bool, now: u64) -> Result<VisitsResponse> {
+        self.ensure_pool(store).await?;
+        // A code never lent, or a visit that expired: nothing to attribute.
+        let Some(id) = self.with_pool(|p| p.visit_of(idx).map(str::to_owned)) else { return Ok(VisitsResponse::Scanned { visit: None }) };
+        let Some(mut visit) = load_json::<Visit>(store, &keys::visit(&id)).await? else { return Ok(VisitsResponse::Scanned { visit: None }) };
+        if visit.scanned(follow) {
+            save_json(store, &keys::visit(&id), &visit).await?;
+            self.bump_funnel(store, now, &[(visit.page.as_str(), visit.scene.as_str(), if follow { Step::Followed } else { Step::Scanned })]).await?;
+            if follow {
+                self.with_pool(|p| p.release(idx, now));
+                self.store_code(store, idx).await?;
+            }
+        }
+        Ok(VisitsResponse::Scanned { visit: Some(ScanAnswer { visit: visit.id, page: visit.page, scene: visit.scene }) })
+    }
+
+    /// Funnel events from visitors' pages: impressions and codes shown only (scans and follows
+    /// are counted by the callbacks), a few per request, a limit per address.
+    async fn events(&self, store: &impl Store, events: &[FunnelEvent], ip: &str, now: u64) -> Result<VisitsResponse> {
+        if events.len() > MAX_EVENTS_PER_REQUEST || !events.iter().all(|e| matches!(e.step, Step::Impression | Step::QrShown)) {
+            return Err(Error::Invalid(format!(
+                "up to {MAX_EVENTS_PER_REQUEST} events {{\"step\": \"impression\" | \"qr_shown\", \"page\", \"scene\"}}; scans and follows are counted by the callbacks"
+            )));
+        }
+        if !self.event_limiter.borrow_mut().allow(ip, now) {
+            return Err(Error::RateLimited { what: "events", retry_after: 60 });
+        }
+        let rows: Vec<(&str, &str, Step)> = events.iter().map(|e| (e.page.as_str(), e.scene.as_str(), e.step)).collect();
+        self.bump_funnel(store, now, &rows).await?;
+        Ok(VisitsResponse::Counted)
+    }
+}
+
+#[cfg(test)]
+#[path = "visit_tests.rs"]
+mod tests;

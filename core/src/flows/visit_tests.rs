@@ -1,0 +1,248 @@
+//! The visit flow over `MemoryStore` with a fake WeChat that can be slow or refuse.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use super::*;
+use crate::flows::testkit::{run, VirtualClock, MID_NOVEMBER};
+use crate::flows::Level;
+use crate::ports::MemoryStore;
+use crate::visits::{PollState, MAX_CODES, MAX_PER_IP_PER_MINUTE, RELEASE_GRACE_SECS};
+use crate::SplitMix;
+
+#[derive(Default)]
+struct FakeQr {
+    created: RefCell<Vec<String>>,
+    fail: Cell<bool>,
+    delay_ms: Cell<u64>,
+    clock: RefCell<Option<Rc<VirtualClock>>>,
+}
+
+impl QrMaker for FakeQr {
+    async fn create(&self, scene: &str, lifetime_secs: u32) -> Result<String> {
+        assert_eq!(lifetime_secs, CODE_LIFETIME_SECS);
+        let clock = self.clock.borrow().clone();
+        if let Some(c) = clock {
+            c.sleep(self.delay_ms.get()).await;
+        }
+        if self.fail.get() {
+            return Err(Error::WeChat(crate::error::WeChatError::new(45009, "reach max api daily quota limit")));
+        }
+        self.created.borrow_mut().push(scene.to_owned());
+        Ok(format!("http://weixin.qq.com/q/{scene}-{}", self.created.borrow().len()))
+    }
+}
+
+struct Quiet;
+impl Log for Quiet {
+    fn log(&self, _: Level, _: &str) {}
+}
+
+struct World {
+    object: VisitsObject<SplitMix>,
+    store: MemoryStore,
+    qr: FakeQr,
+}
+
+fn world() -> World {
+    World { object: VisitsObject::new(SplitMix(7)), store: MemoryStore::default(), qr: FakeQr::default() }
+}
+
+impl World {
+    fn ask(&self, request: VisitsRequest) -> Result<VisitsResponse> {
+        run(self.object.handle(&self.store, &self.qr, &Quiet, request))
+    }
+
+    fn acquire(&self, page: &str, ip: &str, now: u64) -> Result<(String, String)> {
+        match self.ask(VisitsRequest::Acquire { page: page.into(), scene: "s".into(), ip: ip.into(), now })? {
+            VisitsResponse::Lent { visit, url, .. } => Ok((visit, url)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn state(&self, visit: &str, now: u64) -> Result<PollState> {
+        match self.ask(VisitsRequest::State { visit: visit.into(), now })? {
+            VisitsResponse::State { state, .. } => Ok(state),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn scan(&self, idx: u32, follow: bool, now: u64) -> Option<ScanAnswer> {
+        match self.ask(VisitsRequest::Scan { idx, follow, now }).unwrap() {
+            VisitsResponse::Scanned { visit } => visit,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn funnel(&self, now: u64) -> Funnel {
+        match self.ask(VisitsRequest::Funnel { days: vec![china::day(now)] }).unwrap() {
+            VisitsResponse::Funnel { days } => days.into_values().next().unwrap(),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+const NOW: u64 = MID_NOVEMBER;
+
+#[test]
+fn a_visit_is_lent_a_code_scanned_followed_and_its_code_moves_on() {
+    let w = world();
+    let (visit, url) = w.acquire("/pricing", "1.1.1.1", NOW).unwrap();
+    assert!(url.contains("w1"), "{url}");
+    assert_eq!(w.state(&visit, NOW + 1).unwrap(), PollState::Waiting);
+    let (other, other_url) = w.acquire("/", "1.1.1.2", NOW + 2).unwrap();
+    assert_ne!(url, other_url, "a leased code is not shared");
+    let seen = w.scan(1, true, NOW + 10).unwrap();
+    assert_eq!((seen.visit.as_str(), seen.page.as_str()), (visit.as_str(), "/pricing"));
+    assert_eq!(w.state(&visit, NOW + 11).unwrap(), PollState::Followed);
+    // WeChat's retry of the same subscribe counts nothing twice.
+    w.scan(1, true, NOW + 12);
+    assert_eq!(w.funnel(NOW)["/pricing"]["s"], [0, 0, 0, 1]);
+    // After the grace the followed code serves the next visitor; the first's page saw the follow.
+    let (third, third_url) = w.acquire("/contact", "1.1.1.3", NOW + 11 + RELEASE_GRACE_SECS).unwrap();
+    assert_eq!(third_url, url);
+    assert_eq!(w.qr.created.borrow().len(), 2, "two codes made for three visits");
+    assert!(matches!(w.state(&visit, NOW + 100), Err(Error::NotFound(_))), "the code's previous visit is forgotten");
+    assert_eq!(w.scan(1, false, NOW + 101).unwrap().visit, third, "a scan now belongs to the new visit");
+    assert_eq!(w.state(&other, NOW + LEASE_SECS + 2).unwrap(), PollState::Expired);
+}
+
+#[test]
+fn concurrent_visits_while_wechat_is_slow_never_share_a_code() {
+    let w = world();
+    let clock = VirtualClock::at(NOW);
+    crate::flows::testkit::use_clock(&clock);
+    *w.qr.clock.borrow_mut() = Some(clock);
+    w.qr.delay_ms.set(800);
+    let results = run(async {
+        let asks = (0..6).map(|i| {
+            w.object.handle(&w.store, &w.qr, &Quiet, VisitsRequest::Acquire { page: "/".into(), scene: "s".into(), ip: format!("10.0.0.{i}"), now: NOW })
+        });
+        futures::future::join_all(asks).await
+    });
+    let urls: std::collections::BTreeSet<String> = results
+        .into_iter()
+        .map(|r| match r.unwrap() {
+            VisitsResponse::Lent { url, .. } => url,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(urls.len(), 6, "six visits, six codes");
+    assert_eq!(w.qr.created.borrow().len(), 6);
+}
+
+#[test]
+fn wechat_refusing_a_code_frees_its_index_and_the_next_visit_tries_again() {
+    let w = world();
+    w.qr.fail.set(true);
+    assert!(matches!(w.acquire("/", "1.1.1.1", NOW), Err(Error::WeChat(_))));
+    assert!(w.store.peek(&keys::code(1)).is_none(), "no placeholder left behind");
+    w.qr.fail.set(false);
+    let (_, url) = w.acquire("/", "1.1.1.1", NOW + 1).unwrap();
+    assert!(url.contains("w1-"), "the same index again: {url}");
+}
+
+#[test]
+fn one_address_gets_ten_codes_a_minute() {
+    let w = world();
+    for i in 0..MAX_PER_IP_PER_MINUTE {
+        w.acquire("/", "6.6.6.6", NOW + u64::from(i)).unwrap();
+    }
+    match w.acquire("/", "6.6.6.6", NOW + 20) {
+        Err(Error::RateLimited { retry_after, .. }) => assert!(retry_after <= 60 && retry_after > 0),
+        other => panic!("{other:?}"),
+    }
+    assert!(w.acquire("/", "7.7.7.7", NOW + 20).is_ok(), "another address is not limited");
+}
+
+#[test]
+fn a_full_pool_is_busy_not_an_error_of_ours() {
+    let w = world();
+    for i in 0..MAX_CODES {
+        w.acquire("/", &format!("ip{i}"), NOW).unwrap();
+    }
+    let e = w.acquire("/", "last", NOW).unwrap_err();
+    assert_eq!((e.status(), e.retryable()), (503, true));
+}
+
+#[test]
+fn codes_near_their_end_are_replaced_and_a_restarted_object_finds_the_pool() {
+    let w = world();
+    let (first, url) = w.acquire("/", "1.1.1.1", NOW).unwrap();
+    // A new object over the same storage (an evicted, restarted Durable Object).
+    let World { store, qr, .. } = w;
+    let again = World { object: VisitsObject::new(SplitMix(8)), store, qr };
+    assert_eq!(again.state(&first, NOW + 1).unwrap(), PollState::Waiting);
+    assert_eq!(again.scan(1, false, NOW + 2).unwrap().visit, first);
+    // 30 days later the code is about to expire: index 1 gets a fresh code, the old visit goes.
+    let late = NOW + u64::from(CODE_LIFETIME_SECS) - 60;
+    let (_, fresh) = again.acquire("/", "1.1.1.1", late).unwrap();
+    assert_ne!(fresh, url);
+    assert!(fresh.contains("w1-"), "{fresh}");
+    assert!(matches!(again.state(&first, late), Err(Error::NotFound(_))));
+}
+
+#[test]
+fn visitors_send_impressions_only_in_small_batches_and_not_too_often() {
+    let w = world();
+    let ev = |step| FunnelEvent { step, page: "/".into(), scene: "home".into() };
+    assert!(
+        matches!(w.ask(VisitsRequest::Events { events: vec![ev(Step::Followed)], ip: "a".into(), now: NOW }), Err(Error::Invalid(_))),
+        "follows come from callbacks"
+    );
+    assert!(matches!(w.ask(VisitsRequest::Events { events: vec![ev(Step::Impression); 21], ip: "a".into(), now: NOW }), Err(Error::Invalid(_))));
+    for _ in 0..MAX_EVENTS_PER_IP_PER_MINUTE {
+        w.ask(VisitsRequest::Events { events: vec![ev(Step::Impression), ev(Step::QrShown)], ip: "a".into(), now: NOW }).unwrap();
+    }
+    assert!(matches!(w.ask(VisitsRequest::Events { events: vec![ev(Step::Impression)], ip: "a".into(), now: NOW }), Err(Error::RateLimited { .. })));
+    assert_eq!(w.funnel(NOW)["/"]["home"], [u64::from(MAX_EVENTS_PER_IP_PER_MINUTE), u64::from(MAX_EVENTS_PER_IP_PER_MINUTE), 0, 0]);
+}
+
+#[test]
+fn storage_failing_mid_lend_is_a_storage_error_and_the_next_visit_still_gets_a_code() {
+    let w = world();
+    w.store.fail_after.set(Some(1));
+    let e = w.acquire("/", "1.1.1.1", NOW).unwrap_err();
+    assert_eq!((e.reason(), e.status()), ("storage", 500));
+    w.store.fail_after.set(None);
+    let (visit, _) = w.acquire("/", "1.1.1.2", NOW + 1).unwrap();
+    assert_eq!(w.state(&visit, NOW + 2).unwrap(), PollState::Waiting);
+}
+
+#[test]
+fn scans_of_codes_never_lent_or_of_owner_scenes_attribute_nothing() {
+    let w = world();
+    assert_eq!(w.scan(42, true, NOW), None);
+    assert!(matches!(w.state("0123456789ab", NOW), Err(Error::NotFound(_))));
+}
+
+#[test]
+fn a_scan_by_a_follower_marks_the_visit_but_keeps_its_code() {
+    let w = world();
+    let (visit, url) = w.acquire("/", "1.1.1.1", NOW).unwrap();
+    w.scan(1, false, NOW + 5).unwrap();
+    assert_eq!(w.state(&visit, NOW + 6).unwrap(), PollState::Scanned);
+    let (_, next) = w.acquire("/", "1.1.1.2", NOW + 6 + RELEASE_GRACE_SECS).unwrap();
+    assert_ne!(next, url, "still leased to the scanned visit");
+    // A follow after the scan still counts; a scan after the follow does not undo it.
+    w.scan(1, true, NOW + 7);
+    w.scan(1, false, NOW + 8);
+    assert_eq!(w.state(&visit, NOW + 9).unwrap(), PollState::Followed);
+    assert_eq!(w.funnel(NOW)["/"]["s"], [0, 0, 1, 1]);
+}
+
+#[test]
+fn labels_from_visitors_are_cleaned_and_bounded() {
+    let w = world();
+    let long = "x".repeat(500);
+    match w.ask(VisitsRequest::Acquire { page: format!("/a b\n{long}"), scene: "s\u{0}c".into(), ip: "i".into(), now: NOW }).unwrap() {
+        VisitsResponse::Lent { scene, visit, .. } => {
+            assert_eq!(scene, "sc");
+            match w.ask(VisitsRequest::State { visit, now: NOW }).unwrap() {
+                VisitsResponse::State { page, .. } => assert!(page.len() <= 200 && !page.contains(' ') && !page.contains('\n')),
+                other => panic!("{other:?}"),
+            }
+        }
+        other => panic!("{other:?}"),
+    }
+}
