@@ -168,3 +168,114 @@ fn random_nonce(entropy: &mut dyn Entropy) -> String {
     entropy.fill(&mut b);
     b.iter().map(|x| char::from(b'0' + x % 10)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SplitMix;
+
+    const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+    const OLD_KEY: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefg";
+    const NOW: u64 = 1_795_000_000;
+    const PUSH: &str = "<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[oA]]></FromUserName><CreateTime>1795000000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content><MsgId>1</MsgId></xml>";
+
+    fn config(mode: &str, previous: Option<&str>) -> Config {
+        Config::from_lookup(|k| {
+            match k {
+                "WECHAT_APPID" => Some("wx00000000000000a1"),
+                "WECHAT_APPSECRET" => Some("s"),
+                "WECHAT_TOKEN" => Some("token123"),
+                "ADMIN_TOKEN" => Some("admin-token-0123456789"),
+                "WECHAT_ACCOUNT_KIND" => Some("service"),
+                "WECHAT_ENCODING_AES_KEY" => (mode != "plain").then_some(KEY),
+                "WECHAT_ENCODING_AES_KEY_PREVIOUS" => previous,
+                "WECHAT_CALLBACK_MODE" => Some(mode),
+                _ => None,
+            }
+            .map(str::to_owned)
+        })
+        .unwrap()
+    }
+
+    fn plain_query(c: &Config, ts: u64) -> Query {
+        let ts = ts.to_string();
+        Query::parse(&format!("signature={}&timestamp={ts}&nonce=7&openid=oA", signature::sign(&[&c.token, &ts, "7"])))
+    }
+
+    fn safe(c: &Config, key: &str) -> (Query, String) {
+        let enc = AesKey::parse(key).unwrap().encrypt(PUSH, &c.appid, [1; 16]);
+        let ts = NOW.to_string();
+        let q = Query::parse(&format!(
+            "signature={}&timestamp={ts}&nonce=7&openid=oA&encrypt_type=aes&msg_signature={}",
+            signature::sign(&[&c.token, &ts, "7"]),
+            signature::sign(&[&c.token, &ts, "7", &enc])
+        ));
+        (q, format!("<xml><ToUserName><![CDATA[gh_1]]></ToUserName><Encrypt><![CDATA[{enc}]]></Encrypt></xml>"))
+    }
+
+    #[test]
+    fn url_verification_echoes_only_for_the_right_signature() {
+        let c = config("plain", None);
+        let ts = NOW.to_string();
+        let good = Query::parse(&format!("signature={}&timestamp={ts}&nonce=1&echostr=e%20x", signature::sign(&[&c.token, &ts, "1"])));
+        assert_eq!(verify_url(&c, &good).unwrap(), "e x");
+        let forged = Query::parse(&format!("signature=00&timestamp={ts}&nonce=1&echostr=x"));
+        assert_eq!(verify_url(&c, &forged), Err(Error::BadSignature));
+    }
+
+    #[test]
+    fn plain_pushes_open_and_forged_ones_do_not() {
+        let c = config("plain", None);
+        let i = open(&c, &plain_query(&c, NOW), PUSH.as_bytes()).unwrap();
+        assert_eq!((i.message.from.as_str(), i.encrypted_with.is_none()), ("oA", true));
+        let forged = Query::parse(&format!("signature=deadbeef&timestamp={NOW}&nonce=7"));
+        assert_eq!(open(&c, &forged, PUSH.as_bytes()).unwrap_err(), Error::BadSignature);
+    }
+
+    #[test]
+    fn the_signed_timestamp_must_be_within_five_minutes() {
+        let c = config("plain", None);
+        assert!(check_fresh(&plain_query(&c, NOW), NOW + MAX_SKEW_SECS).is_ok());
+        assert!(matches!(check_fresh(&plain_query(&c, NOW), NOW + MAX_SKEW_SECS + 1), Err(Error::StaleRequest { .. })));
+        assert!(matches!(check_fresh(&plain_query(&c, NOW + 400), NOW), Err(Error::StaleRequest { .. })), "from the future too");
+        assert_eq!(check_fresh(&Query::parse("timestamp=soon"), NOW), Err(Error::BadSignature));
+    }
+
+    #[test]
+    fn safe_mode_checks_msg_signature_and_seals_with_the_key_that_opened() {
+        let c = config("safe", Some(OLD_KEY));
+        let (q, body) = safe(&c, OLD_KEY);
+        let i = open(&c, &q, body.as_bytes()).unwrap();
+        assert_eq!(i.decrypted.as_deref(), Some(PUSH), "the previous key still opens during a rotation");
+        let sealed = seal(&c, &i, &Reply::Text { content: "ok".into() }, NOW, &mut SplitMix(1)).unwrap();
+        let enc = crate::xml::parse(&sealed).unwrap().text_of("Encrypt").unwrap().to_owned();
+        let (plain, _) = crate::crypto::KeyRing { current: AesKey::parse(OLD_KEY).unwrap(), previous: None }.decrypt(&enc, &c.appid).unwrap();
+        assert!(plain.contains("<Content><![CDATA[ok]]></Content>"));
+        // The ciphertext signed, the query's plain signature alone is not enough.
+        let (q2, body2) = safe(&c, KEY);
+        let tampered = body2.replace("<Encrypt><![CDATA[", "<Encrypt><![CDATA[A");
+        assert_eq!(open(&c, &q2, tampered.as_bytes()).unwrap_err(), Error::BadSignature);
+    }
+
+    #[test]
+    fn safe_mode_refuses_a_plain_push_and_success_is_never_encrypted() {
+        let c = config("safe", None);
+        assert!(open(&c, &plain_query(&c, NOW), PUSH.as_bytes()).is_err(), "the mode comes from the settings, not the request");
+        let (q, body) = safe(&c, KEY);
+        let i = open(&c, &q, body.as_bytes()).unwrap();
+        assert_eq!(seal(&c, &i, &Reply::Success, NOW, &mut SplitMix(1)).unwrap(), "success");
+    }
+
+    #[test]
+    fn oversized_bodies_are_refused_before_parsing() {
+        let c = config("plain", None);
+        let big = vec![b'<'; c.max_body_bytes + 1];
+        assert!(matches!(open(&c, &plain_query(&c, NOW), &big), Err(Error::BodyTooLarge { .. })));
+    }
+
+    #[test]
+    fn queries_keep_the_first_value_and_decode_percent_escapes() {
+        let q = Query::parse("timestamp=1&timestamp=2&nonce=a%2Bb&openid=o+A&junk&x=");
+        assert_eq!((q.timestamp.as_deref(), q.nonce.as_deref(), q.openid.as_deref()), (Some("1"), Some("a+b"), Some("o A")));
+    }
+}

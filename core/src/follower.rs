@@ -227,4 +227,38 @@ mod tests {
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<FollowerRecord>(&json).unwrap(), r);
     }
+
+    #[test]
+    fn only_the_latest_answers_are_kept_for_retries() {
+        let mut r = FollowerRecord::new("oF");
+        for i in 0..RECENT_ANSWERS + 2 {
+            r.remember(&format!("k{i}"), &format!("body{i}"));
+        }
+        assert_eq!(r.recent.len(), RECENT_ANSWERS);
+        assert_eq!(r.answered("k0"), None, "the oldest went");
+        assert_eq!(r.answered(&format!("k{}", RECENT_ANSWERS + 1)), Some(format!("body{}", RECENT_ANSWERS + 1).as_str()));
+    }
+
+    #[test]
+    fn a_message_window_allows_five_sends_within_48_hours() {
+        let mut r = FollowerRecord::new("oF");
+        r.observe(&push(Kind::Text { content: "hi".into(), msg_id: 1 }, 1_000));
+        for _ in 0..MESSAGE_WINDOW_SENDS {
+            assert!(r.cs_window(2_000).open);
+            r.record_cs_sent(2_000);
+        }
+        assert!(!r.cs_window(2_001).open, "spent");
+        let mut fresh = FollowerRecord::new("oG");
+        fresh.observe(&push(Kind::Text { content: "hi".into(), msg_id: 2 }, 1_000));
+        assert!(!fresh.cs_window(1_000 + MESSAGE_WINDOW_SECS + 1).open, "closed after 48 h");
+    }
+
+    #[test]
+    fn a_click_opens_three_sends_for_a_minute() {
+        let mut r = FollowerRecord::new("oF");
+        r.observe(&push(Kind::Event(Event::Click { key: "K".into() }), 5_000));
+        let w = r.cs_window(5_010);
+        assert_eq!((w.open, w.remaining), (true, EVENT_WINDOW_SENDS));
+        assert!(!r.cs_window(5_000 + EVENT_WINDOW_SECS + 1).open);
+    }
 }

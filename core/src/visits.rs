@@ -248,6 +248,16 @@ mod tests {
     }
 
     #[test]
+    fn only_pool_scenes_parse_as_pool_codes() {
+        assert_eq!(parse_scene("w17"), Some(17));
+        assert_eq!(parse_scene("w999999"), Some(999_999));
+        for owner in ["w", "w1234567", "wx", "w12a", "expo", "W17", "w-1", ""] {
+            assert_eq!(parse_scene(owner), None, "{owner:?}");
+        }
+        assert_eq!(parse_scene(&scene_of(42)), Some(42));
+    }
+
+    #[test]
     fn codes_are_reused_after_their_lease() {
         let mut pool = Pool::default();
         let now = 1_000_000;

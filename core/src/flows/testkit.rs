@@ -325,3 +325,30 @@ impl Log for Harness {
         self.logs.borrow_mut().push((level, line.to_owned()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtual_time_wakes_sleepers_in_deadline_order_and_runs_spawned_work_to_the_end() {
+        let clock = VirtualClock::at(100);
+        use_clock(&clock);
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let (c, o) = (clock.clone(), order.clone());
+        let answer = run(async move {
+            for (ms, name) in [(3000, "late"), (1000, "early")] {
+                let (c, o) = (c.clone(), o.clone());
+                spawn(async move {
+                    c.sleep(ms).await;
+                    o.borrow_mut().push((name, c.now_ms()));
+                });
+            }
+            c.sleep(2000).await;
+            o.borrow_mut().push(("main", c.now_ms()));
+            "answered"
+        });
+        assert_eq!(answer, "answered");
+        assert_eq!(*order.borrow(), vec![("early", 101_000), ("main", 102_000), ("late", 103_000)], "the late task still ran after the answer");
+    }
+}

@@ -211,3 +211,104 @@ fn job_owners_written_by_the_previous_version_still_reconcile() {
     assert_eq!(MsgOwner::decode(&now.encode().unwrap()), Some(now));
     assert_eq!(MsgOwner::decode("garbage"), None);
 }
+
+#[test]
+fn tags_are_added_once_and_removed() {
+    let store = MemoryStore::default();
+    let people = ids("g", 3);
+    follow(&store, &people, None);
+    let tag = |remove| IndexChange::Tag { tag_id: 9, openids: people[..2].to_vec(), remove };
+    block_on(apply(&store, &[tag(false), tag(false)])).unwrap();
+    let shards = block_on(load_shards(&store)).unwrap();
+    let e = &shards[shard_of(&people[0]) as usize].followers[&people[0]];
+    assert_eq!(e.tags, vec![9], "tagging twice keeps one tag");
+    assert_eq!(plan(AccountKind::Service, &Segment::Tag { tag_id: 9 }, &shards, None, MID_NOVEMBER).eligible, 2);
+    block_on(apply(&store, &[tag(true)])).unwrap();
+    let shards = block_on(load_shards(&store)).unwrap();
+    assert_eq!(plan(AccountKind::Service, &Segment::Tag { tag_id: 9 }, &shards, None, MID_NOVEMBER).refused.map(|r| r.code), Some(RefusalCode::NobodyEligible));
+}
+
+#[test]
+fn a_page_segment_reaches_who_followed_from_that_page() {
+    let store = MemoryStore::default();
+    let changes: Vec<IndexChange> = (0..4)
+        .map(|i| IndexChange::Follow { openid: format!("oPg{i}"), at: MID_NOVEMBER - 60, scene: None, page: Some(if i < 3 { "/pricing" } else { "/" }.into()) })
+        .collect();
+    block_on(apply(&store, &changes)).unwrap();
+    let shards = block_on(load_shards(&store)).unwrap();
+    let p = plan(AccountKind::Service, &Segment::Page { page: "/pricing".into() }, &shards, None, MID_NOVEMBER);
+    assert_eq!((p.eligible, p.method), (3, Some(SendMethod::Send)), "a page is a list: WeChat has no such filter");
+}
+
+#[test]
+fn a_subscription_accounts_quota_view_says_when_the_next_send_is_free() {
+    let store = MemoryStore::default();
+    follow(&store, &ids("v", 2), None);
+    send(&store, AccountKind::Subscription, "day", Segment::All, MID_NOVEMBER).unwrap();
+    let shards = block_on(load_shards(&store)).unwrap();
+    let day = block_on(load_day(&store)).unwrap();
+    let v = quota_view(AccountKind::Subscription, &shards, day.as_ref(), MID_NOVEMBER + 60);
+    assert_eq!(v.today_free, Some(false));
+    assert!(v.next_free_at.unwrap().ends_with("T00:00:00+08:00"));
+    let tomorrow = quota_view(AccountKind::Subscription, &shards, day.as_ref(), MID_NOVEMBER + 86_400);
+    assert_eq!((tomorrow.today_free, tomorrow.next_free_at), (Some(true), None));
+}
+
+#[test]
+fn settling_a_batch_twice_changes_nothing() {
+    let store = MemoryStore::default();
+    follow(&store, &ids("t", 2), None);
+    let b = send(&store, AccountKind::Service, "twice", Segment::All, MID_NOVEMBER).unwrap();
+    let refused = SendAnswer::Refused { why: "late refusal".into() };
+    let (after, touched) = block_on(settle(&store, &b.id, 0, &refused)).unwrap();
+    assert_eq!((after.status(), touched.len()), (BroadcastStatus::Sent, 0), "an accepted batch is not released by a stray answer");
+    let shards = block_on(load_shards(&store)).unwrap();
+    assert_eq!(quota_view(AccountKind::Service, &shards, None, MID_NOVEMBER).left[3], 2);
+}
+
+#[test]
+fn our_jobs_report_who_wechat_filtered_out() {
+    let store = MemoryStore::default();
+    follow(&store, &ids("w", 5), None);
+    let b = send(&store, AccountKind::Service, "rep", Segment::All, MID_NOVEMBER).unwrap();
+    let r =
+        MassSendResult { msg_id: b.batches[0].msg_id.unwrap(), status: "send success".into(), total_count: 5, filter_count: 3, sent_count: 3, error_count: 0 };
+    let (owned, touched) = block_on(job_finished(&store, &r, MID_NOVEMBER)).unwrap();
+    assert!(touched.is_empty(), "our own job is already counted");
+    assert_eq!(owned.unwrap().batches[0].outcome.as_ref().unwrap().filtered_out, 2);
+}
+
+#[test]
+fn an_import_keeps_an_existing_followers_since_and_scene() {
+    let store = MemoryStore::default();
+    block_on(apply(&store, &[IndexChange::Follow { openid: "oKeep".into(), at: 100, scene: Some("expo".into()), page: None }])).unwrap();
+    block_on(apply(&store, &[IndexChange::Import { openids: vec!["oKeep".into(), "oNewImp".into()], at: 900_000 }])).unwrap();
+    let shards = block_on(load_shards(&store)).unwrap();
+    let kept = &shards[shard_of("oKeep") as usize].followers["oKeep"];
+    assert_eq!((kept.since, kept.scene.as_deref()), (100, Some("expo")));
+    assert_eq!(shards[shard_of("oNewImp") as usize].followers["oNewImp"].since, 900_000);
+    let stats: Option<String> = store.peek(&keys::day_stats(china::day(900_000)));
+    assert!(stats.is_none(), "imports are not follows");
+}
+
+#[test]
+fn an_unfollow_of_someone_never_seen_is_kept_but_not_counted() {
+    let store = MemoryStore::default();
+    block_on(apply(&store, &[IndexChange::Unfollow { openid: "oGhost".into(), at: MID_NOVEMBER }])).unwrap();
+    let shards = block_on(load_shards(&store)).unwrap();
+    assert!(!shards[shard_of("oGhost") as usize].followers["oGhost"].following);
+    assert!(store.peek(&keys::day_stats(china::day(MID_NOVEMBER))).is_none_or(|s| !s.contains("unfollows\":{\"-\"")));
+}
+
+#[test]
+fn counts_reset_when_the_china_month_turns() {
+    let store = MemoryStore::default();
+    follow(&store, &ids("m", 2), None);
+    for i in 0..4 {
+        send(&store, AccountKind::Service, &format!("n{i}"), Segment::All, MID_NOVEMBER + i).unwrap();
+    }
+    assert!(send(&store, AccountKind::Service, "n5", Segment::All, MID_NOVEMBER + 10).is_err());
+    let december = china::next_month_start(MID_NOVEMBER) + 1;
+    let d = send(&store, AccountKind::Service, "d1", Segment::All, december).unwrap();
+    assert_eq!((d.eligible, d.month), (2, china::month(december)));
+}
