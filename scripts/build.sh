@@ -17,7 +17,10 @@ newer_than() { # newer_than OUTPUT INPUT...: true when OUTPUT exists and no INPU
 }
 
 build_worker() {
-  if newer_than worker/build/index.js core worker/src worker/Cargo.toml Cargo.toml Cargo.lock; then return; fi
+  # The stamp is written last: a build stopped part-way (wrangler restarted, Ctrl-C) leaves none,
+  # so the next run builds again instead of serving an unoptimised wasm.
+  if newer_than worker/build/.built core worker/src worker/Cargo.toml Cargo.toml Cargo.lock scripts/build.sh; then return; fi
+  rm -f worker/build/.built
   wasm_toolchain
   say "building worker ($WASM_RUST toolchain)"
   # Every crate at opt-level z in the worker's wasm (a request runs each path once; size is what
@@ -33,7 +36,7 @@ build_worker() {
     --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue --enable-exception-handling \
     worker/build/index_bg.wasm -o worker/build/index_bg.opt.wasm
   mv worker/build/index_bg.opt.wasm worker/build/index_bg.wasm
-  touch worker/build/index.js
+  touch worker/build/.built
 }
 
 build_widget() {

@@ -62,13 +62,22 @@ pub struct Change {
     pub dirty: bool,
 }
 
+/// The two customer-service windows WeChat opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowKind {
+    /// 1 minute and 3 messages after a click, a follow or a scan.
+    Event,
+    /// 48 hours and 5 messages after the follower's own message.
+    Message,
+}
+
 /// Which window a customer-service message would use now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CsWindow {
     pub open: bool,
-    /// "event" (1 minute after a click, follow or scan) or "message" (48 h after their message).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub kind: Option<&'static str>,
+    pub kind: Option<WindowKind>,
     pub remaining: u8,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub closes_at: Option<u64>,
@@ -140,13 +149,18 @@ impl FollowerRecord {
     pub fn cs_window(&self, now: u64) -> CsWindow {
         let event = self.last_event_at.filter(|t| now < t + EVENT_WINDOW_SECS && self.cs_since_event < EVENT_WINDOW_SENDS);
         if let Some(t) = event {
-            return CsWindow { open: true, kind: Some("event"), remaining: EVENT_WINDOW_SENDS - self.cs_since_event, closes_at: Some(t + EVENT_WINDOW_SECS) };
+            return CsWindow {
+                open: true,
+                kind: Some(WindowKind::Event),
+                remaining: EVENT_WINDOW_SENDS - self.cs_since_event,
+                closes_at: Some(t + EVENT_WINDOW_SECS),
+            };
         }
         let message = self.last_message_at.filter(|t| now < t + MESSAGE_WINDOW_SECS && self.cs_since_message < MESSAGE_WINDOW_SENDS);
         if let Some(t) = message {
             return CsWindow {
                 open: true,
-                kind: Some("message"),
+                kind: Some(WindowKind::Message),
                 remaining: MESSAGE_WINDOW_SENDS - self.cs_since_message,
                 closes_at: Some(t + MESSAGE_WINDOW_SECS),
             };
@@ -157,8 +171,8 @@ impl FollowerRecord {
     /// Counts a customer-service message sent at `now` against the window it used.
     pub fn record_cs_sent(&mut self, now: u64) {
         match self.cs_window(now).kind {
-            Some("event") => self.cs_since_event += 1,
-            Some(_) => self.cs_since_message += 1,
+            Some(WindowKind::Event) => self.cs_since_event += 1,
+            Some(WindowKind::Message) => self.cs_since_message += 1,
             None => {}
         }
     }
@@ -196,7 +210,7 @@ mod tests {
         let mut r = FollowerRecord::new("oF");
         r.observe(&push(Kind::Event(Event::Click { key: "K".into() }), 1000));
         let w = r.cs_window(1030);
-        assert_eq!((w.open, w.kind, w.remaining, w.closes_at), (true, Some("event"), 3, Some(1060)));
+        assert_eq!((w.open, w.kind, w.remaining, w.closes_at), (true, Some(WindowKind::Event), 3, Some(1060)));
         for _ in 0..3 {
             r.record_cs_sent(1030);
         }
@@ -210,7 +224,7 @@ mod tests {
         assert!(!r.cs_window(2002).open, "5 messages after a message");
         // A click while the message window is used up opens the short one again.
         r.observe(&push(Kind::Event(Event::Click { key: "K".into() }), 2003));
-        assert_eq!(r.cs_window(2004).kind, Some("event"));
+        assert_eq!(r.cs_window(2004).kind, Some(WindowKind::Event));
     }
 
     #[test]

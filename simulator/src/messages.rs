@@ -19,6 +19,10 @@ const CLIENTMSGID_TTL: u64 = 24 * 3600;
 const MAX_CLIENTMSGID: usize = 64;
 const CHINA_OFFSET: u64 = 8 * 3600;
 
+// The simulator keeps its own China calendar on purpose, written independently of
+// `wxedge_core::china`: it is WeChat's side, and a mistake shared by both would pass every test.
+// `china_calendar` below checks the two against each other.
+
 /// Days since 1970-01-01 in China.
 pub fn china_day(now: u64) -> u64 {
     (now + CHINA_OFFSET) / 86_400
@@ -386,6 +390,11 @@ mod tests {
         assert_eq!(china_month(MARCH_END + 3600), 2024 * 12 + 3);
         assert_eq!(china_month(1_704_038_400), 2024 * 12); // 2023-12-31 16:00 UTC = Jan 1 China
         assert_eq!(china_month(1_704_038_399), 2023 * 12 + 11);
+        // The cross-check with the worker's calendar, every 7 hours over 60 years.
+        for now in (0..60 * 365 * 86_400u64).step_by(7 * 3600) {
+            let core = wxedge_core::china::month(now);
+            assert_eq!(china_month(now), (core / 100) * 12 + core % 100 - 1, "at {now}");
+        }
     }
 
     #[test]

@@ -144,7 +144,7 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
 
 /// The widget's menu preview reads a cached copy; a published menu must show at once.
 async fn forget_public_menu(env: &Env) {
-    if let Ok(kv) = env.kv(crate::store::KV) {
+    if let Ok(kv) = env.kv(crate::platform::KV) {
         if let Err(e) = kv.delete(wxedge_core::keys::MENU_PREVIEW).await {
             worker::console_warn!("menu preview cache not cleared: {e}");
         }

@@ -17,8 +17,7 @@ use wxedge_core::visits::{VisitsRequest, VisitsResponse};
 use wxedge_core::Error;
 
 use crate::account::body;
-use crate::callback::EdgeLog;
-use crate::platform::{client, error_response, json_error, query_param, Edge};
+use crate::platform::{client, error_response, json_error, query_param, Edge, EdgeLog};
 
 /// Sending every batch of a 100,000-follower broadcast, with WeChat's retries, fits in this.
 const SEND_BUDGET_MS: u64 = 25_000;

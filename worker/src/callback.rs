@@ -24,7 +24,7 @@ use wxedge_core::rules::{Forward, Rules};
 use wxedge_core::visits::ScanAnswer;
 use wxedge_core::Error;
 
-use crate::platform::{client, error_response, json_error, now_secs, Edge, WebCrypto};
+use crate::platform::{client, error_response, json_error, now_secs, Edge, EdgeLog, WebCrypto};
 use crate::store::FollowerKv;
 
 /// The late customer-service send may retry WeChat's -1 for this long.
@@ -144,18 +144,5 @@ impl Clock for EdgePorts {
 impl Log for EdgePorts {
     fn log(&self, level: Level, line: &str) {
         EdgeLog.log(level, line)
-    }
-}
-
-/// The worker log as the flows' `Log` port.
-pub struct EdgeLog;
-
-impl Log for EdgeLog {
-    fn log(&self, level: Level, line: &str) {
-        match level {
-            Level::Info => worker::console_log!("{line}"),
-            Level::Warn => worker::console_warn!("{line}"),
-            Level::Error => worker::console_error!("{line}"),
-        }
     }
 }

@@ -14,6 +14,9 @@ extern "C" {
     fn get_random_values(buf: &mut [u8]);
 }
 
+/// The KV namespace binding.
+pub const KV: &str = "WXEDGE_KV";
+
 /// WebCrypto's CSPRNG: the AES prefix and reply nonces must be unpredictable.
 pub struct WebCrypto;
 
@@ -76,7 +79,7 @@ impl Http for Edge<'_> {
 
 impl Read for Edge<'_> {
     async fn get(&self, key: &str) -> std::result::Result<Option<String>, String> {
-        let kv = self.env.kv(crate::store::KV).map_err(|e| e.to_string())?;
+        let kv = self.env.kv(KV).map_err(|e| e.to_string())?;
         kv.get(key).text().await.map_err(|e| e.to_string())
     }
 
@@ -87,7 +90,7 @@ impl Read for Edge<'_> {
 
 impl Kv for Edge<'_> {
     async fn put(&self, key: &str, value: &str, ttl_secs: Option<u64>) -> std::result::Result<(), String> {
-        let kv = self.env.kv(crate::store::KV).map_err(|e| e.to_string())?;
+        let kv = self.env.kv(KV).map_err(|e| e.to_string())?;
         let mut put = kv.put(key, value).map_err(|e| e.to_string())?;
         if let Some(ttl) = ttl_secs {
             put = put.expiration_ttl(ttl);
@@ -99,7 +102,7 @@ impl Kv for Edge<'_> {
 impl Edge<'_> {
     /// Reads many KV keys at once (a plan reads 256 shards).
     pub async fn kv_get_many(&self, keys: &[String]) -> std::result::Result<Vec<Option<String>>, String> {
-        let kv = self.env.kv(crate::store::KV).map_err(|e| e.to_string())?;
+        let kv = self.env.kv(KV).map_err(|e| e.to_string())?;
         let reads = keys.iter().map(|k| {
             let kv = &kv;
             async move { kv.get(k).text().await.map_err(|e| e.to_string()) }
@@ -233,5 +236,18 @@ pub fn do_answer<A: serde::Serialize>(answer: wxedge_core::Result<A>) -> Result<
     match answer {
         Ok(a) => Response::from_json(&a),
         Err(e) => error_response(&e),
+    }
+}
+
+/// The worker log as the flows' `Log` port.
+pub struct EdgeLog;
+
+impl wxedge_core::flows::Log for EdgeLog {
+    fn log(&self, level: wxedge_core::flows::Level, line: &str) {
+        match level {
+            wxedge_core::flows::Level::Info => worker::console_log!("{line}"),
+            wxedge_core::flows::Level::Warn => worker::console_warn!("{line}"),
+            wxedge_core::flows::Level::Error => worker::console_error!("{line}"),
+        }
     }
 }

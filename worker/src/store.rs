@@ -10,7 +10,7 @@ use wxedge_core::follower::FollowerRecord;
 use wxedge_core::rules::Rules;
 use wxedge_core::{keys, Error};
 
-pub const KV: &str = "WXEDGE_KV";
+pub use crate::platform::KV;
 /// How long an isolate trusts its copy of the rules before reading KV again. Edits show up
 /// within this time everywhere (KV itself may take up to 60 s to propagate).
 const RULES_CACHE_MS: f64 = 30_000.0;
@@ -70,7 +70,7 @@ impl Followers for FollowerKv<'_> {
 
 impl Log for FollowerKv<'_> {
     fn log(&self, level: Level, line: &str) {
-        crate::callback::EdgeLog.log(level, line)
+        crate::platform::EdgeLog.log(level, line)
     }
 }
 

@@ -11,8 +11,7 @@ use wxedge_core::flows::visit::{QrMaker, VisitsObject};
 use wxedge_core::visits::{ScanAnswer, VisitsRequest, VisitsResponse};
 use wxedge_core::Error;
 
-use crate::callback::EdgeLog;
-use crate::platform::{client, do_answer, do_request, load_config, DoStore, Edge, WebCrypto};
+use crate::platform::{client, do_answer, do_request, load_config, DoStore, Edge, EdgeLog, WebCrypto};
 
 pub const BINDING: &str = "VISITS";
 
