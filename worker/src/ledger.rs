@@ -31,7 +31,8 @@ impl DurableObject for Ledger {
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let request: LedgerRequest = match crate::platform::json_body(&mut req).await {
             Ok(r) => r,
-            Err(e) => return do_answer::<()>(Err(wxedge_core::Error::Invalid(e.to_string()))),
+            // The two sides of the protocol disagree (a deploy in progress): ours, retryable.
+            Err(e) => return do_answer::<()>(Err(wxedge_core::Error::Storage(format!("request not understood: {e}")))),
         };
         let storage = self.state.storage();
         let handled = object::handle(&DoStore(&storage), request).await;

@@ -30,7 +30,8 @@ impl DurableObject for Visits {
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let request: VisitsRequest = match crate::platform::json_body(&mut req).await {
             Ok(r) => r,
-            Err(e) => return do_answer::<()>(Err(Error::Invalid(e.to_string()))),
+            // The two sides of the protocol disagree (a deploy in progress): ours, retryable.
+            Err(e) => return do_answer::<()>(Err(wxedge_core::Error::Storage(format!("request not understood: {e}")))),
         };
         let storage = self.state.storage();
         do_answer(self.object.handle(&DoStore(&storage), &WeChatQr(&self.env), &EdgeLog, request).await)

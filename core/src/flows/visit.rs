@@ -201,7 +201,8 @@ impl<E: Entropy> VisitsObject<E> {
             )));
         }
         if !self.event_limiter.borrow_mut().allow(ip, now) {
-            return Err(Error::RateLimited { what: "events", retry_after: 60 });
+            let retry_after = self.event_limiter.borrow().retry_after(now);
+            return Err(Error::RateLimited { what: "events", retry_after });
         }
         let rows: Vec<(&str, &str, Step)> = events.iter().map(|e| (e.page.as_str(), e.scene.as_str(), e.step)).collect();
         self.bump_funnel(store, now, &rows).await?;
