@@ -13,7 +13,7 @@ build:
 	@bash scripts/build.sh all --sizes
 
 deploy-check: build
-	@. scripts/env.sh && wrangler deploy --dry-run --outdir dist/deploy </dev/null
+	@. scripts/env.sh && wrangler deploy -c wrangler.objects.toml --dry-run --outdir dist/deploy-objects </dev/null && wrangler deploy --dry-run --outdir dist/deploy </dev/null
 
 # Ours vs the peers (wechatpy, co-wechat) in one run; BENCH_SECONDS per case.
 bench:
@@ -27,4 +27,4 @@ setup:
 	@bash scripts/setup.sh test
 
 clean:
-	rm -rf target dist worker/build .wrangler/state
+	rm -rf target dist worker/build worker/build-objects .wrangler/state

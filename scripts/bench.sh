@@ -40,6 +40,7 @@ cat > target/bench/results.json <<JSON
   "ledger": [$ledger100k, $ledger1m],
   "sizes_bytes": {
     "worker_wasm": $(size worker/build/index_bg.wasm), "worker_js": $(size worker/build/index.js),
+    "objects_wasm": $(size worker/build-objects/index_bg.wasm), "objects_js": $(size worker/build-objects/index.js),
     "widget_wasm": $(size dist/widget/widget_bg.wasm), "widget_js": $(size dist/widget/widget.js)
   }
 }

@@ -22,7 +22,15 @@ build_worker() {
   if newer_than worker/build/.built core worker/src worker/Cargo.toml Cargo.toml Cargo.lock scripts/build.sh; then return; fi
   rm -f worker/build/.built
   wasm_toolchain
-  say "building worker ($WASM_RUST toolchain)"
+  # Two scripts from the one crate (worker/src/lib.rs): the front worker and the Durable Object
+  # classes, each carrying only its own code.
+  build_script objects build-objects
+  build_script front build
+  touch worker/build/.built
+}
+
+build_script() { # build_script FEATURE OUT_DIR (under worker/)
+  say "building worker script '$1' ($WASM_RUST toolchain)"
   # Every crate at opt-level z in the worker's wasm (a request runs each path once; size is what
   # costs: startup and the 1 MB free-plan limit). Native builds and benchmarks keep the profile's.
   # With Debian's toolchain std is built here too, so panics can abort at once: no panic messages
@@ -30,13 +38,13 @@ build_worker() {
   # path on input, see fuzz/). rustup's prebuilt std cannot do that.
   local rustflags=""
   [ "$WASM_RUST" = debian ] && rustflags="-Zunstable-options -Cpanic=immediate-abort"
-  CARGO_PROFILE_RELEASE_OPT_LEVEL=z RUSTFLAGS="$rustflags" worker-build --release worker "${WASM_CARGO_FLAGS[@]}"
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=z RUSTFLAGS="$rustflags" worker-build --release --out-dir "$2" worker \
+    --no-default-features --features "$1" "${WASM_CARGO_FLAGS[@]}"
   # worker-build leaves the name section and does not optimise for size: a third smaller.
   wasm-opt -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-mutable-globals --enable-sign-ext \
     --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue --enable-exception-handling \
-    worker/build/index_bg.wasm -o worker/build/index_bg.opt.wasm
-  mv worker/build/index_bg.opt.wasm worker/build/index_bg.wasm
-  touch worker/build/.built
+    "worker/$2/index_bg.wasm" -o "worker/$2/index_bg.opt.wasm"
+  mv "worker/$2/index_bg.opt.wasm" "worker/$2/index_bg.wasm"
 }
 
 build_widget() {
@@ -72,7 +80,7 @@ build_site() {
 }
 
 sizes() {
-  for f in worker/build/index_bg.wasm worker/build/index.js dist/widget/widget_bg.wasm dist/widget/widget.js; do
+  for f in worker/build/index_bg.wasm worker/build/index.js worker/build-objects/index_bg.wasm worker/build-objects/index.js dist/widget/widget_bg.wasm dist/widget/widget.js; do
     [ -f "$f" ] && printf '%-32s %8d bytes raw %8d bytes gzip\n' "$f" "$(wc -c <"$f")" "$(gzip -9c "$f" | wc -c)"
   done
   return 0

@@ -34,7 +34,8 @@ trap cleanup INT TERM EXIT
 "$SIM" serve --port "$SIM_PORT" --env-file .wrangler/dev.env \
   --callback-url "http://127.0.0.1:$PORT/wechat" --followers "${FOLLOWERS:-200}" &
 pids+=($!)
-node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$PORT" --show-interactive-dev-session=false \
+objects=$(bash scripts/objects-config.sh .wrangler/objects .wrangler/dev.env)
+node_modules/.bin/wrangler dev -c wrangler.toml -c "$objects" --ip 127.0.0.1 --port "$PORT" --show-interactive-dev-session=false \
   --env-file .wrangler/dev.env --persist-to .wrangler/state </dev/null &
 pids+=($!)
 

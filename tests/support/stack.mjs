@@ -1,6 +1,6 @@
 // Starts the real local stack for a test: the WeChat simulator and the worker under
 // `wrangler dev` (workerd, local KV in a fresh temp dir), each on a free loopback port.
-import { spawn } from "node:child_process";
+import { spawn, execFileSync } from "node:child_process";
 import { createHash, createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
 import net from "node:net";
@@ -51,8 +51,10 @@ export async function startStack(vars = {}, { followers = 20, dir: keepDir } = {
     "serve", "--port", String(simPort), "--appid", config.WECHAT_APPID ?? "wx0", "--secret", config.WECHAT_APPSECRET ?? "x",
     "--env-file", envFile, "--callback-url", `http://127.0.0.1:${port}/wechat`, "--followers", String(followers),
   ], { stdio: ["ignore", "pipe", "pipe"] });
+  // The Durable Objects' script (wrangler.objects.toml) with this stack's settings beside it.
+  const objects = execFileSync(join(ROOT, "scripts", "objects-config.sh"), [join(dir, "objects"), envFile]).toString().trim();
   const worker = spawn(join(ROOT, "node_modules", ".bin", "wrangler"), [
-    "dev", "--ip", "127.0.0.1", "--port", String(port), "--show-interactive-dev-session=false",
+    "dev", "-c", "wrangler.toml", "-c", objects, "--ip", "127.0.0.1", "--port", String(port), "--show-interactive-dev-session=false",
     "--env-file", envFile, "--persist-to", join(dir, "state"), "--log-level", "log",
   ], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"], detached: true }); // its own process group: wrangler and workerd stop together
   for (const p of [sim, worker]) {

@@ -1,110 +1,12 @@
-//! The `Ledger` Durable Object: the one place where follower index changes, quota reservations
-//! and broadcast outcomes are applied, one event at a time, so two owners planning at once can
-//! never book the same follower twice. What it does is `wxedge_core::ledger::object` (typed
-//! requests and responses, tested natively); this class (de)serializes them and mirrors the keys
-//! they changed to KV, where dry-run plans read them.
-//!
-//! Follow events arrive in bursts and KV takes one write per second per key, so mirroring runs
-//! from an alarm a second later, one alarm at a time.
+//! The caller's side of the `Ledger` Durable Object (`objects::Ledger`): typed requests in,
+//! typed answers out (`wxedge_core::ledger::object`).
 
-use futures_util::future::join_all;
-use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
-use wxedge_core::ledger::object::{self, LedgerRequest, LedgerResponse};
-use wxedge_core::ports::{Kv, Read};
+use worker::Env;
+use wxedge_core::ledger::object::{LedgerRequest, LedgerResponse};
 
-use crate::platform::{do_answer, do_request, DoStore, Edge};
+use crate::platform::do_request;
 
 pub const BINDING: &str = "LEDGER";
-const FLUSH_DELAY_MS: i64 = 1000;
-
-#[durable_object]
-pub struct Ledger {
-    state: State,
-    env: Env,
-}
-
-impl DurableObject for Ledger {
-    fn new(state: State, env: Env) -> Self {
-        Ledger { state, env }
-    }
-
-    async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let request: LedgerRequest = match crate::platform::json_body(&mut req).await {
-            Ok(r) => r,
-            // The two sides of the protocol disagree (a deploy in progress): ours, retryable.
-            Err(e) => return do_answer::<()>(Err(wxedge_core::Error::Storage(format!("request not understood: {e}")))),
-        };
-        let storage = self.state.storage();
-        let handled = object::handle(&DoStore(&storage), request).await;
-        match handled {
-            Ok(h) => {
-                self.mark_dirty(h.mirror).await?;
-                do_answer(Ok(h.response))
-            }
-            Err(e) => do_answer::<()>(Err(e)),
-        }
-    }
-
-    /// Copies what changed to KV, one alarm at a time so copies land in order
-    /// (`object::dirty` / `object::mirrored` keep the list).
-    async fn alarm(&self) -> Result<Response> {
-        let storage = self.state.storage();
-        let store = DoStore(&storage);
-        let answer = async {
-            let snapshot = object::dirty(&store).await?;
-            let keys: Vec<String> = snapshot.keys().cloned().collect();
-            let failed = self.mirror(&keys).await;
-            object::mirrored(&store, &snapshot, &failed).await
-        };
-        match answer.await {
-            Ok(true) if storage.get_alarm().await?.is_none() => storage.set_alarm(FLUSH_DELAY_MS).await?,
-            Ok(_) => {}
-            Err(e) => {
-                worker::console_error!("ledger mirror: {e}");
-                storage.set_alarm(FLUSH_DELAY_MS).await?;
-            }
-        }
-        Response::ok("flushed")
-    }
-}
-
-impl Ledger {
-    /// Marks keys to copy to KV and makes sure an alarm will copy them.
-    async fn mark_dirty(&self, keys: Vec<String>) -> Result<()> {
-        let storage = self.state.storage();
-        let first = object::mark_dirty(&DoStore(&storage), &keys).await.map_err(|e| worker::Error::RustError(e.to_string()))?;
-        if !keys.is_empty() && (first || storage.get_alarm().await?.is_none()) {
-            storage.set_alarm(FLUSH_DELAY_MS).await?;
-        }
-        Ok(())
-    }
-
-    /// Copies `keys` from this object's storage to KV; answers the keys KV did not take.
-    async fn mirror(&self, keys: &[String]) -> Vec<String> {
-        let storage = self.state.storage();
-        let values = match DoStore(&storage).get_many(keys).await {
-            Ok(v) => v,
-            Err(e) => {
-                worker::console_error!("ledger mirror read failed: {e}");
-                return keys.to_vec();
-            }
-        };
-        let edge = Edge { env: &self.env };
-        let writes = keys.iter().zip(values).filter_map(|(k, v)| v.map(|v| (k.clone(), v))).map(|(k, v)| {
-            let edge = &edge;
-            async move { (k.clone(), edge.put(&k, &v, None).await) }
-        });
-        join_all(writes)
-            .await
-            .into_iter()
-            .filter_map(|(k, r)| {
-                let e = r.err()?;
-                worker::console_error!("ledger mirror of {k} failed, retrying later: {e}");
-                Some(k)
-            })
-            .collect()
-    }
-}
 
 /// Asks the ledger object (there is one per account).
 pub async fn call(env: &Env, request: &LedgerRequest) -> wxedge_core::Result<LedgerResponse> {
