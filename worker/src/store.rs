@@ -10,7 +10,8 @@ use wxedge_core::follower::FollowerRecord;
 use wxedge_core::rules::Rules;
 use wxedge_core::{keys, Error};
 
-pub use crate::platform::KV;
+use crate::platform::KV;
+
 /// How long an isolate trusts its copy of the rules before reading KV again. Edits show up
 /// within this time everywhere (KV itself may take up to 60 s to propagate).
 const RULES_CACHE_MS: f64 = 30_000.0;

@@ -14,7 +14,7 @@ use wxedge_core::visits::{FunnelEvent, Step, VisitsRequest, VisitsResponse};
 use wxedge_core::Error;
 
 use crate::platform::{client, error_response, json_error, now_secs, query_param, Edge};
-use crate::store::KV;
+use crate::platform::KV;
 use crate::visits;
 
 /// The menu preview is cached this long in KV (and by browsers for a minute).
