@@ -13,8 +13,8 @@ use wxedge_core::qrsvg::qr_svg;
 use wxedge_core::visits::{FunnelEvent, Step, VisitsRequest, VisitsResponse};
 use wxedge_core::Error;
 
-use crate::platform::{client, error_response, json_error, now_secs, query_param, Edge};
 use crate::platform::KV;
+use crate::platform::{client, error_response, json_error, now_secs, query_param, Edge};
 use crate::visits;
 
 /// The menu preview is cached this long in KV (and by browsers for a minute).
