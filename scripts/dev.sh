@@ -34,7 +34,7 @@ trap cleanup INT TERM EXIT
 "$SIM" serve --port "$SIM_PORT" --env-file .wrangler/dev.env \
   --callback-url "http://127.0.0.1:$PORT/wechat" --followers "${FOLLOWERS:-200}" &
 pids+=($!)
-objects=$(bash scripts/objects-config.sh .wrangler/objects .wrangler/dev.env)
+objects=$(bash scripts/stack-config.sh .wrangler/stack .wrangler/dev.env | tail -n1)
 node_modules/.bin/wrangler dev -c wrangler.toml -c "$objects" --ip 127.0.0.1 --port "$PORT" --show-interactive-dev-session=false \
   --env-file .wrangler/dev.env --persist-to .wrangler/state </dev/null &
 pids+=($!)

@@ -75,7 +75,6 @@ import init, { boot, command, mount } from "wasm-glue";
   function fallback(error) {
     console.warn("wxedge: " + whyNoWasm(error) + "; showing a plain QR image instead. (" + error + ")");
     var page = settings.page || location.pathname;
-    var qs = "page=" + encodeURIComponent(page) + "&scene=" + encodeURIComponent(sceneOf(page));
     var target = settings.target && document.querySelector(settings.target);
     var host = target || document.body.appendChild(document.createElement("div"));
     var root = host.shadowRoot || host.attachShadow({ mode: "open" });
@@ -99,8 +98,16 @@ import init, { boot, command, mount } from "wasm-glue";
     show.addEventListener("click", function () {
       var img = document.createElement("img");
       img.alt = title;
-      img.src = settings.api + "/api/qr.svg?" + qs;
-      box.replaceChild(img, show);
+      // A visit first (POST, origin-checked), then its code as an image; where the page's CSP
+      // blocks the request, the image alone draws the account's ordinary code.
+      var draw = function (visit) {
+        img.src = settings.api + "/api/qr.svg" + (visit ? "?visit=" + encodeURIComponent(visit) : "");
+        if (visit) img.setAttribute("data-visit", visit);
+        if (show.parentNode) box.replaceChild(img, show);
+      };
+      fetch(settings.api + "/api/qr", { method: "POST", body: JSON.stringify({ page: page, scene: sceneOf(page) }) })
+        .then(function (r) { return r.ok ? r.json() : {}; })
+        .then(function (v) { draw(v.visit); }, function () { draw(null); });
     });
     box.appendChild(p);
     box.appendChild(show);

@@ -23,7 +23,8 @@
   if (snippet && script) snippet.textContent = script.outerHTML.replace(' async=""', ' async').replace(' src="/widget.js"', ' src="https://YOUR-WORKER.example/widget.js"');
   if (!scanButton) return;
   fetch("/api/health").then(function (r) { return r.json(); }).then(function (h) {
-    if (!/^http:\/\/(127\.0\.0\.1|localhost)/.test(h.api_base || "")) return;
+    if (!h.simulator) return; // only a development stack names its simulator
+    h.api_base = h.simulator;
     document.getElementById("sim-panel").hidden = false;
     scanButton.addEventListener("click", function () {
       if (!lastQr) return;

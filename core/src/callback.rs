@@ -81,6 +81,9 @@ pub struct Inbound {
     /// The decrypted XML in safe mode (in plain mode the body itself is the XML), for a
     /// backend the push is forwarded to.
     pub decrypted: Option<String>,
+    /// For a push whose body the signature does not cover: the signed query's replay key and
+    /// the body's hash (`replay_key`, `body_hash`), for the replay cache.
+    pub replay: Option<(String, String)>,
 }
 
 impl Inbound {
@@ -91,8 +94,9 @@ impl Inbound {
 }
 
 /// How far a callback's signed timestamp may be from the worker's clock. WeChat's three
-/// deliveries come within about 15 s; clocks drift a little. Older is a replay.
-pub const MAX_SKEW_SECS: u64 = 300;
+/// deliveries of one push carry the first one's query and come within about 15 s; clocks drift
+/// a little. Older is a replay. The replay cache keeps a signed query this long.
+pub const MAX_SKEW_SECS: u64 = 120;
 
 /// Refuses a request signed too long ago (or in the future). In plain mode WeChat's signature
 /// covers only token, timestamp and nonce — not the body — so a captured query string could
@@ -106,6 +110,34 @@ pub fn check_fresh(query: &Query, now: u64) -> Result<()> {
     Ok(())
 }
 
+/// Whether a push's body is encrypted (safe mode, or compatible mode with `encrypt_type=aes`):
+/// then `msg_signature` covers the body; otherwise the signature covers only the query.
+pub fn is_encrypted(config: &Config, query: &Query) -> bool {
+    match config.mode {
+        CallbackMode::Plain => false,
+        CallbackMode::Safe => true,
+        CallbackMode::Compatible => query.encrypt_type.as_deref() == Some("aes"),
+    }
+}
+
+/// What can be checked before a byte of the body is read, when the body is not encrypted: the
+/// signature (it covers only the query) and its timestamp's freshness. A forged or stale plain
+/// push is refused without reading its body. (An encrypted body's `msg_signature` covers the
+/// body, so it is checked once the body is in, by `open`.)
+pub fn precheck(config: &Config, query: &Query, now: u64) -> Result<()> {
+    if is_encrypted(config, query) {
+        return Ok(());
+    }
+    query.check_signature(&config.token)?;
+    check_fresh(query, now)
+}
+
+/// The replay cache's key for a signed query: a second, different body under it is a replay.
+pub fn replay_key(query: &Query) -> String {
+    let part = |v: &Option<String>| v.as_deref().unwrap_or("").to_owned();
+    signature::sha1_hex(format!("{}\0{}\0{}", part(&query.timestamp), part(&query.nonce), part(&query.signature)).as_bytes())
+}
+
 /// Checks the signature, size and mode of a push and returns the parsed message.
 /// Nothing here has side effects, so a forged request costs only this function.
 pub fn open(config: &Config, query: &Query, body: &[u8]) -> Result<Inbound> {
@@ -113,18 +145,13 @@ pub fn open(config: &Config, query: &Query, body: &[u8]) -> Result<Inbound> {
         return Err(Error::BodyTooLarge { limit: config.max_body_bytes, actual: body.len() });
     }
     let text = std::str::from_utf8(body).map_err(|_| Error::Xml("body is not UTF-8".into()))?;
-    let wants_aes = query.encrypt_type.as_deref() == Some("aes");
-    let encrypted = match config.mode {
-        CallbackMode::Plain => false,
-        CallbackMode::Safe => true,
-        CallbackMode::Compatible => wants_aes,
-    };
-    if !encrypted {
+    if !is_encrypted(config, query) {
         query.check_signature(&config.token)?;
         let root = xml::parse(text)?;
         let raw_event_key = root.text_of("EventKey").unwrap_or_default().to_owned();
         let message = Message::from_element(&root)?;
-        return Ok(Inbound { message, raw_event_key, encrypted_with: None, decrypted: None });
+        let replay = Some((replay_key(query), signature::sha1_hex(body)));
+        return Ok(Inbound { message, raw_event_key, encrypted_with: None, decrypted: None, replay });
     }
     let keys = config.keys.as_ref().ok_or(Error::Config { setting: "WECHAT_ENCODING_AES_KEY", problem: "is required to read encrypted callbacks".into() })?;
     let outer = xml::parse(text)?;
@@ -143,7 +170,7 @@ pub fn open(config: &Config, query: &Query, body: &[u8]) -> Result<Inbound> {
     let raw_event_key = root.text_of("EventKey").unwrap_or_default().to_owned();
     let message = Message::from_element(&root)?;
     let encrypted_with = Some(key.clone());
-    Ok(Inbound { message, raw_event_key, encrypted_with, decrypted: Some(plain) })
+    Ok(Inbound { message, raw_event_key, encrypted_with, decrypted: Some(plain), replay: None })
 }
 
 /// Builds the HTTP body answering `inbound`: `success`, plain XML, or the encrypted envelope.

@@ -96,6 +96,28 @@ fn bad(setting: &'static str, problem: impl Into<String>) -> Error {
 }
 
 impl Config {
+    /// What the owner should know about this configuration's safety (the console and the
+    /// admin health view show these).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        match self.mode {
+            CallbackMode::Plain => w.push(
+                "Callbacks are in plain mode: WeChat's signature does not cover the message, so wxedge refuses replayed queries and checks unknown mass-send reports with WeChat, but a query captured within 2 minutes can still carry one forged message. Switch the WeChat console to safe mode (安全模式) and set WECHAT_ENCODING_AES_KEY.".to_owned(),
+            ),
+            CallbackMode::Compatible => w.push(
+                "Callbacks are in compatible mode: WeChat may still send plain messages, whose body the signature does not cover. Switch to safe mode (安全模式) once your setup reads encrypted messages.".to_owned(),
+            ),
+            CallbackMode::Safe => {}
+        }
+        if self.follow_qr_url.is_none() {
+            w.push(
+                "FOLLOW_QR_URL is not set: when no parametric code can be lent (limits, a full pool, an unverified account) the widget has no code to show."
+                    .to_owned(),
+            );
+        }
+        w
+    }
+
     /// Reads and validates every setting through `get`, which returns a binding's value
     /// (empty strings count as unset). Returns the first problem found.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config> {

@@ -33,6 +33,14 @@ pub fn origin_of(url: &str) -> Option<&str> {
     Some(&url[..scheme.len() + 3 + end])
 }
 
+/// Whether `url` is `http://` on this machine's loopback (a development stack's simulator).
+pub fn is_loopback_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h);
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     hex::encode(bytes)
 }
@@ -40,6 +48,16 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_urls_are_only_this_machines() {
+        for yes in ["http://127.0.0.1:8788", "http://localhost", "http://[::1]:9/x"] {
+            assert!(is_loopback_url(yes), "{yes}");
+        }
+        for no in ["https://api.weixin.qq.com", "http://127.0.0.1.evil.example", "https://127.0.0.1", "http://localhost.example:80"] {
+            assert!(!is_loopback_url(no), "{no}");
+        }
+    }
 
     #[test]
     fn query_values_round_trip() {

@@ -10,6 +10,9 @@ pub enum Error {
     BadSignature,
     /// The signed timestamp is too far from now: a replay of a captured request.
     StaleRequest { skew_secs: u64 },
+    /// A signed query already seen with another body: in plain mode the signature does not
+    /// cover the body, so a captured query string is refused for any body but its own.
+    Replayed,
     /// The body is larger than the configured limit; refused before any parsing.
     BodyTooLarge { limit: usize, actual: usize },
     /// The XML is not well formed, or is not a WeChat message.
@@ -196,7 +199,7 @@ impl Error {
         match self {
             Error::Config { .. } | Error::Storage(_) => 500,
             Error::Busy(_) => 503,
-            Error::BadSignature | Error::StaleRequest { .. } => 403,
+            Error::BadSignature | Error::StaleRequest { .. } | Error::Replayed => 403,
             Error::BodyTooLarge { .. } => 413,
             Error::Xml(_) | Error::ForbiddenXml(_) | Error::MissingField(_) | Error::Decrypt(_) | Error::WrongAppId => 400,
             Error::WeChat(w) => match w.action {
@@ -257,6 +260,7 @@ impl Error {
             Error::Config { .. } => "config",
             Error::BadSignature => "bad_signature",
             Error::StaleRequest { .. } => "stale_request",
+            Error::Replayed => "replayed",
             Error::BodyTooLarge { .. } => "body_too_large",
             Error::Xml(_) => "malformed_xml",
             Error::ForbiddenXml(_) => "forbidden_xml",
@@ -285,6 +289,7 @@ impl fmt::Display for Error {
             Error::Config { setting, problem } => write!(f, "configuration {setting}: {problem}"),
             Error::BadSignature => f.write_str("signature does not match"),
             Error::StaleRequest { skew_secs } => write!(f, "the signed timestamp is {skew_secs} s from now; a replay is refused"),
+            Error::Replayed => write!(f, "this signed query was already used with another body; a replay is refused"),
             Error::BodyTooLarge { limit, actual } => {
                 write!(f, "body of {actual} bytes exceeds the limit of {limit} bytes")
             }
@@ -350,6 +355,7 @@ mod tests {
             (Error::Config { setting: "WECHAT_TOKEN", problem: "is not set".into() }, 500, Fault::Owner),
             (Error::BadSignature, 403, Fault::Caller),
             (Error::StaleRequest { skew_secs: 400 }, 403, Fault::Caller),
+            (Error::Replayed, 403, Fault::Caller),
             (Error::BodyTooLarge { limit: 1, actual: 2 }, 413, Fault::Caller),
             (Error::Xml("x".into()), 400, Fault::Caller),
             (Error::ForbiddenXml("DTD"), 400, Fault::Caller),

@@ -20,6 +20,7 @@
 //! | Visits         | `c:<idx>`                    | one pooled QR code                                      |
 //! | Visits         | `v:<visit>`                  | one visit's state                                       |
 //! | Visits         | `fn:<YYYYMMDD>`              | that day's widget funnel                                |
+//! | Replay (16)    | `rp:<sha1 of signed query>`  | a plain-mode query seen, with its body's hash (2 min)   |
 
 pub const RULES: &str = "rules";
 pub const MENU_PREVIEW: &str = "menu:public";
@@ -28,6 +29,7 @@ pub const HISTORY: &str = "bh";
 pub const DIRTY: &str = "dirty";
 pub const IMPORT_CURSOR: &str = "import";
 pub const CODE_PREFIX: &str = "c:";
+pub const REPLAY_PREFIX: &str = "rp:";
 
 pub fn follower(openid: &str) -> String {
     format!("f:{openid}")
@@ -69,6 +71,15 @@ pub fn funnel(day: u32) -> String {
     format!("fn:{day}")
 }
 
+pub fn replay(query_key: &str) -> String {
+    format!("{REPLAY_PREFIX}{query_key}")
+}
+
+/// The replay object (of 16) a signed query's key belongs to.
+pub fn replay_shard(query_key: &str) -> String {
+    format!("replay-{}", query_key.get(..1).unwrap_or("0"))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -78,6 +89,8 @@ mod tests {
         assert_eq!(super::members("b1", 2, 3), "bm:b1:2:3");
         assert_eq!(super::follower("oA"), "f:oA");
         assert_eq!(super::code(12), "c:12");
+        assert_eq!(super::replay("ab12"), "rp:ab12");
+        assert_eq!(super::replay_shard("ab12"), "replay-a");
         assert_eq!(super::funnel(20261201), "fn:20261201");
     }
 }

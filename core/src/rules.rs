@@ -69,6 +69,12 @@ pub struct Welcome {
     /// sent when an existing follower scans that scene's code (SCAN).
     #[serde(default)]
     pub scenes: BTreeMap<String, Reply>,
+    /// The widget labels (`data-scene`) that are the owner's scenes: a follow through the widget
+    /// on a page labelled so gets that scene's welcome and joins its audience. Any other label a
+    /// page (or anyone calling `/api/qr`) asks for is only counted in the funnel, and the
+    /// follower's scene is `widget`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub widget_scenes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

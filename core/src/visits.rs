@@ -2,16 +2,31 @@
 //! so every visitor gets a code whose scan the worker can attribute to their page — without
 //! creating a WeChat QR code (an API call with a daily quota) per page view.
 //!
-//! A code's scene is `w<index>`. A visit leases a code for `LEASE_SECS`; afterwards the code
-//! goes back to the pool, but keeps pointing at its last visit until it is lent again, so a late
-//! scan is still attributed. Codes live 30 days; one about to expire is not lent.
+//! A code's scene is `w<index>`. A visit leases a code for `FIRST_LEASE_SECS`, extended while
+//! its dialog keeps polling (up to `MAX_LEASE_SECS`); afterwards the code goes back to the pool,
+//! but keeps pointing at its last visit until it is lent again, so a late scan is still
+//! attributed. Codes live 30 days; one about to expire is not lent.
+//!
+//! The pool is public: anyone can ask for codes. What keeps it from being drained: a short first
+//! lease (a page that loads the widget and leaves holds a code two minutes, not ten), a limit per
+//! visitor keyed by IPv4 address or IPv6 /64 (`client_key`), a budget of new leases per minute
+//! for everyone together, and, when any of these says no, the account's ordinary follow code
+//! instead of an error (`flows::visit::offer`): a real visitor can always follow.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 pub const SCENE_PREFIX: &str = "w";
-pub const LEASE_SECS: u64 = 600;
+/// A new visit holds its code this long; each poll of its open dialog extends the lease to this
+/// long from the poll.
+pub const FIRST_LEASE_SECS: u64 = 120;
+/// An extension is written once less than this is left (a poll a second writes once a minute).
+pub const EXTEND_WHEN_LEFT_SECS: u64 = 60;
+/// However long a dialog stays open, its code goes back after this long.
+pub const MAX_LEASE_SECS: u64 = 1800;
+/// New leases per minute for all visitors together (beyond: the ordinary code).
+pub const MAX_NEW_LEASES_PER_MINUTE: u32 = 600;
 /// How long a code stays with a visit after its follow (the page polls every second).
 pub const RELEASE_GRACE_SECS: u64 = 30;
 pub const CODE_LIFETIME_SECS: u32 = 2_592_000;
@@ -19,9 +34,9 @@ pub const CODE_LIFETIME_SECS: u32 = 2_592_000;
 pub const CODE_MARGIN_SECS: u64 = 3600;
 /// The most codes the pool holds: the most visitors the widget serves at once.
 pub const MAX_CODES: usize = 5000;
-/// Visits (codes lent, reused or new) one IP address may start per minute.
+/// Visits (codes lent, reused or new) one visitor (`client_key`) may start per minute.
 pub const MAX_PER_IP_PER_MINUTE: u32 = 10;
-/// Funnel events one IP address may send per minute.
+/// Funnel events (each event counts, not each request) one visitor may send per minute.
 pub const MAX_EVENTS_PER_IP_PER_MINUTE: u32 = 120;
 /// Distinct pages, and scenes per page, counted per day; visitors choose these labels, so the
 /// rest fold into `(other)` and a day's funnel stays small.
@@ -69,13 +84,13 @@ pub enum Lease {
 
 impl Pool {
     pub fn find_free(&self, now: u64) -> Lease {
-        let usable = |c: &Code| c.leased_until <= now && c.expires_at > now + LEASE_SECS + CODE_MARGIN_SECS;
+        let usable = |c: &Code| c.leased_until <= now && c.expires_at > now + MAX_LEASE_SECS + CODE_MARGIN_SECS;
         // The code idle longest first, so a late scan of a recent one is still attributed.
         if let Some((pos, _)) = self.codes.iter().enumerate().filter(|(_, c)| usable(c)).min_by_key(|(_, c)| c.leased_until) {
             return Lease::Reuse(pos);
         }
         // An expired code's index is reused for its replacement; else the next index.
-        if let Some(c) = self.codes.iter().find(|c| c.expires_at <= now + LEASE_SECS + CODE_MARGIN_SECS && c.leased_until <= now) {
+        if let Some(c) = self.codes.iter().find(|c| c.expires_at <= now + MAX_LEASE_SECS + CODE_MARGIN_SECS && c.leased_until <= now) {
             return Lease::Create(c.idx);
         }
         if self.codes.len() >= MAX_CODES {
@@ -101,8 +116,21 @@ impl Pool {
     pub fn lease(&mut self, pos: usize, visit: &str, now: u64) -> &Code {
         let c = &mut self.codes[pos];
         c.visit = Some(visit.to_owned());
-        c.leased_until = now + LEASE_SECS;
+        c.leased_until = now + FIRST_LEASE_SECS;
         c
+    }
+
+    /// A poll of `visit`'s open dialog: extends its code's lease to `FIRST_LEASE_SECS` from now,
+    /// never past `MAX_LEASE_SECS` after the visit began. Answers the new end when it moved far
+    /// enough to be worth writing (`EXTEND_WHEN_LEFT_SECS`), `None` otherwise.
+    pub fn extend(&mut self, idx: u32, visit: &str, began: u64, now: u64) -> Option<u64> {
+        let c = self.codes.iter_mut().find(|c| c.idx == idx && c.visit.as_deref() == Some(visit))?;
+        let until = (now + FIRST_LEASE_SECS).min(began + MAX_LEASE_SECS);
+        if c.leased_until <= now || c.leased_until >= until || c.leased_until > now + EXTEND_WHEN_LEFT_SECS {
+            return None;
+        }
+        c.leased_until = until;
+        Some(until)
     }
 
     /// The visit a scan of code `idx` belongs to.
@@ -143,7 +171,9 @@ pub struct Visit {
     pub id: String,
     pub idx: u32,
     pub page: String,
-    /// The owner's label for where the code was shown (`pricing`), used for per-scene welcomes.
+    /// The label the page asked for (`pricing`). Visitors choose it, so it is a funnel label; it
+    /// becomes the follower's scene (welcomes, audiences) only where the owner's rules declare it
+    /// (`rules::Welcome::widget_scenes`).
     pub scene: String,
     pub state: VisitState,
     pub created_at: u64,
@@ -178,8 +208,26 @@ pub fn clean_label(raw: &str, max: usize) -> String {
     raw.chars().filter(|c| !c.is_control() && !c.is_whitespace()).take(max).collect()
 }
 
-/// Per-IP counters for one minute at a time (kept in the object's memory: losing them on
-/// eviction only forgives a minute).
+/// The key a visitor is counted under: an IPv4 address as is, an IPv6 address by its /64 (one
+/// household or phone is given a whole /64, 2^64 addresses: keyed by full address one visitor
+/// would be billions), anything unparseable as itself, bounded.
+pub fn client_key(ip: &str) -> String {
+    use std::net::IpAddr;
+    match ip.trim().parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => a.to_string(),
+        Ok(IpAddr::V6(a)) => match a.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = a.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Err(_) => ip.chars().take(64).collect(),
+    }
+}
+
+/// Per-visitor counters for one minute at a time (kept in the object's memory: losing them on
+/// eviction only forgives a minute). Callers pass `client_key`s.
 #[derive(Debug)]
 pub struct RateLimiter {
     limit: u32,
@@ -198,18 +246,23 @@ impl RateLimiter {
         RateLimiter { limit, minute: 0, counts: HashMap::new() }
     }
 
-    /// Counts one request from `ip`; false when the IP is over its limit this minute.
-    pub fn allow(&mut self, ip: &str, now: u64) -> bool {
+    /// Counts one request from `key`; false when it is over its limit this minute.
+    pub fn allow(&mut self, key: &str, now: u64) -> bool {
+        self.allow_n(key, 1, now)
+    }
+
+    /// Counts `n` at once (a request carrying `n` events): all of them fit, or none is counted.
+    pub fn allow_n(&mut self, key: &str, n: u32, now: u64) -> bool {
         let minute = now / 60;
         if minute != self.minute {
             self.minute = minute;
             self.counts.clear();
         }
-        let n = self.counts.entry(ip.to_owned()).or_insert(0);
-        if *n >= self.limit {
+        let used = self.counts.entry(key.to_owned()).or_insert(0);
+        if used.saturating_add(n) > self.limit {
             return false;
         }
-        *n += 1;
+        *used += n;
         true
     }
 
@@ -266,7 +319,7 @@ mod tests {
         pool.lease(pos, "v1", now);
         assert_eq!(pool.find_free(now + 1), Lease::Create(2), "leased codes are not shared");
         assert_eq!(pool.visit_of(1), Some("v1"));
-        assert_eq!(pool.find_free(now + LEASE_SECS), Lease::Reuse(0), "free again after the lease");
+        assert_eq!(pool.find_free(now + FIRST_LEASE_SECS), Lease::Reuse(0), "free again after the lease");
         pool.release(1, now + 5);
         assert_eq!(pool.find_free(now + 6), Lease::Create(2), "the follower's page still polls it");
         assert_eq!(pool.find_free(now + 5 + RELEASE_GRACE_SECS), Lease::Reuse(0), "a follow frees it early");
@@ -352,11 +405,34 @@ pub struct FunnelEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VisitsRequest {
-    Acquire { page: String, scene: String, ip: String, now: u64 },
-    State { visit: String, now: u64 },
-    Scan { idx: u32, follow: bool, now: u64 },
-    Events { events: Vec<FunnelEvent>, ip: String, now: u64 },
-    Funnel { days: Vec<u32> },
+    Acquire {
+        page: String,
+        scene: String,
+        ip: String,
+        now: u64,
+    },
+    State {
+        visit: String,
+        now: u64,
+    },
+    /// The URL of a visit's code while it is waiting (the image fallback draws it).
+    Code {
+        visit: String,
+        now: u64,
+    },
+    Scan {
+        idx: u32,
+        follow: bool,
+        now: u64,
+    },
+    Events {
+        events: Vec<FunnelEvent>,
+        ip: String,
+        now: u64,
+    },
+    Funnel {
+        days: Vec<u32>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -381,6 +457,9 @@ pub enum VisitsResponse {
     Funnel {
         days: BTreeMap<String, Funnel>,
     },
+    Code {
+        url: String,
+    },
 }
 
 impl VisitsResponse {
@@ -392,6 +471,7 @@ impl VisitsResponse {
             VisitsResponse::Scanned { .. } => "scanned",
             VisitsResponse::Counted => "counted",
             VisitsResponse::Funnel { .. } => "funnel",
+            VisitsResponse::Code { .. } => "code",
         }
     }
 }

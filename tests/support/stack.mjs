@@ -51,10 +51,11 @@ export async function startStack(vars = {}, { followers = 20, dir: keepDir } = {
     "serve", "--port", String(simPort), "--appid", config.WECHAT_APPID ?? "wx0", "--secret", config.WECHAT_APPSECRET ?? "x",
     "--env-file", envFile, "--callback-url", `http://127.0.0.1:${port}/wechat`, "--followers", String(followers),
   ], { stdio: ["ignore", "pipe", "pipe"] });
-  // The Durable Objects' script (wrangler.objects.toml) with this stack's settings beside it.
-  const objects = execFileSync(join(ROOT, "scripts", "objects-config.sh"), [join(dir, "objects"), envFile]).toString().trim();
+  // Both workers' configs for this stack: no build hook (make test built everything), the
+  // Durable Objects' script with this stack's settings beside it.
+  const [front, objects] = execFileSync(join(ROOT, "scripts", "stack-config.sh"), [join(dir, "cfg"), envFile, "--no-build"]).toString().trim().split("\n");
   const worker = spawn(join(ROOT, "node_modules", ".bin", "wrangler"), [
-    "dev", "-c", "wrangler.toml", "-c", objects, "--ip", "127.0.0.1", "--port", String(port), "--show-interactive-dev-session=false",
+    "dev", "-c", front, "-c", objects, "--ip", "127.0.0.1", "--port", String(port), "--show-interactive-dev-session=false",
     "--env-file", envFile, "--persist-to", join(dir, "state"), "--log-level", "log",
   ], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"], detached: true }); // its own process group: wrangler and workerd stop together
   for (const p of [sim, worker]) {
@@ -94,7 +95,8 @@ export async function startStack(vars = {}, { followers = 20, dir: keepDir } = {
     body: init.body === undefined || typeof init.body === "string" ? init.body : JSON.stringify(init.body),
     headers: { authorization: `Bearer ${config.ADMIN_TOKEN}`, "content-type": "application/json", ...(init.headers || {}) },
   });
-  return { base, simBase, config, logs, dir, stop, sim: sim_, admin };
+  // `pgid`: wrangler's process group (wrangler and workerd), for measuring the stack's memory.
+  return { base, simBase, config, logs, dir, stop, sim: sim_, admin, pgid: worker.pid };
 }
 
 export function sha1Signature(...parts) {

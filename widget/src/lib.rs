@@ -116,6 +116,11 @@ fn device() -> Device {
 
 /// Counts a funnel step (impression, QR shown); a beacon survives the visitor leaving.
 fn beacon(step: &str) {
+    // An opaque origin (a sandboxed frame such as the console's preview, a file): no page to
+    // attribute, and the worker would refuse the origin anyway.
+    if web_sys::window().and_then(|w| w.location().origin().ok()).is_none_or(|o| o == "null") {
+        return;
+    }
     let c = config();
     let body = js_sys::JSON::stringify(&js_sys::Array::of1(&{
         let o = js_sys::Object::new();

@@ -156,10 +156,9 @@ const MAX_ADMIN_BODY: usize = 256 * 1024;
 
 /// The request's JSON, or (inner `Err`) the 400/413 answer explaining what is wrong with it.
 pub async fn body<T: DeserializeOwned>(req: &mut Request) -> Result<std::result::Result<T, Response>> {
-    let bytes = req.bytes().await?;
-    if bytes.len() > MAX_ADMIN_BODY {
+    let Ok(bytes) = crate::platform::read_capped(req, MAX_ADMIN_BODY).await? else {
         return json_error(413, "body_too_large", "admin request bodies are at most 256 KiB").map(Err);
-    }
+    };
     match serde_json::from_slice(&bytes) {
         Ok(v) => Ok(Ok(v)),
         Err(e) => json_error(400, "invalid", &format!("request JSON: {e}")).map(Err),
@@ -192,11 +191,7 @@ struct QrBody {
 
 impl QrBody {
     fn request(self) -> wxedge_core::Result<QrRequest> {
-        if self.permanent {
-            QrRequest::permanent(self.scene)
-        } else {
-            QrRequest::temporary(self.scene, self.expire_seconds.unwrap_or(wxedge_core::api::qr::MIN_TEMPORARY_EXPIRE_SECS * 5))
-        }
+        QrRequest::for_owner(self.scene, self.permanent, self.expire_seconds)
     }
 }
 

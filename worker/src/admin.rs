@@ -28,12 +28,19 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
         return Ok(answer);
     }
     match (req.method(), path) {
+        (Method::Get, "/api/admin/health") => Response::from_json(&serde_json::json!({
+            "ok": true,
+            "account_kind": config.account_kind,
+            "callback_mode": config.mode,
+            "api_base": config.api_base,
+            "warnings": config.warnings(),
+        })),
         (Method::Get, "/api/admin/rules") => Response::from_json(&*store::rules(env).await?),
         (Method::Put, "/api/admin/rules") => {
-            let body = req.bytes().await?;
-            if body.len() > MAX_RULES_BYTES {
-                return json_error(413, "body_too_large", "a rules document is at most 256 KiB");
-            }
+            let body = match crate::platform::read_capped(&mut req, MAX_RULES_BYTES).await? {
+                Ok(b) => b,
+                Err(_) => return json_error(413, "body_too_large", "a rules document is at most 256 KiB"),
+            };
             let text = String::from_utf8_lossy(&body);
             if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
                 return json_error(400, "invalid", &format!("request JSON: {e}"));

@@ -4,7 +4,8 @@
 //!
 //! Cost per push on the hot path: one KV read (the follower's record: was this delivery seen?)
 //! and at most one KV write after the answer (the record, with the reply so WeChat's retries get
-//! the same answer). Follows and unfollows also update the ledger object (no KV write).
+//! the same answer). Follows and unfollows also update the ledger object (no KV write). In plain
+//! and compatible-unencrypted mode, one call to a `Replay` object (the replay cache).
 
 use std::rc::Rc;
 
@@ -14,7 +15,8 @@ use wxedge_core::api::Credentials;
 use wxedge_core::callback::{self, Query};
 use wxedge_core::config::Config;
 use wxedge_core::flows::push::{self, Answer};
-use wxedge_core::flows::{Backend, CustomerService, Followers, Ledger, Level, Log, RulesSource, Tasks, Visits};
+use wxedge_core::flows::replay::{ReplayRequest, ReplayResponse, Replays, Seen};
+use wxedge_core::flows::{Backend, CustomerService, Followers, Ledger, Level, Log, MassJobs, RulesSource, Tasks, Visits};
 use wxedge_core::follower::FollowerRecord;
 use wxedge_core::ledger::object::{LedgerRequest, LedgerResponse};
 use wxedge_core::message::Message;
@@ -24,7 +26,7 @@ use wxedge_core::rules::{Forward, Rules};
 use wxedge_core::visits::ScanAnswer;
 use wxedge_core::Error;
 
-use crate::platform::{client, error_response, json_error, now_secs, Edge, EdgeLog, WebCrypto};
+use crate::platform::{client, do_request, error_response, json_error, now_secs, read_capped, Edge, EdgeLog, WebCrypto};
 use crate::store::FollowerKv;
 
 /// The late customer-service send may retry WeChat's -1 for this long.
@@ -39,13 +41,16 @@ pub async fn handle(mut req: Request, env: &Env, ctx: Context, config: &Config) 
             Err(e) => refuse(&e),
         },
         Method::Post => {
-            if let Some(len) = req.headers().get("content-length")?.and_then(|l| l.parse::<usize>().ok()) {
-                if len > config.max_body_bytes {
-                    return refuse(&Error::BodyTooLarge { limit: config.max_body_bytes, actual: len });
-                }
-            }
-            let body = req.bytes().await?;
             let now = now_secs();
+            // Before a byte of the body: the timestamp and, where it covers only the query, the
+            // signature. Then the body through the cap, streaming.
+            if let Err(e) = callback::precheck(config, &query, now) {
+                return refuse(&e);
+            }
+            let body = match read_capped(&mut req, config.max_body_bytes).await? {
+                Ok(b) => b,
+                Err(e) => return refuse(&e),
+            };
             let inbound = match callback::open(config, &query, &body).and_then(|i| callback::check_fresh(&query, now).map(|()| i)) {
                 Ok(i) => i,
                 Err(e) => return refuse(&e),
@@ -58,6 +63,7 @@ pub async fn handle(mut req: Request, env: &Env, ctx: Context, config: &Config) 
                     r.headers_mut().set("x-wxedge-retry", "wechat")?;
                     Ok(r)
                 }
+                Answer::Refused(e) => refuse(&e),
             }
         }
         _ => json_error(405, "method_not_allowed", "use GET (URL verification) or POST (pushes)"),
@@ -124,6 +130,26 @@ impl CustomerService for EdgePorts {
         client(&edge, &self.credentials, LATE_SEND_BUDGET_MS).send_custom(message).await
     }
 }
+
+impl MassJobs for EdgePorts {
+    async fn mass_status(&self, msg_id: u64) -> wxedge_core::Result<String> {
+        let edge = Edge { env: &self.env };
+        client(&edge, &self.credentials, LATE_SEND_BUDGET_MS).mass_status(msg_id).await
+    }
+}
+
+/// The replay cache: 16 `Replay` objects, by the signed query's key.
+impl Replays for EdgePorts {
+    async fn seen(&self, query_key: &str, body_hash: &str, now: u64) -> wxedge_core::Result<Seen> {
+        let request = ReplayRequest::Check { key: query_key.to_owned(), body: body_hash.to_owned(), now };
+        match do_request(&self.env, REPLAY_BINDING, &wxedge_core::keys::replay_shard(query_key), &request).await? {
+            ReplayResponse::Seen { seen } => Ok(seen),
+            ReplayResponse::Swept { .. } => Err(Error::Storage("the replay cache answered a sweep to a check".into())),
+        }
+    }
+}
+
+pub const REPLAY_BINDING: &str = "REPLAY";
 
 impl Tasks for EdgePorts {
     fn spawn(&self, task: impl std::future::Future<Output = ()> + 'static) {

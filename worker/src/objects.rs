@@ -26,6 +26,7 @@ use futures_util::future::join_all;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 use wxedge_core::api::qr::{QrRequest, Scene};
 use wxedge_core::api::Credentials;
+use wxedge_core::flows::replay::{self, ReplayRequest, ReplayResponse, REMEMBER_SECS};
 use wxedge_core::flows::visit::{QrMaker, VisitsObject};
 use wxedge_core::ledger::object::{self, LedgerRequest};
 use wxedge_core::ports::{Kv, Read};
@@ -157,5 +158,45 @@ impl QrMaker for WeChatQr<'_> {
         let edge = Edge { env: self.0 };
         let request = QrRequest::temporary(Scene::Str(scene.to_owned()), lifetime_secs)?;
         Ok(client(&edge, &credentials, 8_000).create_qr(&request).await?.url)
+    }
+}
+
+/// The replay cache (`wxedge_core::flows::replay`), one of 16 objects by the signed query's key.
+/// An alarm forgets what can no longer be fresh.
+#[durable_object]
+pub struct Replay {
+    state: State,
+}
+
+impl DurableObject for Replay {
+    fn new(state: State, _env: Env) -> Self {
+        Replay { state }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let request: ReplayRequest = match crate::platform::json_body(&mut req).await {
+            Ok(r) => r,
+            Err(e) => return do_answer::<()>(Err(wxedge_core::Error::Storage(format!("request not understood: {e}")))),
+        };
+        let storage = self.state.storage();
+        let answer = replay::handle(&DoStore(&storage), request).await;
+        if matches!(answer, Ok(ReplayResponse::Seen { .. })) && storage.get_alarm().await?.is_none() {
+            storage.set_alarm((REMEMBER_SECS * 1000) as i64).await?;
+        }
+        do_answer(answer)
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let storage = self.state.storage();
+        let now = crate::platform::now_secs();
+        match replay::handle(&DoStore(&storage), ReplayRequest::Sweep { now }).await {
+            Ok(ReplayResponse::Swept { left, .. }) if left > 0 => storage.set_alarm((REMEMBER_SECS * 1000) as i64).await?,
+            Ok(_) => {}
+            Err(e) => {
+                worker::console_error!("replay sweep: {e}");
+                storage.set_alarm((REMEMBER_SECS * 1000) as i64).await?;
+            }
+        }
+        Response::ok("swept")
     }
 }

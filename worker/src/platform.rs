@@ -150,6 +150,46 @@ pub fn error_response(e: &wxedge_core::Error) -> Result<Response> {
     Ok(r)
 }
 
+/// `error_response` for anonymous callers (visitors' browsers, anyone): the reason and status,
+/// but WeChat's errcode and errmsg (which can name this worker's egress address) and our
+/// advice to the owner stay in the log.
+pub fn public_error_response(e: &wxedge_core::Error) -> Result<Response> {
+    if matches!(e, wxedge_core::Error::WeChat(_) | wxedge_core::Error::Upstream(_)) {
+        worker::console_warn!("answered a visitor {}: {e}", e.status());
+        let mut wire = e.to_wire();
+        (wire.errcode, wire.errmsg, wire.action) = (None, None, None);
+        wire.message = "WeChat did not answer this just now; try again later".into();
+        return Ok(Response::from_json(&wire)?.with_status(e.status()));
+    }
+    error_response(e)
+}
+
+/// Reads a body through a hard cap while it streams: a body over `cap`, declared or chunked, is
+/// refused as soon as the cap is passed and never held whole (wasm memory never shrinks). The
+/// inner `Err` is the `BodyTooLarge` to answer.
+pub async fn read_capped(req: &mut worker::Request, cap: usize) -> Result<std::result::Result<Vec<u8>, wxedge_core::Error>> {
+    use futures_util::StreamExt;
+    let too_large = |actual| Ok(Err(wxedge_core::Error::BodyTooLarge { limit: cap, actual }));
+    if let Some(len) = req.headers().get("content-length")?.and_then(|l| l.trim().parse::<usize>().ok()) {
+        if len > cap {
+            return too_large(len);
+        }
+    }
+    if req.inner().body().is_none() {
+        return Ok(Ok(Vec::new()));
+    }
+    let mut stream = req.stream()?;
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if out.len() + chunk.len() > cap {
+            return too_large(out.len() + chunk.len());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Ok(out))
+}
+
 /// A request body as JSON through serde_json: `Request::json` goes through serde-wasm-bindgen,
 /// whose per-type code is several times larger in the wasm.
 pub async fn json_body<T: serde::de::DeserializeOwned>(req: &mut worker::Request) -> Result<T> {

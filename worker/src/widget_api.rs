@@ -7,14 +7,14 @@ use worker::{Env, Headers, Method, Request, Response, Result};
 use wxedge_core::api::menu::MenuSet;
 use wxedge_core::api::Credentials;
 use wxedge_core::config::Config;
-use wxedge_core::error::Action;
+use wxedge_core::flows::visit::{offer, Offer};
 use wxedge_core::keys;
 use wxedge_core::qrsvg::qr_svg;
 use wxedge_core::visits::{FunnelEvent, Step, VisitsRequest, VisitsResponse};
 use wxedge_core::Error;
 
 use crate::platform::KV;
-use crate::platform::{client, error_response, json_error, now_secs, query_param, Edge};
+use crate::platform::{client, error_response, json_error, now_secs, public_error_response, query_param, read_capped, Edge};
 use crate::visits;
 
 /// The menu preview is cached this long in KV (and by browsers for a minute).
@@ -64,32 +64,41 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
             Response::empty()?.with_status(204).with_headers(h)
         }
         (Method::Post, "/api/qr") => {
-            let bytes = req.bytes().await?;
-            if bytes.len() > MAX_BODY {
-                return json_error(413, "body_too_large", "at most 4 KiB");
-            }
+            let bytes = match read_capped(&mut req, MAX_BODY).await? {
+                Ok(b) => b,
+                Err(e) => return with_cors(error_response(&e)?, &origin),
+            };
             let v: Value = match serde_json::from_slice(&bytes) {
                 Ok(v) => v,
                 Err(e) => return json_error(400, "invalid", &format!("request JSON: {e}")),
             };
             let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
             let wants_static = v.get("static").and_then(Value::as_bool).unwrap_or(false);
-            acquire(&req, env, config, &s("page"), &s("scene"), wants_static).await?.0
+            acquire(&req, env, config, &s("page"), &s("scene"), wants_static).await?
         }
+        // An image anyone can embed (an `<img>` sends no Origin), so it never spends a code: with
+        // `visit` it draws that waiting visit's code (lent by `POST /api/qr`, which checks the
+        // origin), without it the account's ordinary code. Hotlinking costs a drawing, no code.
         (Method::Get, "/api/qr.svg") => {
-            let (page, scene) = (query_param(&req, "page").unwrap_or_default(), query_param(&req, "scene").unwrap_or_default());
-            let (r, url, visit) = acquire(&req, env, config, &page, &scene, false).await?;
-            match url.and_then(|u| qr_svg(&u)) {
+            let url = match query_param(&req, "visit") {
+                Some(visit) if visit.len() <= 64 && visit.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    match visits::call(env, &VisitsRequest::Code { visit, now: now_secs() }).await {
+                        Ok(VisitsResponse::Code { url }) => Some(url),
+                        Ok(other) => return public_error_response(&unexpected(&other)),
+                        Err(e) if e.status() == 404 => config.follow_qr_url.clone(),
+                        Err(e) => return public_error_response(&e),
+                    }
+                }
+                _ => config.follow_qr_url.clone(),
+            };
+            match url.as_deref().and_then(qr_svg) {
                 Some(svg) => {
                     let h = Headers::new();
                     h.set("content-type", "image/svg+xml")?;
                     h.set("cache-control", "no-store")?;
-                    if let Some(v) = visit {
-                        h.set("x-wxedge-visit", &v)?;
-                    }
                     Response::ok(svg)?.with_headers(h)
                 }
-                None => r,
+                None => json_error(404, "no_code", "no such waiting visit, and no ordinary code (FOLLOW_QR_URL) to draw instead")?,
             }
         }
         (Method::Get, p) if p.starts_with("/api/qr/") => {
@@ -99,8 +108,8 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
             }
             let mut r = match visits::call(env, &VisitsRequest::State { visit: id.to_owned(), now: now_secs() }).await {
                 Ok(VisitsResponse::State { state, page, scene }) => Response::from_json(&json!({ "state": state, "page": page, "scene": scene }))?,
-                Ok(other) => error_response(&unexpected(&other))?,
-                Err(e) => error_response(&e)?,
+                Ok(other) => public_error_response(&unexpected(&other))?,
+                Err(e) => public_error_response(&e)?,
             };
             r.headers_mut().set("cache-control", "no-store")?;
             r
@@ -108,10 +117,10 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
         (Method::Get, "/api/menu") => menu(env, config).await?,
         (Method::Post, "/api/events") => {
             // sendBeacon posts text/plain (no preflight); the body is JSON all the same.
-            let bytes = req.bytes().await?;
-            if bytes.len() > MAX_BODY {
-                return json_error(413, "body_too_large", "at most 4 KiB");
-            }
+            let bytes = match read_capped(&mut req, MAX_BODY).await? {
+                Ok(b) => b,
+                Err(e) => return with_cors(error_response(&e)?, &origin),
+            };
             #[derive(serde::Deserialize)]
             struct Events {
                 events: Vec<FunnelEvent>,
@@ -130,7 +139,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
             let ip = req.headers().get("cf-connecting-ip")?.unwrap_or_else(|| "local".into());
             match visits::call(env, &VisitsRequest::Events { events, ip, now: now_secs() }).await {
                 Ok(_) => Response::empty()?.with_status(204),
-                Err(e) => error_response(&e)?,
+                Err(e) => public_error_response(&e)?,
             }
         }
         _ => json_error(405, "method_not_allowed", "not with this method")?,
@@ -138,31 +147,24 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
     with_cors(answer, &origin)
 }
 
-/// A code for a new visit (parametric), or the account's ordinary follow code (static: asked
-/// for, or the account may not create codes). Returns the answer plus the URL and visit id.
-async fn acquire(req: &Request, env: &Env, config: &Config, page: &str, scene: &str, wants_static: bool) -> Result<(Response, Option<String>, Option<String>)> {
-    let static_answer = |url: &str| -> Result<(Response, Option<String>, Option<String>)> {
-        Ok((Response::from_json(&json!({ "static": true, "url": url }))?, Some(url.to_owned()), None))
+/// A code for a new visit (parametric), or the account's ordinary follow code: asked for, or
+/// whatever keeps a pooled code from this visitor (`flows::visit::offer` decides).
+async fn acquire(req: &Request, env: &Env, config: &Config, page: &str, scene: &str, wants_static: bool) -> Result<Response> {
+    let ordinary = config.follow_qr_url.as_deref();
+    let offer = if wants_static {
+        match ordinary {
+            Some(url) => Offer::Ordinary { url: url.to_owned(), why: "asked" },
+            None => return json_error(404, "no_static_code", "FOLLOW_QR_URL is not configured"),
+        }
+    } else {
+        let ip = req.headers().get("cf-connecting-ip")?.unwrap_or_else(|| "local".into());
+        let request = VisitsRequest::Acquire { page: page.to_owned(), scene: scene.to_owned(), ip, now: now_secs() };
+        offer(visits::call(env, &request).await, ordinary)
     };
-    if wants_static {
-        return match &config.follow_qr_url {
-            Some(u) => static_answer(u),
-            None => Ok((json_error(404, "no_static_code", "FOLLOW_QR_URL is not configured")?, None, None)),
-        };
-    }
-    let ip = req.headers().get("cf-connecting-ip")?.unwrap_or_else(|| "local".into());
-    let request = VisitsRequest::Acquire { page: page.to_owned(), scene: scene.to_owned(), ip, now: now_secs() };
-    match visits::call(env, &request).await {
-        Ok(VisitsResponse::Lent { visit, url, expires_in, scene }) => {
-            let r = Response::from_json(&json!({ "visit": visit, "url": url, "expires_in": expires_in, "scene": scene }))?;
-            Ok((r, Some(url), Some(visit)))
-        }
-        Ok(other) => Ok((error_response(&unexpected(&other))?, None, None)),
-        // The account cannot create QR codes (48001 and the like): the ordinary code, if configured.
-        Err(Error::WeChat(w)) if w.action == Action::PermissionMissing && config.follow_qr_url.is_some() => {
-            static_answer(config.follow_qr_url.as_deref().unwrap_or_default())
-        }
-        Err(e) => Ok((error_response(&e)?, None, None)),
+    match offer {
+        Offer::Lent { visit, url, expires_in, scene } => Response::from_json(&json!({ "visit": visit, "url": url, "expires_in": expires_in, "scene": scene })),
+        Offer::Ordinary { url, why } => Response::from_json(&json!({ "static": true, "url": url, "why": why })),
+        Offer::Refused(e) => public_error_response(&e),
     }
 }
 
@@ -186,7 +188,7 @@ async fn menu(env: &Env, config: &Config) -> Result<Response> {
                     // Anonymous visitors must not turn a misconfigured account (40164, 48001)
                     // into a WeChat call each: the failure is cached for a minute, as "no menu".
                     kv.put(keys::MENU_PREVIEW, r#"{"menu":null}"#)?.expiration_ttl(60).execute().await?;
-                    return error_response(&e);
+                    return public_error_response(&e);
                 }
             }
         }

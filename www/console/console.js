@@ -85,9 +85,13 @@
     $("#login").hidden = true;
     $("#tabs").hidden = false;
     $("#logout").hidden = false;
-    fetch("/api/health").then(function (r) { return r.json(); }).then(function (h) {
+    // The admin view of health: the account's kind, and what the owner should fix (plain mode).
+    api("/health").then(function (h) {
       $("#account").textContent = h.account_kind ? h.account_kind + " account" : "";
-    });
+      var w = $("#warnings");
+      w.replaceChildren.apply(w, (h.warnings || []).map(function (t) { return el("p", { text: t }); }));
+      w.hidden = !(h.warnings || []).length;
+    }, function () {});
     route();
   }
 

@@ -40,6 +40,22 @@ pub struct QrRequest {
 }
 
 impl QrRequest {
+    /// A code the owner makes (the admin API): permanent, or temporary for `expire_seconds`
+    /// (default 5 minutes). Its scene must not look like one of the widget's pooled codes
+    /// (`w<index>`), or a scan of it would be attributed to a stranger's visit.
+    pub fn for_owner(scene: Scene, permanent: bool, expire_seconds: Option<u32>) -> Result<QrRequest> {
+        if let Scene::Str(s) = &scene {
+            if crate::visits::parse_scene(s).is_some() {
+                return Err(Error::Refused(format!("scene {s:?} is reserved for the widget's pooled codes (w<number>); pick another")));
+            }
+        }
+        if permanent {
+            QrRequest::permanent(scene)
+        } else {
+            QrRequest::temporary(scene, expire_seconds.unwrap_or(MIN_TEMPORARY_EXPIRE_SECS * 5))
+        }
+    }
+
     pub fn temporary(scene: Scene, expire_seconds: u32) -> Result<QrRequest> {
         if !(MIN_TEMPORARY_EXPIRE_SECS..=MAX_TEMPORARY_EXPIRE_SECS).contains(&expire_seconds) {
             return Err(Error::Refused(format!(
@@ -110,6 +126,10 @@ mod tests {
         let e = QrRequest::permanent(Scene::Id(MAX_PERMANENT_SCENE_ID + 1)).unwrap_err();
         assert!(e.to_string().contains("1..=100000"), "{e}");
         assert!(QrRequest::permanent(Scene::Str(String::new())).is_err());
+        let e = QrRequest::for_owner(Scene::Str("w17".into()), true, None).unwrap_err();
+        assert!(e.to_string().contains("reserved"), "{e}");
+        assert!(QrRequest::for_owner(Scene::Str("w17x".into()), true, None).is_ok(), "only the pool's exact form is reserved");
+        assert!(QrRequest::for_owner(Scene::Id(17), false, None).is_ok());
         assert!(QrRequest::permanent(Scene::Str("x".repeat(64))).is_ok());
         assert!(QrRequest::permanent(Scene::Str("价".repeat(22))).is_err(), "66 bytes");
     }

@@ -29,6 +29,7 @@ use crate::visits::ScanAnswer;
 pub mod broadcast;
 pub mod import;
 pub mod push;
+pub mod replay;
 #[cfg(test)]
 pub(crate) mod testkit;
 pub mod visit;
@@ -78,6 +79,12 @@ pub trait Backend {
 
 pub trait CustomerService {
     async fn send_custom(&self, message: &serde_json::Value) -> Result<()>;
+}
+
+/// WeChat's word on a mass send (`message/mass/get`): the status of `msg_id` (`SEND_SUCCESS`,
+/// `SENDING`, `SEND_FAIL`, `DELETE`), or WeChat's error when it knows no such send.
+pub trait MassJobs {
+    async fn mass_status(&self, msg_id: u64) -> Result<String>;
 }
 
 pub trait Tasks {

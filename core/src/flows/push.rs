@@ -18,13 +18,14 @@ use std::rc::Rc;
 use futures_channel::oneshot;
 use futures_util::future::{select, Either};
 
-use super::{Backend, CustomerService, Followers, Ledger, Level, Log, RulesSource, Tasks, Visits};
+use super::replay::{Replays, Seen};
+use super::{Backend, CustomerService, Followers, Ledger, Level, Log, MassJobs, RulesSource, Tasks, Visits};
 use crate::api::messages::custom_message;
 use crate::callback::{self, Inbound};
 use crate::config::Config;
 use crate::error::Error;
 use crate::follower::FollowerRecord;
-use crate::ledger::object::LedgerRequest;
+use crate::ledger::object::{LedgerRequest, LedgerResponse};
 use crate::ledger::IndexChange;
 use crate::message::{Event, Kind, Message};
 use crate::ports::Clock;
@@ -36,8 +37,11 @@ use crate::Entropy;
 pub const BACKEND_LIMIT_MS: u64 = 25_000;
 
 /// Every port a push uses. `Clone + 'static`: the guard's background task owns a copy.
-pub trait PushPorts: Followers + Ledger + Visits + RulesSource + Backend + CustomerService + Tasks + Clock + Log + Clone + 'static {}
-impl<T: Followers + Ledger + Visits + RulesSource + Backend + CustomerService + Tasks + Clock + Log + Clone + 'static> PushPorts for T {}
+pub trait PushPorts:
+    Followers + Ledger + Visits + RulesSource + Backend + CustomerService + MassJobs + Replays + Tasks + Clock + Log + Clone + 'static
+{
+}
+impl<T: Followers + Ledger + Visits + RulesSource + Backend + CustomerService + MassJobs + Replays + Tasks + Clock + Log + Clone + 'static> PushPorts for T {}
 
 /// What the push is answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,19 +50,26 @@ pub enum Answer {
     Body(String),
     /// 500: nothing was done; WeChat's retry will do it all again.
     Retry(Error),
+    /// Refused (403): not WeChat's push, nothing was done.
+    Refused(Error),
 }
 
 /// Handles one authenticated, decoded push. `body` is the request body as received (forwarded
 /// as is in plain mode).
 pub async fn handle<P: PushPorts>(p: &P, config: &Config, inbound: &Inbound, body: &[u8], now: u64, entropy: &mut impl Entropy) -> Answer {
-    if let Kind::Event(Event::MassSendJobFinish(result)) = &inbound.message.kind {
-        return match p.call(LedgerRequest::JobFinished { result: result.clone(), now }).await {
-            Ok(_) => Answer::Body("success".into()),
-            Err(e) => {
-                p.log(Level::Error, &format!("mass-send outcome {} not recorded ({e}); answering 500 so WeChat retries", result.msg_id));
-                Answer::Retry(e)
+    // A body the signature does not cover: its signed query must not have carried another one.
+    if let Some((query, hash)) = &inbound.replay {
+        match p.seen(query, hash, now).await {
+            Ok(Seen::OtherBody) => {
+                p.log(Level::Warn, &format!("push from {} refused: its signed query was already used with another body", inbound.message.from));
+                return Answer::Refused(Error::Replayed);
             }
-        };
+            Ok(Seen::First | Seen::Again) => {}
+            Err(e) => return Answer::Retry(e),
+        }
+    }
+    if let Kind::Event(Event::MassSendJobFinish(result)) = &inbound.message.kind {
+        return job_finished(p, result, now).await;
     }
     let from = &inbound.message.from;
     let mut record = match p.load(from).await {
@@ -69,7 +80,13 @@ pub async fn handle<P: PushPorts>(p: &P, config: &Config, inbound: &Inbound, bod
     if let Some(previous) = record.answered(&delivery) {
         return Answer::Body(previous.to_owned());
     }
-    let visit = widget_visit(p, &inbound.message, now).await;
+    // The rules first: they say which widget labels are the owner's scenes, and a push that
+    // cannot be answered keeps nothing (WeChat's retry does it all).
+    let rules = match p.rules().await {
+        Ok(r) => r,
+        Err(e) => return Answer::Retry(e),
+    };
+    let visit = widget_visit(p, &inbound.message, &rules.welcome.widget_scenes, now).await;
     let patched;
     let msg = match &visit {
         Some((label, _)) => {
@@ -88,10 +105,6 @@ pub async fn handle<P: PushPorts>(p: &P, config: &Config, inbound: &Inbound, bod
             return Answer::Retry(e);
         }
     }
-    let rules = match p.rules().await {
-        Ok(r) => r,
-        Err(e) => return Answer::Retry(e),
-    };
     let reply = match rules.route(msg, &config.welcome_text) {
         Route::Reply(r) => Some(r),
         Route::Forward { to, fallback } => {
@@ -121,6 +134,44 @@ pub async fn handle<P: PushPorts>(p: &P, config: &Config, inbound: &Inbound, bod
     Answer::Body(answer)
 }
 
+/// MASSSENDJOBFINISH. One of ours lands on its batch. One the ledger does not know is counted for
+/// every follower only after WeChat confirms the send (`message/mass/get`): in plain mode the
+/// signature does not cover the body, so a report alone could be forged, and four forged reports
+/// would use up every follower's month. WeChat answering that it knows no such send (40097 and
+/// the like) drops the report; WeChat unreachable asks for the retry.
+async fn job_finished(p: &impl PushPorts, result: &crate::message::MassSendResult, now: u64) -> Answer {
+    let retry = |e: Error| {
+        p.log(Level::Error, &format!("mass-send outcome {} not recorded ({e}); answering 500 so WeChat retries", result.msg_id));
+        Answer::Retry(e)
+    };
+    match p.call(LedgerRequest::JobFinished { result: result.clone(), now, confirmed: false }).await {
+        Ok(LedgerResponse::UnknownJob) => {}
+        Ok(_) => return Answer::Body("success".into()),
+        Err(e) => return retry(e),
+    }
+    match p.mass_status(result.msg_id).await {
+        Ok(status) if status != "SEND_FAIL" => match p.call(LedgerRequest::JobFinished { result: result.clone(), now, confirmed: true }).await {
+            Ok(_) => Answer::Body("success".into()),
+            Err(e) => retry(e),
+        },
+        Ok(status) => {
+            p.log(Level::Info, &format!("mass send {} outside wxedge failed ({status}): nothing to count", result.msg_id));
+            Answer::Body("success".into())
+        }
+        // WeChat cannot confirm it (it knows no such send, or will not tell this account): not
+        // counted. Missing a real console send only lets a plan count on a quota WeChat then
+        // filters (FilterCount); counting a forged one would block every follower's month.
+        Err(Error::WeChat(w)) if w.action != crate::error::Action::RetryLater => {
+            p.log(
+                Level::Warn,
+                &format!("MASSSENDJOBFINISH for msg_id {} that WeChat does not know ({} {}): ignored, quotas untouched", result.msg_id, w.errcode, w.errmsg),
+            );
+            Answer::Body("success".into())
+        }
+        Err(e) => retry(e),
+    }
+}
+
 /// The index change a push makes, if any.
 fn index_change(msg: &Message, record: &FollowerRecord, change: crate::follower::Change) -> Option<IndexChange> {
     if change.followed {
@@ -139,7 +190,10 @@ fn index_change(msg: &Message, record: &FollowerRecord, change: crate::follower:
     }
 }
 
-/// `message` with its subscribe / SCAN scene replaced by the owner's label.
+/// The scene of a follow through a widget code whose label the owner did not declare.
+pub const WIDGET_SCENE: &str = "widget";
+
+/// `message` with its subscribe / SCAN scene replaced by the visit's scene.
 fn with_scene(message: &Message, label: &str) -> Message {
     let mut m = message.clone();
     match &mut m.kind {
@@ -149,9 +203,12 @@ fn with_scene(message: &Message, label: &str) -> Message {
     m
 }
 
-/// Resolves a widget scene (`w<index>`) through the visits object. A failure only loses the
-/// attribution, never the push.
-async fn widget_visit(p: &impl PushPorts, message: &Message, now: u64) -> Option<(String, String)> {
+/// Resolves a widget scene (`w<index>`) through the visits object: the follower's scene and page.
+/// The label was chosen by whoever asked for the code (anyone can ask `/api/qr` for "vip-coupon"),
+/// so it becomes the scene — picking a welcome, joining an audience — only when the owner
+/// declared it (`widget_scenes` in the rules); else the scene is `widget` and the label stays a
+/// funnel label. A failure only loses the attribution, never the push.
+async fn widget_visit(p: &impl PushPorts, message: &Message, declared: &[String], now: u64) -> Option<(String, String)> {
     let (scene, follow) = match &message.kind {
         Kind::Event(Event::Subscribe { scene: Some(scene), .. }) => (scene, true),
         Kind::Event(Event::Scan { scene, .. }) => (scene, false),
@@ -160,8 +217,8 @@ async fn widget_visit(p: &impl PushPorts, message: &Message, now: u64) -> Option
     let idx = crate::visits::parse_scene(scene)?;
     match p.scan(idx, follow, now).await {
         Ok(Some(v)) => {
-            let label = Some(v.scene).filter(|l| !l.is_empty()).unwrap_or_else(|| scene.clone());
-            Some((label, v.page))
+            let scene = if declared.contains(&v.scene) { v.scene } else { WIDGET_SCENE.to_owned() };
+            Some((scene, v.page))
         }
         Ok(None) => None,
         Err(e) => {

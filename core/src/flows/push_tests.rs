@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::*;
 use crate::callback::Query;
 use crate::error::Result;
+use crate::flows::replay::{ReplayRequest, ReplayResponse, Replays, Seen};
 use crate::flows::testkit::{self, run, VirtualClock, MID_NOVEMBER};
 use crate::flows::LocalLedger;
 use crate::ledger::object::LedgerResponse;
@@ -39,6 +40,9 @@ struct Inner {
     backend_answer: RefCell<Result<Reply>>,
     backend_asks: Cell<u32>,
     custom_sent: RefCell<Vec<Value>>,
+    /// Sends WeChat knows (`message/mass/get`), by msg_id; `None`: WeChat unreachable.
+    mass_known: RefCell<Option<BTreeMap<u64, String>>>,
+    replays: MemoryStore,
     clock: Rc<VirtualClock>,
     logs: RefCell<Vec<(Level, String)>>,
     faults: Faults,
@@ -62,6 +66,8 @@ impl World {
             backend_answer: RefCell::new(Ok(Reply::Text { content: "from the backend".into() })),
             backend_asks: Cell::new(0),
             custom_sent: RefCell::default(),
+            mass_known: RefCell::new(Some(BTreeMap::new())),
+            replays: MemoryStore::default(),
             clock,
             logs: RefCell::default(),
             faults: Faults::default(),
@@ -131,6 +137,24 @@ impl RulesSource for World {
     }
 }
 
+impl Replays for World {
+    async fn seen(&self, query: &str, body: &str, now: u64) -> Result<Seen> {
+        match crate::flows::replay::handle(&self.0.replays, ReplayRequest::Check { key: query.into(), body: body.into(), now }).await? {
+            ReplayResponse::Seen { seen } => Ok(seen),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+impl MassJobs for World {
+    async fn mass_status(&self, msg_id: u64) -> Result<String> {
+        match &*self.0.mass_known.borrow() {
+            None => Err(Error::Upstream("WeChat unreachable (injected)".into())),
+            Some(known) => known.get(&msg_id).cloned().ok_or_else(|| Error::WeChat(crate::error::WeChatError::new(40097, "invalid args"))),
+        }
+    }
+}
+
 impl Backend for World {
     async fn ask(&self, _to: &Forward, plain: &str, _message: &Message) -> Result<Reply> {
         assert!(plain.contains("<xml>"), "the backend gets the plain XML");
@@ -190,8 +214,13 @@ fn config(budget_ms: u64) -> Config {
 }
 
 /// A signed plain-mode push, opened as the worker opens it.
+/// As WeChat signs it: a nonce per push (its retries carry the same query).
 fn push(config: &Config, xml: &str) -> Inbound {
-    let (ts, nonce) = (MID_NOVEMBER.to_string(), "42");
+    signed(config, xml, &crate::signature::sha1_hex(xml.as_bytes())[..10])
+}
+
+fn signed(config: &Config, xml: &str, nonce: &str) -> Inbound {
+    let ts = MID_NOVEMBER.to_string();
     let sig = crate::signature::sign(&[&config.token, &ts, nonce]);
     let q = Query::parse(&format!("signature={sig}&timestamp={ts}&nonce={nonce}&openid=oA"));
     callback::open(config, &q, xml.as_bytes()).unwrap()
@@ -209,7 +238,10 @@ fn text(from: &str, content: &str, msg_id: u64) -> String {
 }
 
 fn answer(w: &World, c: &Config, xml: &str) -> Answer {
-    let inbound = push(c, xml);
+    answer_to(w, c, xml, push(c, xml))
+}
+
+fn answer_to(w: &World, c: &Config, xml: &str, inbound: Inbound) -> Answer {
     let w2 = w.clone();
     let c2 = c.clone();
     let body = xml.as_bytes().to_vec();
@@ -220,6 +252,7 @@ fn body(a: &Answer) -> &str {
     match a {
         Answer::Body(b) => b,
         Answer::Retry(e) => panic!("answered 500: {e}"),
+        Answer::Refused(e) => panic!("refused: {e}"),
     }
 }
 
@@ -269,12 +302,13 @@ fn a_record_that_cannot_be_read_answers_500_and_one_that_cannot_be_written_is_lo
 }
 
 #[test]
-fn rules_that_cannot_be_read_answer_500_after_the_index() {
+fn rules_that_cannot_be_read_answer_500_before_anything_is_kept() {
     let (w, c) = (World::new(), config(4000));
     w.0.faults.rules.set(true);
     assert!(matches!(answer(&w, &c, &subscribe("oR", None)), Answer::Retry(_)));
+    assert_eq!((w.following(), w.0.ledger_calls.get()), (0, 0), "nothing applied before the rules were read");
     w.0.faults.rules.set(false);
-    // The retry: the index already has the follow; the follow stat is counted once.
+    // The retry does it all; the follow stat is counted once.
     assert!(body(&answer(&w, &c, &subscribe("oR", None))).contains("Welcome!"));
     assert_eq!(w.follows_today("-"), 1);
 }
@@ -334,7 +368,7 @@ fn a_late_reply_wechat_refuses_is_logged_not_retried() {
 #[test]
 fn a_widget_scan_takes_the_visits_page_and_label_and_survives_the_visits_object_failing() {
     let (w, c) = (World::new(), config(4000));
-    w.rules(r#"{"welcome":{"scenes":{"pricing":{"type":"text","content":"Pricing welcome"}}}}"#);
+    w.rules(r#"{"welcome":{"scenes":{"pricing":{"type":"text","content":"Pricing welcome"}},"widget_scenes":["pricing"]}}"#);
     w.0.visits.borrow_mut().insert(17, ScanAnswer { visit: "v1".into(), page: "/pricing".into(), scene: "pricing".into() });
     assert!(body(&answer(&w, &c, &subscribe("oW1", Some("w17")))).contains("Pricing welcome"));
     let r = w.0.records.borrow()["oW1"].clone();
@@ -346,6 +380,22 @@ fn a_widget_scan_takes_the_visits_page_and_label_and_survives_the_visits_object_
 }
 
 #[test]
+fn a_label_the_owner_did_not_declare_is_only_a_funnel_label() {
+    let (w, c) = (World::new(), config(4000));
+    // "vip-coupon" is the owner's scene for the codes they hand out themselves; a visitor asking
+    // the widget for a code labelled so gets the default welcome and no vip audience.
+    w.rules(r#"{"welcome":{"scenes":{"vip-coupon":{"type":"text","content":"Your VIP coupon: 50% off"}},"widget_scenes":["home"]}}"#);
+    w.0.visits.borrow_mut().insert(5, ScanAnswer { visit: "v5".into(), page: "/".into(), scene: "vip-coupon".into() });
+    let a = body(&answer(&w, &c, &subscribe("oV", Some("w5")))).to_owned();
+    assert!(a.contains("Welcome!") && !a.contains("VIP"), "{a}");
+    let r = w.0.records.borrow()["oV"].clone();
+    assert_eq!((r.scene.as_deref(), r.page.as_deref()), (Some(WIDGET_SCENE), Some("/")));
+    assert_eq!((w.follows_today("vip-coupon"), w.follows_today(WIDGET_SCENE)), (0, 1));
+    // The owner's own code with that scene still gets its welcome.
+    assert!(body(&answer(&w, &c, &subscribe("oOwner", Some("vip-coupon")))).contains("VIP coupon"));
+}
+
+#[test]
 fn mass_send_job_reports_go_to_the_ledger_and_a_failure_asks_for_the_retry() {
     let (w, c) = (World::new(), config(4000));
     let xml = format!("<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[oSys]]></FromUserName><CreateTime>{MID_NOVEMBER}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[MASSSENDJOBFINISH]]></Event><MsgID>1000001</MsgID><Status><![CDATA[send success]]></Status><TotalCount>0</TotalCount><FilterCount>0</FilterCount><SentCount>0</SentCount><ErrorCount>0</ErrorCount></xml>");
@@ -354,6 +404,59 @@ fn mass_send_job_reports_go_to_the_ledger_and_a_failure_asks_for_the_retry() {
     w.0.faults.ledger.set(false);
     assert_eq!(body(&answer(&w, &c, &xml)), "success");
     assert!(w.0.records.borrow().is_empty(), "no follower record for a system event");
+}
+
+fn job_finish(msg_id: u64) -> String {
+    format!("<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[oSys]]></FromUserName><CreateTime>{MID_NOVEMBER}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[MASSSENDJOBFINISH]]></Event><MsgID>{msg_id}</MsgID><Status><![CDATA[send success]]></Status><TotalCount>3</TotalCount><FilterCount>3</FilterCount><SentCount>3</SentCount><ErrorCount>0</ErrorCount></xml>")
+}
+
+fn months_left(w: &World) -> [usize; 5] {
+    let shards = futures::executor::block_on(load_shards(&w.0.ledger.0)).unwrap();
+    crate::ledger::quota_view(crate::config::AccountKind::Service, &shards, None, MID_NOVEMBER).left
+}
+
+#[test]
+fn forged_job_reports_for_sends_wechat_does_not_know_leave_every_quota_intact() {
+    let (w, c) = (World::new(), config(4000));
+    for who in ["oQ1", "oQ2", "oQ3"] {
+        answer(&w, &c, &subscribe(who, None));
+    }
+    for forged in 900..910 {
+        assert_eq!(body(&answer(&w, &c, &job_finish(forged))), "success", "answered, so a forger learns nothing");
+    }
+    assert_eq!(months_left(&w), [0, 0, 0, 0, 3], "ten forged reports, no mass message counted");
+    assert!(w.logged("WeChat does not know"));
+    // WeChat unreachable: the report is not dropped, WeChat's retry tries again.
+    *w.0.mass_known.borrow_mut() = None;
+    assert!(matches!(answer(&w, &c, &job_finish(777)), Answer::Retry(_)));
+    // A real send from WeChat's console, confirmed: counted for everyone, once.
+    *w.0.mass_known.borrow_mut() = Some(BTreeMap::from([(777, "SEND_SUCCESS".to_owned()), (778, "SEND_FAIL".to_owned())]));
+    assert_eq!(body(&answer(&w, &c, &job_finish(777))), "success");
+    assert_eq!(body(&answer(&w, &c, &job_finish(777))), "success");
+    assert_eq!(months_left(&w), [0, 0, 0, 3, 0]);
+    assert_eq!(body(&answer(&w, &c, &job_finish(778))), "success");
+    assert_eq!(months_left(&w), [0, 0, 0, 3, 0], "a send that failed reached no one");
+}
+
+#[test]
+fn a_signed_query_replayed_with_another_body_is_refused_and_changes_nothing() {
+    let (w, c) = (World::new(), config(4000));
+    let real = subscribe("oReal", None);
+    let first = body(&answer_to(&w, &c, &real, signed(&c, &real, "n1"))).to_owned();
+    assert_eq!(body(&answer_to(&w, &c, &real, signed(&c, &real, "n1"))), first, "WeChat's retry: same query, same body, same answer");
+    // The captured query with a forged body: a follow of someone else, a forged job report.
+    for forged in [subscribe("oForged", Some("vip")), job_finish(4242)] {
+        match answer_to(&w, &c, &forged, signed(&c, &forged, "n1")) {
+            Answer::Refused(e) => assert_eq!((e.reason(), e.status()), ("replayed", 403)),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(w.following(), 1, "the forged follow was not kept");
+    assert!(!w.0.records.borrow().contains_key("oForged"));
+    // The cache failing: nothing done, WeChat retries.
+    w.0.replays.fail_after.set(Some(0));
+    let other = subscribe("oLater", None);
+    assert!(matches!(answer_to(&w, &c, &other, signed(&c, &other, "n2")), Answer::Retry(_)));
 }
 
 #[test]

@@ -16,8 +16,8 @@ use crate::error::{Error, Result};
 use crate::keys;
 use crate::ports::{delete, load_json, save_json, Store};
 use crate::visits::{
-    clean_label, count, scene_of, Code, Funnel, FunnelEvent, Lease, Pool, RateLimiter, ScanAnswer, Step, Visit, VisitState, VisitsRequest, VisitsResponse,
-    CODE_LIFETIME_SECS, LEASE_SECS, MAX_EVENTS_PER_IP_PER_MINUTE,
+    clean_label, client_key, count, scene_of, Code, Funnel, FunnelEvent, Lease, PollState, Pool, RateLimiter, ScanAnswer, Step, Visit, VisitState,
+    VisitsRequest, VisitsResponse, CODE_LIFETIME_SECS, FIRST_LEASE_SECS, MAX_EVENTS_PER_IP_PER_MINUTE, MAX_NEW_LEASES_PER_MINUTE,
 };
 use crate::Entropy;
 
@@ -34,6 +34,8 @@ pub const MAX_EVENTS_PER_REQUEST: usize = 20;
 pub struct VisitsObject<E> {
     pool: RefCell<Option<Pool>>,
     limiter: RefCell<RateLimiter>,
+    /// New leases for everyone together, one key.
+    budget: RefCell<RateLimiter>,
     event_limiter: RefCell<RateLimiter>,
     entropy: RefCell<E>,
 }
@@ -43,18 +45,33 @@ impl<E: Entropy> VisitsObject<E> {
         VisitsObject {
             pool: RefCell::new(None),
             limiter: RefCell::new(RateLimiter::default()),
+            budget: RefCell::new(RateLimiter::new(MAX_NEW_LEASES_PER_MINUTE)),
             event_limiter: RefCell::new(RateLimiter::new(MAX_EVENTS_PER_IP_PER_MINUTE)),
             entropy: RefCell::new(entropy),
         }
     }
 
+    /// Sets the budget of new leases per minute for all visitors together (default
+    /// `MAX_NEW_LEASES_PER_MINUTE`).
+    pub fn with_budget(self, per_minute: u32) -> VisitsObject<E> {
+        *self.budget.borrow_mut() = RateLimiter::new(per_minute);
+        self
+    }
+
     pub async fn handle(&self, store: &impl Store, qr: &impl QrMaker, log: &impl Log, request: VisitsRequest) -> Result<VisitsResponse> {
         match request {
             VisitsRequest::Acquire { page, scene, ip, now } => self.acquire(store, qr, log, &page, &scene, &ip, now).await,
-            VisitsRequest::State { visit, now } => match load_json::<Visit>(store, &keys::visit(&visit)).await? {
-                Some(v) => Ok(VisitsResponse::State { state: v.reported_state(now), page: v.page, scene: v.scene }),
-                None => Err(Error::NotFound("no such visit (it may have expired)".into())),
-            },
+            VisitsRequest::State { visit, now } => {
+                let v = self.poll(store, &visit, now).await?;
+                Ok(VisitsResponse::State { state: v.reported_state(now), page: v.page, scene: v.scene })
+            }
+            VisitsRequest::Code { visit, now } => {
+                let v = load_json::<Visit>(store, &keys::visit(&visit)).await?.filter(|v| v.reported_state(now) == PollState::Waiting);
+                let v = v.ok_or_else(|| Error::NotFound("no such waiting visit".into()))?;
+                self.ensure_pool(store).await?;
+                let url = self.with_pool(|p| p.codes.iter().find(|c| c.idx == v.idx && c.visit.as_deref() == Some(&v.id)).map(|c| c.url.clone()));
+                Ok(VisitsResponse::Code { url: url.ok_or_else(|| Error::NotFound("the visit's code has moved on".into()))? })
+            }
             VisitsRequest::Scan { idx, follow, now } => self.scan(store, idx, follow, now).await,
             VisitsRequest::Events { events, ip, now } => self.events(store, &events, &ip, now).await,
             VisitsRequest::Funnel { days } => {
@@ -103,12 +120,31 @@ impl<E: Entropy> VisitsObject<E> {
         save_json(store, &key, &funnel).await
     }
 
+    /// A poll of a visit: its record, with its lease extended while the dialog stays open.
+    async fn poll(&self, store: &impl Store, visit: &str, now: u64) -> Result<Visit> {
+        let mut v = load_json::<Visit>(store, &keys::visit(visit)).await?.ok_or_else(|| Error::NotFound("no such visit (it may have expired)".into()))?;
+        if v.reported_state(now) == PollState::Waiting {
+            self.ensure_pool(store).await?;
+            if let Some(until) = self.with_pool(|p| p.extend(v.idx, &v.id, v.created_at, now)) {
+                v.leased_until = until;
+                self.store_code(store, v.idx).await?;
+                save_json(store, &keys::visit(&v.id), &v).await?;
+            }
+        }
+        Ok(v)
+    }
+
     /// Lends a code to a new visit, creating one through WeChat when none is free.
     #[allow(clippy::too_many_arguments)]
     async fn acquire(&self, store: &impl Store, qr: &impl QrMaker, log: &impl Log, page: &str, scene: &str, ip: &str, now: u64) -> Result<VisitsResponse> {
-        if !self.limiter.borrow_mut().allow(ip, now) {
+        // The visitor's own limit first: a limited visitor does not spend everyone's budget.
+        if !self.limiter.borrow_mut().allow(&client_key(ip), now) {
             let retry_after = self.limiter.borrow().retry_after(now);
             return Err(Error::RateLimited { what: "QR codes", retry_after });
+        }
+        if !self.budget.borrow_mut().allow("", now) {
+            let retry_after = self.budget.borrow().retry_after(now);
+            return Err(Error::RateLimited { what: "new QR codes for all visitors", retry_after });
         }
         self.ensure_pool(store).await?;
         let idx = match self.with_pool(|p| p.find_free(now)) {
@@ -171,7 +207,7 @@ impl<E: Entropy> VisitsObject<E> {
         if let Some(old) = previous {
             delete(store, &keys::visit(&old)).await?;
         }
-        Ok(Some(VisitsResponse::Lent { visit: id, url: code.url, expires_in: LEASE_SECS, scene: visit.scene }))
+        Ok(Some(VisitsResponse::Lent { visit: id, url: code.url, expires_in: FIRST_LEASE_SECS, scene: visit.scene }))
     }
 
     /// A subscribe or SCAN through code `idx`: marks its visit, counts the funnel, and frees the
@@ -200,7 +236,7 @@ impl<E: Entropy> VisitsObject<E> {
                 "up to {MAX_EVENTS_PER_REQUEST} events {{\"step\": \"impression\" | \"qr_shown\", \"page\", \"scene\"}}; scans and follows are counted by the callbacks"
             )));
         }
-        if !self.event_limiter.borrow_mut().allow(ip, now) {
+        if !self.event_limiter.borrow_mut().allow_n(&client_key(ip), events.len() as u32, now) {
             let retry_after = self.event_limiter.borrow().retry_after(now);
             return Err(Error::RateLimited { what: "events", retry_after });
         }
@@ -208,6 +244,38 @@ impl<E: Entropy> VisitsObject<E> {
         self.bump_funnel(store, now, &rows).await?;
         Ok(VisitsResponse::Counted)
     }
+}
+
+/// What the widget is answered when it asks for a code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offer {
+    /// A pooled code lent to a new visit.
+    Lent { visit: String, url: String, expires_in: u64, scene: String },
+    /// The account's ordinary follow code (`FOLLOW_QR_URL`): the follow still happens, only
+    /// not attributed to the page. `why` is a short reason for the page's console.
+    Ordinary { url: String, why: &'static str },
+    /// No code at all: there is no ordinary code to fall back on.
+    Refused(Error),
+}
+
+/// Turns the visits object's answer into the widget's: whatever keeps a pooled code from this
+/// visitor (its limit, everyone's budget, a full pool, WeChat refusing or failing to make a
+/// code), a visitor who can be shown the ordinary code is shown it, never a blank or an error.
+pub fn offer(answer: Result<VisitsResponse>, ordinary: Option<&str>) -> Offer {
+    let why = match answer {
+        Ok(VisitsResponse::Lent { visit, url, expires_in, scene }) => return Offer::Lent { visit, url, expires_in, scene },
+        Ok(other) => return Offer::Refused(Error::Storage(format!("visits answered {} to acquire", other.name()))),
+        Err(e) => match ordinary {
+            None => return Offer::Refused(e),
+            Some(_) => match e {
+                Error::RateLimited { .. } => "rate_limited",
+                Error::Busy(_) => "pool_full",
+                Error::WeChat(_) | Error::Upstream(_) => "no_parametric_codes",
+                _ => "unavailable",
+            },
+        },
+    };
+    Offer::Ordinary { url: ordinary.unwrap_or_default().to_owned(), why }
 }
 
 #[cfg(test)]

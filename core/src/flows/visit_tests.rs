@@ -7,7 +7,7 @@ use super::*;
 use crate::flows::testkit::{run, VirtualClock, MID_NOVEMBER};
 use crate::flows::Level;
 use crate::ports::MemoryStore;
-use crate::visits::{PollState, MAX_CODES, MAX_PER_IP_PER_MINUTE, RELEASE_GRACE_SECS};
+use crate::visits::{client_key, PollState, EXTEND_WHEN_LEFT_SECS, MAX_CODES, MAX_LEASE_SECS, MAX_PER_IP_PER_MINUTE, RELEASE_GRACE_SECS};
 use crate::SplitMix;
 
 #[derive(Default)]
@@ -104,7 +104,7 @@ fn a_visit_is_lent_a_code_scanned_followed_and_its_code_moves_on() {
     assert_eq!(w.qr.created.borrow().len(), 2, "two codes made for three visits");
     assert!(matches!(w.state(&visit, NOW + 100), Err(Error::NotFound(_))), "the code's previous visit is forgotten");
     assert_eq!(w.scan(1, false, NOW + 101).unwrap().visit, third, "a scan now belongs to the new visit");
-    assert_eq!(w.state(&other, NOW + LEASE_SECS + 2).unwrap(), PollState::Expired);
+    assert_eq!(w.state(&other, NOW + FIRST_LEASE_SECS + 2).unwrap(), PollState::Expired);
 }
 
 #[test]
@@ -157,7 +157,8 @@ fn one_address_gets_ten_codes_a_minute() {
 
 #[test]
 fn a_full_pool_is_busy_not_an_error_of_ours() {
-    let w = world();
+    let mut w = world();
+    w.object = VisitsObject::new(SplitMix(7)).with_budget(u32::MAX);
     for i in 0..MAX_CODES {
         w.acquire("/", &format!("ip{i}"), NOW).unwrap();
     }
@@ -191,11 +192,19 @@ fn visitors_send_impressions_only_in_small_batches_and_not_too_often() {
         "follows come from callbacks"
     );
     assert!(matches!(w.ask(VisitsRequest::Events { events: vec![ev(Step::Impression); 21], ip: "a".into(), now: NOW }), Err(Error::Invalid(_))));
-    for _ in 0..MAX_EVENTS_PER_IP_PER_MINUTE {
+    // The limit counts events, not requests: twenty to a request reach it twenty times sooner.
+    for _ in 0..MAX_EVENTS_PER_IP_PER_MINUTE / 2 {
         w.ask(VisitsRequest::Events { events: vec![ev(Step::Impression), ev(Step::QrShown)], ip: "a".into(), now: NOW }).unwrap();
     }
     assert!(matches!(w.ask(VisitsRequest::Events { events: vec![ev(Step::Impression)], ip: "a".into(), now: NOW }), Err(Error::RateLimited { .. })));
-    assert_eq!(w.funnel(NOW)["/"]["home"], [u64::from(MAX_EVENTS_PER_IP_PER_MINUTE), u64::from(MAX_EVENTS_PER_IP_PER_MINUTE), 0, 0]);
+    let half = u64::from(MAX_EVENTS_PER_IP_PER_MINUTE / 2);
+    assert_eq!(w.funnel(NOW)["/"]["home"], [half, half, 0, 0]);
+    let w = world();
+    for _ in 0..MAX_EVENTS_PER_IP_PER_MINUTE / 20 {
+        w.ask(VisitsRequest::Events { events: vec![ev(Step::Impression); 20], ip: "b".into(), now: NOW }).unwrap();
+    }
+    assert!(matches!(w.ask(VisitsRequest::Events { events: vec![ev(Step::Impression)], ip: "b".into(), now: NOW }), Err(Error::RateLimited { .. })));
+    assert_eq!(w.funnel(NOW)["/"]["home"][0], u64::from(MAX_EVENTS_PER_IP_PER_MINUTE), "never more events than the limit");
 }
 
 #[test]
@@ -245,4 +254,102 @@ fn labels_from_visitors_are_cleaned_and_bounded() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn an_ipv6_visitor_is_its_slash_64_so_600_addresses_of_one_get_ten_codes() {
+    assert_eq!(client_key("2001:db8:1:2:aaaa::1"), client_key("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+    assert_ne!(client_key("2001:db8:1:2::1"), client_key("2001:db8:1:3::1"));
+    assert_eq!(client_key("::ffff:203.0.113.9"), "203.0.113.9", "an IPv4-mapped address is its IPv4 address");
+    assert_eq!(client_key("203.0.113.9"), "203.0.113.9");
+    assert_eq!(client_key(&"x".repeat(500)).len(), 64, "anything else is bounded");
+    let w = world();
+    let mut lent = 0;
+    for i in 0..600u32 {
+        match w.acquire("/", &format!("2001:db8:aa:bb:{:x}:{:x}::1", i / 7, i), NOW) {
+            Ok(_) => lent += 1,
+            Err(Error::RateLimited { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(lent, MAX_PER_IP_PER_MINUTE, "one /64, one visitor");
+    assert_eq!(w.qr.created.borrow().len(), MAX_PER_IP_PER_MINUTE as usize, "no code was made for the rest");
+    assert!(w.acquire("/", "2001:db8:aa:cc::1", NOW).is_ok(), "a visitor on another /64 still gets a code");
+    assert!(w.acquire("/", "198.51.100.1", NOW).is_ok());
+}
+
+#[test]
+fn everyone_together_has_a_budget_of_new_leases_a_minute() {
+    let mut w = world();
+    w.object = VisitsObject::new(SplitMix(7)).with_budget(5);
+    for i in 0..5 {
+        w.acquire("/", &format!("10.1.0.{i}"), NOW).unwrap();
+    }
+    match w.acquire("/", "10.1.0.99", NOW + 1) {
+        Err(Error::RateLimited { what, retry_after }) => assert!(what.contains("all visitors") && retry_after > 0, "{what}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(w.acquire("/", "10.1.0.99", NOW + 60).is_ok(), "a new minute, a new budget");
+}
+
+#[test]
+fn a_lease_is_short_unless_the_dialog_keeps_polling_and_never_longer_than_the_cap() {
+    let w = world();
+    let (left, url) = w.acquire("/", "1.1.1.1", NOW).unwrap();
+    let (open, _) = w.acquire("/", "1.1.1.2", NOW).unwrap();
+    // The first page loaded the widget and left; the second keeps its dialog open and polls.
+    let mut t = NOW;
+    while t < NOW + 400 {
+        t += 30;
+        assert_eq!(w.state(&open, t).unwrap(), PollState::Waiting, "at +{}", t - NOW);
+    }
+    assert_eq!(w.state(&left, NOW + FIRST_LEASE_SECS).unwrap(), PollState::Expired);
+    let (_, reused) = w.acquire("/", "1.1.1.3", t).unwrap();
+    assert_eq!(reused, url, "the abandoned visit's code went back to the pool");
+    // Polls write at most once a minute: the extension moves only when little is left.
+    let writes = w.store.writes.get();
+    for s in 1..=60 {
+        w.state(&open, t + s).unwrap();
+    }
+    // Sixty polls, one a second: one extension (its code and its visit), not sixty.
+    assert!(w.store.writes.get() - writes <= 2 * (60 / EXTEND_WHEN_LEFT_SECS + 1), "polls a second do not write a second");
+    let t = t + 60;
+    // However long it stays open, the code goes back after the cap.
+    let mut t = t;
+    while t < NOW + MAX_LEASE_SECS - 30 {
+        t += 30;
+        assert_eq!(w.state(&open, t).unwrap(), PollState::Waiting);
+    }
+    assert_eq!(w.state(&open, NOW + MAX_LEASE_SECS).unwrap(), PollState::Expired);
+}
+
+#[test]
+fn the_image_fallback_reads_a_waiting_visits_code_and_nothing_else() {
+    let w = world();
+    let (visit, url) = w.acquire("/", "1.1.1.1", NOW).unwrap();
+    assert_eq!(w.ask(VisitsRequest::Code { visit: visit.clone(), now: NOW + 1 }).unwrap(), VisitsResponse::Code { url });
+    assert!(matches!(w.ask(VisitsRequest::Code { visit: "nope".into(), now: NOW + 1 }), Err(Error::NotFound(_))));
+    w.scan(1, true, NOW + 2);
+    assert!(matches!(w.ask(VisitsRequest::Code { visit, now: NOW + 3 }), Err(Error::NotFound(_))), "a followed visit's code is not drawn again");
+}
+
+#[test]
+fn whatever_keeps_a_pooled_code_from_a_visitor_they_get_the_ordinary_one() {
+    let url = "http://weixin.qq.com/r/ordinary";
+    let ordinary = Some(url);
+    let lent = VisitsResponse::Lent { visit: "v".into(), url: "u".into(), expires_in: 120, scene: "s".into() };
+    assert!(matches!(offer(Ok(lent.clone()), ordinary), Offer::Lent { .. }));
+    assert!(matches!(offer(Ok(lent), None), Offer::Lent { .. }));
+    let cases = [
+        (Error::RateLimited { what: "QR codes", retry_after: 5 }, "rate_limited"),
+        (Error::Busy("full".into()), "pool_full"),
+        (Error::WeChat(crate::error::WeChatError::new(48001, "api unauthorized")), "no_parametric_codes"),
+        (Error::Upstream("timeout".into()), "no_parametric_codes"),
+        (Error::Storage("down".into()), "unavailable"),
+    ];
+    for (e, why) in cases {
+        assert_eq!(offer(Err(e.clone()), ordinary), Offer::Ordinary { url: url.into(), why });
+        assert_eq!(offer(Err(e.clone()), None), Offer::Refused(e), "without an ordinary code the error stands");
+    }
+    assert!(matches!(offer(Ok(VisitsResponse::Counted), ordinary), Offer::Refused(Error::Storage(_))));
 }

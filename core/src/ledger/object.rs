@@ -48,34 +48,93 @@ pub enum ImportPhase {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LedgerRequest {
-    Apply { changes: Vec<IndexChange> },
-    Plan { kind: AccountKind, segment: Segment, now: u64 },
-    Reserve { kind: AccountKind, request: SendRequest, now: u64 },
-    Recipients { id: String, n: u32 },
-    Settle { id: String, n: u32, answer: SendAnswer },
-    JobFinished { result: MassSendResult, now: u64 },
+    Apply {
+        changes: Vec<IndexChange>,
+    },
+    Plan {
+        kind: AccountKind,
+        segment: Segment,
+        now: u64,
+    },
+    Reserve {
+        kind: AccountKind,
+        request: SendRequest,
+        now: u64,
+    },
+    Recipients {
+        id: String,
+        n: u32,
+    },
+    Settle {
+        id: String,
+        n: u32,
+        answer: SendAnswer,
+    },
+    /// `confirmed`: WeChat's `message/mass/get` knows the MsgID (asked by the caller for a job
+    /// the ledger answered `UnknownJob`).
+    JobFinished {
+        result: MassSendResult,
+        now: u64,
+        #[serde(default)]
+        confirmed: bool,
+    },
     History,
-    Broadcast { id: String },
-    Quota { kind: AccountKind, now: u64 },
-    Stats { days: Vec<u32> },
+    Broadcast {
+        id: String,
+    },
+    Quota {
+        kind: AccountKind,
+        now: u64,
+    },
+    Stats {
+        days: Vec<u32>,
+    },
     ImportCursor,
-    SaveImportCursor { cursor: ImportCursor },
+    SaveImportCursor {
+        cursor: ImportCursor,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LedgerResponse {
-    Applied { shards: usize },
-    Plan { plan: Plan },
-    Reserved { broadcast: BroadcastView, fresh: bool },
-    Recipients { openids: Vec<String> },
-    Settled { broadcast: BroadcastView },
-    JobRecorded { broadcast: Option<String> },
-    History { broadcasts: Vec<BroadcastView> },
-    Broadcast { broadcast: Option<BroadcastView> },
-    Quota { quota: QuotaView },
-    Stats { days: BTreeMap<String, DayStats> },
-    ImportCursor { cursor: ImportCursor },
+    Applied {
+        shards: usize,
+    },
+    Plan {
+        plan: Plan,
+    },
+    Reserved {
+        broadcast: BroadcastView,
+        fresh: bool,
+    },
+    Recipients {
+        openids: Vec<String>,
+    },
+    Settled {
+        broadcast: BroadcastView,
+    },
+    JobRecorded {
+        broadcast: Option<String>,
+    },
+    /// Not one of ours, and not confirmed: nothing was counted; ask WeChat, then again with
+    /// `confirmed`.
+    UnknownJob,
+    History {
+        broadcasts: Vec<BroadcastView>,
+    },
+    Broadcast {
+        broadcast: Option<BroadcastView>,
+    },
+    Quota {
+        quota: QuotaView,
+    },
+    Stats {
+        days: BTreeMap<String, DayStats>,
+    },
+    ImportCursor {
+        cursor: ImportCursor,
+    },
 }
 
 /// What a request answered and which stored keys it changed that KV mirrors.
@@ -115,10 +174,10 @@ pub async fn handle(store: &impl Store, request: LedgerRequest) -> Result<Handle
             let (b, touched) = settle(store, &id, n, &answer).await?;
             Ok(Handled { response: LedgerResponse::Settled { broadcast: b.into() }, mirror: mirror_of(&touched, true) })
         }
-        LedgerRequest::JobFinished { result, now } => {
-            let (b, touched) = job_finished(store, &result, now).await?;
-            Ok(Handled { response: LedgerResponse::JobRecorded { broadcast: b.map(|b| b.id) }, mirror: mirror_of(&touched, false) })
-        }
+        LedgerRequest::JobFinished { result, now, confirmed } => match job_finished(store, &result, now, confirmed).await? {
+            Some((b, touched)) => Ok(Handled { response: LedgerResponse::JobRecorded { broadcast: b.map(|b| b.id) }, mirror: mirror_of(&touched, false) }),
+            None => plain(LedgerResponse::UnknownJob),
+        },
         LedgerRequest::History => plain(LedgerResponse::History { broadcasts: history(store).await? }),
         LedgerRequest::Broadcast { id } => plain(LedgerResponse::Broadcast { broadcast: load_broadcast(store, &id).await?.map(Into::into) }),
         LedgerRequest::Quota { kind, now } => {
@@ -165,6 +224,7 @@ impl LedgerResponse {
             LedgerResponse::Recipients { .. } => "recipients",
             LedgerResponse::Settled { .. } => "settled",
             LedgerResponse::JobRecorded { .. } => "job_recorded",
+            LedgerResponse::UnknownJob => "unknown_job",
             LedgerResponse::History { .. } => "history",
             LedgerResponse::Broadcast { .. } => "broadcast",
             LedgerResponse::Quota { .. } => "quota",
@@ -328,14 +388,16 @@ mod protocol_tests {
     }
 
     #[test]
-    fn job_reports_for_unknown_jobs_are_counted_once_and_mirrored() {
+    fn job_reports_for_unknown_jobs_are_counted_once_confirmed_and_mirrored() {
         let store = MemoryStore::default();
         follow(&store, 3);
         let result =
             crate::message::MassSendResult { msg_id: 9, status: "send success".into(), total_count: 3, filter_count: 3, sent_count: 3, error_count: 0 };
-        let first = ask(&store, LedgerRequest::JobFinished { result: result.clone(), now: NOW }).unwrap();
+        let unconfirmed = ask(&store, LedgerRequest::JobFinished { result: result.clone(), now: NOW, confirmed: false }).unwrap();
+        assert!(matches!(unconfirmed.response, LedgerResponse::UnknownJob) && unconfirmed.mirror.is_empty(), "nothing counted on a report alone");
+        let first = ask(&store, LedgerRequest::JobFinished { result: result.clone(), now: NOW, confirmed: true }).unwrap();
         assert!(!first.mirror.is_empty());
-        let again = ask(&store, LedgerRequest::JobFinished { result, now: NOW }).unwrap();
+        let again = ask(&store, LedgerRequest::JobFinished { result, now: NOW, confirmed: false }).unwrap();
         assert!(again.mirror.is_empty(), "WeChat's redelivery changes nothing");
     }
 

@@ -44,9 +44,12 @@ impl MsgOwner {
 }
 
 /// MASSSENDJOBFINISH: the outcome of one of our batches, or of a send wxedge did not make (the
-/// WeChat console's): that one is counted, conservatively, for every follower, since WeChat does
-/// not say whom it reached. Idempotent.
-pub async fn job_finished(store: &impl Store, r: &MassSendResult, now: u64) -> Result<(Option<Broadcast>, Touched)> {
+/// WeChat console's). That one is counted, conservatively, for every follower, since WeChat does
+/// not say whom it reached — but only once WeChat has confirmed the send exists (`confirmed`:
+/// the caller asked `message/mass/get`), since a forged report of an unknown MsgID would
+/// otherwise use up everyone's month. Unconfirmed and unknown: `Ok(None)`, nothing kept.
+/// Idempotent.
+pub async fn job_finished(store: &impl Store, r: &MassSendResult, now: u64, confirmed: bool) -> Result<Option<(Option<Broadcast>, Touched)>> {
     let outcome = Outcome {
         status: r.status.clone(),
         total: r.total_count,
@@ -61,8 +64,8 @@ pub async fn job_finished(store: &impl Store, r: &MassSendResult, now: u64) -> R
         None => None,
     };
     match owner {
-        Some(MsgOwner::External { .. } | MsgOwner::Unclaimed { .. }) => return Ok((None, Touched::new())),
-        Some(MsgOwner::Batch { id, n }) => return finish_batch(store, &id, n, outcome).await,
+        Some(MsgOwner::External { .. } | MsgOwner::Unclaimed { .. }) => return Ok(Some((None, Touched::new()))),
+        Some(MsgOwner::Batch { id, n }) => return finish_batch(store, &id, n, outcome).await.map(Some),
         None => {}
     }
     // Not known: if one of our recent batches is still unsettled (WeChat's answer was lost),
@@ -82,9 +85,12 @@ pub async fn job_finished(store: &impl Store, r: &MassSendResult, now: u64) -> R
         .any(|b| b.batches.iter().any(|x| x.state == BatchState::Reserved));
     if unsettled {
         store.put(&keys::msg_owner(r.msg_id), &MsgOwner::Unclaimed { outcome }.encode()?).await.map_err(Error::Storage)?;
-        return Ok((None, Touched::new()));
+        return Ok(Some((None, Touched::new())));
     }
-    // Not ours: count it for everyone following, once.
+    if !confirmed {
+        return Ok(None);
+    }
+    // Not ours, and WeChat says it was sent: count it for everyone following, once.
     let month = china::month(now);
     let mut shards = load_shards(store).await?;
     let mut touched = Touched::new();
@@ -98,7 +104,7 @@ pub async fn job_finished(store: &impl Store, r: &MassSendResult, now: u64) -> R
     let mut writes: Vec<(String, String)> = touched.iter().map(|n| Ok((keys::shard(*n), to_json(&shards[*n as usize])?))).collect::<Result<_>>()?;
     writes.push((keys::msg_owner(r.msg_id), MsgOwner::External { outcome }.encode()?));
     store.put_many(&writes).await.map_err(Error::Storage)?;
-    Ok((None, touched))
+    Ok(Some((None, touched)))
 }
 
 /// The outcome of one of our batches lands on it.

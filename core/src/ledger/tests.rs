@@ -138,15 +138,18 @@ fn external_sends_count_for_everyone_once() {
     let store = MemoryStore::default();
     follow(&store, &ids("x", 4), None);
     let r = MassSendResult { msg_id: 77, status: "send success".into(), total_count: 4, filter_count: 4, sent_count: 4, error_count: 0 };
-    block_on(job_finished(&store, &r, MID_NOVEMBER)).unwrap();
-    block_on(job_finished(&store, &r, MID_NOVEMBER)).unwrap();
+    assert!(block_on(job_finished(&store, &r, MID_NOVEMBER, false)).unwrap().is_none(), "a report WeChat has not confirmed counts nothing");
+    let shards = block_on(load_shards(&store)).unwrap();
+    assert_eq!(quota_view(AccountKind::Service, &shards, None, MID_NOVEMBER).left[4], 4, "still four left for everyone");
+    block_on(job_finished(&store, &r, MID_NOVEMBER, true)).unwrap().unwrap();
+    block_on(job_finished(&store, &r, MID_NOVEMBER, true)).unwrap().unwrap();
     let shards = block_on(load_shards(&store)).unwrap();
     assert_eq!(quota_view(AccountKind::Service, &shards, None, MID_NOVEMBER).left[3], 4);
     // Our own job: the outcome lands on its batch.
     let b = send(&store, AccountKind::Service, "own", Segment::All, MID_NOVEMBER).unwrap();
     let r =
         MassSendResult { msg_id: b.batches[0].msg_id.unwrap(), status: "send success".into(), total_count: 4, filter_count: 4, sent_count: 4, error_count: 0 };
-    let (owned, _) = block_on(job_finished(&store, &r, MID_NOVEMBER)).unwrap();
+    let (owned, _) = block_on(job_finished(&store, &r, MID_NOVEMBER, false)).unwrap().unwrap();
     let owned = owned.unwrap();
     assert_eq!(owned.status(), BroadcastStatus::Finished);
     assert_eq!(owned.batches[0].outcome.as_ref().unwrap().filtered_out, 0);
@@ -160,7 +163,7 @@ fn a_lost_answer_then_its_outcome_is_not_counted_twice() {
     let (b, _, _) = block_on(reserve(&store, AccountKind::Service, &req, MID_NOVEMBER)).unwrap();
     block_on(settle(&store, &b.id, 0, &SendAnswer::Lost { why: "reset".into() })).unwrap();
     let r = MassSendResult { msg_id: 555, status: "send success".into(), total_count: 4, filter_count: 4, sent_count: 4, error_count: 0 };
-    block_on(job_finished(&store, &r, MID_NOVEMBER)).unwrap();
+    block_on(job_finished(&store, &r, MID_NOVEMBER, false)).unwrap().unwrap();
     let left = |s: &MemoryStore| quota_view(AccountKind::Service, &block_on(load_shards(s)).unwrap(), None, MID_NOVEMBER).left;
     assert_eq!(left(&store)[3], 4, "parked, not counted for everyone again");
     // The retry learns the msg_id (45065) and claims the parked outcome.
@@ -273,7 +276,7 @@ fn our_jobs_report_who_wechat_filtered_out() {
     let b = send(&store, AccountKind::Service, "rep", Segment::All, MID_NOVEMBER).unwrap();
     let r =
         MassSendResult { msg_id: b.batches[0].msg_id.unwrap(), status: "send success".into(), total_count: 5, filter_count: 3, sent_count: 3, error_count: 0 };
-    let (owned, touched) = block_on(job_finished(&store, &r, MID_NOVEMBER)).unwrap();
+    let (owned, touched) = block_on(job_finished(&store, &r, MID_NOVEMBER, false)).unwrap().unwrap();
     assert!(touched.is_empty(), "our own job is already counted");
     assert_eq!(owned.unwrap().batches[0].outcome.as_ref().unwrap().filtered_out, 2);
 }
