@@ -59,8 +59,15 @@ build_widget() {
   wasm-opt -Oz --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
     --enable-bulk-memory --enable-multivalue --enable-reference-types \
     dist/widget-pkg/widget_bg.wasm -o dist/widget/widget_bg.wasm
+  # Versioned: the loader asks for wasm/widget-<content hash>.wasm, served immutable (a year), so
+  # a visitor's browser fetches it once per release; widget.js itself is short-cached (5 min) and
+  # names the current one. widget_bg.wasm stays for what pinned the old name.
+  local hash
+  hash=$(sha256sum dist/widget/widget_bg.wasm | cut -c1-16)
+  rm -rf dist/widget/wasm && mkdir -p dist/widget/wasm
+  cp dist/widget/widget_bg.wasm "dist/widget/wasm/widget-$hash.wasm"
   # One classic script: the loader plus wasm-bindgen's glue, as an IIFE.
-  esbuild widget/loader.js --bundle --minify --format=iife --target=es2019 \
+  esbuild widget/loader.js --bundle --minify --format=iife --target=es2019 --define:WXEDGE_WASM="\"wasm/widget-$hash.wasm\"" \
     --alias:wasm-glue=./dist/widget-pkg/widget.js --outfile=dist/widget/widget.js --log-level=warning --log-override:empty-import-meta=silent
 }
 
@@ -75,7 +82,7 @@ build_site() {
       "$page" > "$page.tmp" && mv "$page.tmp" "$page"
   done
   rm -f dist/site.tmp/_*.html
-  cp dist/widget/widget.js dist/widget/widget_bg.wasm dist/site.tmp/
+  cp -R dist/widget/widget.js dist/widget/widget_bg.wasm dist/widget/wasm dist/site.tmp/
   rm -rf dist/site && mv dist/site.tmp dist/site
 }
 

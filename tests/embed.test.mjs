@@ -34,7 +34,7 @@ before(async () => {
 });
 after(async () => { await browser?.close(); host?.close(); await s?.stop(); });
 
-async function embedFlow(context) {
+async function embedFlow(context, drawn) {
   const ctx = await browser.newContext({ viewport: { width: 1100, height: 760 }, ...context });
   const page = await ctx.newPage();
   const logs = [];
@@ -52,6 +52,15 @@ async function embedFlow(context) {
   await page.locator("#slot button").first().click();
   await page.waitForFunction(() => window.__qr && window.__qr.visit, null, { timeout: 10000 });
   const qr = await page.evaluate(() => window.__qr);
+  // How the code is drawn fits the browser: inline SVG on a desktop, a PNG <img> of at least
+  // 200 CSS px on phones and in WeChat (whose long press reads only images).
+  await page.waitForFunction(() => { const q = document.querySelector("[data-wxedge=dialog]")?.shadowRoot.querySelector(".qr"); return q && (q.querySelector("svg") || q.querySelector("img")?.naturalWidth > 0); });
+  const code = await page.evaluate(() => {
+    const q = document.querySelector("[data-wxedge=dialog]").shadowRoot.querySelector(".qr");
+    const img = q.querySelector("img");
+    return { kind: img ? "img" : q.querySelector("svg") ? "svg" : "none", png: img?.src.startsWith("data:image/png"), width: img?.getBoundingClientRect().width, save: !!q.querySelector("a.save[download]") };
+  });
+  assert.deepEqual(code.kind === "img" ? { kind: code.kind, png: code.png, wide: code.width >= 200, save: code.save } : { kind: code.kind }, drawn);
   const scan = await s.sim("/sim/scan", { url: qr.url });
   assert.equal(scan.event, "subscribe");
   await page.waitForFunction(() => window.__followed, null, { timeout: 5000 });
@@ -62,12 +71,23 @@ async function embedFlow(context) {
 }
 
 describe("the snippet on another company's origin", () => {
-  test("the wasm is served with CORS", async () => {
-    const r = await fetch(`${s.base}/widget_bg.wasm`, { headers: { origin: hostBase } });
+  test("the wasm is served with CORS, versioned and immutable; the loader is short-cached", async () => {
+    const js = await fetch(`${s.base}/widget.js`, { headers: { origin: hostBase } });
+    assert.equal(js.headers.get("access-control-allow-origin"), "*");
+    assert.equal(js.headers.get("cache-control"), "public, max-age=300");
+    const name = (await js.text()).match(/wasm\/widget-[0-9a-f]{16}\.wasm/)?.[0];
+    assert.ok(name, "the loader names a content-hashed wasm");
+    const r = await fetch(`${s.base}/${name}`, { headers: { origin: hostBase } });
     assert.equal(r.status, 200);
     assert.equal(r.headers.get("access-control-allow-origin"), "*");
+    assert.equal(r.headers.get("cache-control"), "public, max-age=31536000, immutable");
+    const bytes = new Uint8Array(await r.arrayBuffer());
+    const { createHash } = await import("node:crypto");
+    assert.equal(createHash("sha256").update(bytes).digest("hex").slice(0, 16), name.slice(12, 28), "named by its content");
+    const plain = await fetch(`${s.base}/widget_bg.wasm`, { headers: { origin: hostBase } });
+    assert.equal(plain.headers.get("access-control-allow-origin"), "*", "the unversioned name still works");
   });
-  test("desktop: code drawn, scanned, follow seen", () => embedFlow({}));
-  test("phone browser: code drawn, scanned, follow seen", () => embedFlow({ ...PHONE, userAgent: IPHONE }));
-  test("WeChat's in-app browser: code drawn, scanned, follow seen", () => embedFlow({ ...PHONE, userAgent: WECHAT }));
+  test("desktop: code drawn, scanned, follow seen", () => embedFlow({}, { kind: "svg" }));
+  test("phone browser: code drawn as a savable image, scanned, follow seen", () => embedFlow({ ...PHONE, userAgent: IPHONE }, { kind: "img", png: true, wide: true, save: true }));
+  test("WeChat's in-app browser: code drawn as a long-press image, scanned, follow seen", () => embedFlow({ ...PHONE, userAgent: WECHAT }, { kind: "img", png: true, wide: true, save: false }));
 });

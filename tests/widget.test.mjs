@@ -31,6 +31,19 @@ before(async () => {
 after(async () => { await browser?.close(); await s?.stop(); });
 
 /** A page in a fresh context; collects console errors and warnings. */
+/** The dialog's code as drawn: an <img> (phones, WeChat) or inline SVG (desktop). */
+function codeImage(page) {
+  return page.evaluate(() => {
+    const qr = document.querySelector("[data-wxedge=dialog]").shadowRoot.querySelector(".qr");
+    const img = qr.querySelector("img"), save = qr.querySelector("a.save");
+    return {
+      png: !!img && img.src.startsWith("data:image/png;base64,"), src: img?.src, svg: !!qr.querySelector("svg"),
+      cssWidth: img?.getBoundingClientRect().width, naturalWidth: img?.naturalWidth,
+      saveDownload: save ? save.getAttribute("download") : null, saveHref: save?.href,
+    };
+  });
+}
+
 async function open(path, context = {}) {
   const ctx = await browser.newContext({ viewport: { width: 1100, height: 760 }, ...context });
   const page = await ctx.newPage();
@@ -180,10 +193,13 @@ describe("widget in Chromium", () => {
     await page.goto(s.base + "/contact");
     await page.waitForSelector("html[data-wxedge=ready]");
     await page.locator("#follow-card button").click();
-    await page.waitForFunction(() => document.querySelector("[data-wxedge=dialog]")?.shadowRoot.querySelector(".qr svg"));
+    await page.waitForFunction(() => document.querySelector("[data-wxedge=dialog]")?.shadowRoot.querySelector(".qr img")?.naturalWidth > 0);
     const d = await dialogState(page);
     assert.match(d.hint, /screenshot/);
     assert.ok(d.copy);
+    const code = await codeImage(page);
+    assert.ok(code.png && code.cssWidth >= 200 && code.naturalWidth >= 200, JSON.stringify(code));
+    assert.deepEqual([code.saveDownload, code.saveHref === code.src], ["wechat-follow-code.png", true], "a link that saves the image for WeChat's album scan");
     await page.locator("[data-wxedge=dialog] button", { hasText: "Copy" }).click();
     await page.waitForFunction(() => /Copied/.test(document.querySelector("[data-wxedge=dialog]").shadowRoot.querySelector("[aria-live]:not(.status)")?.textContent));
     assert.equal(await page.evaluate(() => navigator.clipboard.readText()), "AcmeTea");
@@ -196,10 +212,14 @@ describe("widget in Chromium", () => {
     await page.goto(s.base + "/contact");
     await page.waitForSelector("html[data-wxedge=ready]");
     await page.locator("#follow-card button").click();
-    await page.waitForFunction(() => document.querySelector("[data-wxedge=dialog]")?.shadowRoot.querySelector(".qr svg"));
+    await page.waitForFunction(() => document.querySelector("[data-wxedge=dialog]")?.shadowRoot.querySelector(".qr img")?.naturalWidth > 0);
     const d = await dialogState(page);
     assert.match(d.hint, /Long-press/);
     assert.equal(d.copy, false);
+    // WeChat's long press reads only <img> codes: a PNG image at least 200 CSS px, no inline SVG.
+    const code = await codeImage(page);
+    assert.ok(code.png && code.cssWidth >= 200 && code.naturalWidth >= 200 && !code.svg, JSON.stringify(code));
+    assert.equal(code.saveDownload, null, "no save step inside WeChat");
     await ctx.close();
   });
 

@@ -115,7 +115,8 @@ import init, { boot, command, mount } from "wasm-glue";
     document.documentElement.setAttribute("data-wxedge", "fallback");
   }
 
-  var wasmUrl = new URL("widget_bg.wasm", src).href;
+  // The build names the content-hashed wasm (scripts/build.sh); unbuilt, the plain name.
+  var wasmUrl = new URL(typeof WXEDGE_WASM === "string" ? WXEDGE_WASM : "widget_bg.wasm", src).href;
   init({ module_or_path: wasmUrl }).then(function () {
     if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
     else start();

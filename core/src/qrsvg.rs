@@ -30,9 +30,27 @@ pub fn qr_svg(text: &str) -> Option<String> {
     ))
 }
 
+/// The code's modules, for drawing it elsewhere (the widget's canvas): the side in modules and
+/// the dark ones row by row, without the quiet zone. `None` when the text is too long.
+pub fn qr_modules(text: &str) -> Option<(u32, Vec<bool>)> {
+    let qr = QrCode::encode_text(text, QrCodeEcc::Medium).ok()?;
+    let side = qr.size();
+    Some((side as u32, (0..side * side).map(|i| qr.get_module(i % side, i / side)).collect()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn modules_match_the_svg_code() {
+        let url = "http://weixin.qq.com/q/02abcDEF";
+        let qr = QrCode::encode_text(url, QrCodeEcc::Medium).unwrap();
+        let (side, dark) = qr_modules(url).unwrap();
+        assert_eq!(side as i32, qr.size());
+        assert!((0..qr.size()).all(|y| (0..qr.size()).all(|x| dark[(y * qr.size() + x) as usize] == qr.get_module(x, y))));
+        assert!(qr_modules(&"x".repeat(5000)).is_none());
+    }
 
     /// Decodes the path back into modules: every dark module and nothing else is covered.
     #[test]

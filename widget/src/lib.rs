@@ -409,17 +409,9 @@ async fn follow_visit(d: Rc<Dialog>, generation: u32) {
                 return;
             }
         };
-        match qr_svg(&url) {
-            Some(svg) => {
-                d.qr.set_inner_html(&svg);
-                if let Some(s) = d.qr.first_element_child() {
-                    let _ = s.set_attribute("aria-label", &t.title(&c.account));
-                }
-            }
-            None => {
-                d.qr.set_text_content(Some(&t.failed()));
-                return;
-            }
+        if draw_code(&d, &url, &t.title(&c.account)).is_none() {
+            d.qr.set_text_content(Some(&t.failed()));
+            return;
         }
         beacon("qr_shown");
         let detail = js_sys::Object::new();
@@ -452,6 +444,59 @@ async fn follow_visit(d: Rc<Dialog>, generation: u32) {
         }
         renewed = true;
     }
+}
+
+/// Draws the code into the dialog: inline SVG on a desktop; on phones and in WeChat's browser a
+/// PNG `<img>` (WeChat's long press recognises only `<img>` codes; outside WeChat the visitor
+/// saves the image and picks it in WeChat → Scan → Album), with a save link on phones.
+fn draw_code(d: &Dialog, url: &str, label: &str) -> Option<()> {
+    let dev = device();
+    if dev == Device::Desktop {
+        d.qr.set_inner_html(&qr_svg(url)?);
+        d.qr.first_element_child()?.set_attribute("aria-label", label).ok()?;
+        return Some(());
+    }
+    let png = qr_png(url)?;
+    let doc = web_sys::window()?.document()?;
+    let img: web_sys::HtmlImageElement = doc.create_element("img").ok()?.dyn_into().ok()?;
+    img.set_src(&png);
+    img.set_alt(label);
+    img.set_width(QR_CSS_PX);
+    img.set_height(QR_CSS_PX);
+    d.qr.set_text_content(None);
+    d.qr.append_child(&img).ok()?;
+    if dev == Device::Phone {
+        let save: web_sys::HtmlAnchorElement = doc.create_element("a").ok()?.dyn_into().ok()?;
+        save.set_href(&png);
+        save.set_download("wechat-follow-code.png");
+        save.set_class_name("save");
+        save.set_text_content(Some(&text().save()));
+        d.qr.append_child(&save).ok()?;
+    }
+    Some(())
+}
+
+/// The code's side on screen: WeChat recognises codes from about 200 CSS px.
+const QR_CSS_PX: u32 = 220;
+
+/// The code as a PNG data URL, drawn on a canvas module by module (a 4-module quiet zone, 8
+/// pixels a module, sharp at 2-3x device pixels) and encoded by the browser.
+fn qr_png(url: &str) -> Option<String> {
+    let (side, dark) = wxedge_core::qrsvg::qr_modules(url)?;
+    let (scale, border) = (8u32, 4u32);
+    let px = (side + 2 * border) * scale;
+    let canvas: web_sys::HtmlCanvasElement = web_sys::window()?.document()?.create_element("canvas").ok()?.dyn_into().ok()?;
+    canvas.set_width(px);
+    canvas.set_height(px);
+    let ctx: web_sys::CanvasRenderingContext2d = canvas.get_context("2d").ok()??.dyn_into().ok()?;
+    ctx.set_fill_style_str("#fff");
+    ctx.fill_rect(0.0, 0.0, f64::from(px), f64::from(px));
+    ctx.set_fill_style_str("#000");
+    for (i, _) in dark.iter().enumerate().filter(|(_, d)| **d) {
+        let (x, y) = (i as u32 % side + border, i as u32 / side + border);
+        ctx.fill_rect(f64::from(x * scale), f64::from(y * scale), f64::from(scale), f64::from(scale));
+    }
+    canvas.to_data_url().ok()
 }
 
 /// The URL to draw and, in parametric mode, the visit to follow.

@@ -72,6 +72,9 @@ impl Text {
             Device::WeChat => self.pick("Long-press the code to follow.", "长按识别二维码即可关注。"),
         }
     }
+    pub fn save(&self) -> String {
+        self.pick("Save the code", "保存二维码")
+    }
     pub fn copy(&self) -> String {
         self.pick("Copy the account name", "复制公众号名称")
     }

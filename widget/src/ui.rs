@@ -25,8 +25,8 @@ button.primary{background:var(--accent);border-color:var(--accent);color:var(--a
 .dialog{background:var(--bg);color:var(--fg);border-radius:16px;box-shadow:var(--shadow);width:min(340px,100%);padding:20px;text-align:center;position:relative}
 .dialog h2{font-size:17px;margin:4px 28px 12px}
 .dialog .x{position:absolute;top:10px;right:10px;border:none;background:none;font-size:20px;line-height:1;padding:6px 10px;color:var(--muted)}
-.qr{margin:0 auto;width:200px;height:200px;display:flex;align-items:center;justify-content:center;color:var(--muted)}
-.qr svg{width:200px;height:200px;display:block;border-radius:8px}
+.qr{margin:0 auto;min-width:200px;min-height:200px;display:flex;flex-direction:column;align-items:center;justify-content:center;color:var(--muted)}
+.qr svg{width:200px;height:200px;display:block;border-radius:8px}.qr img{width:220px;height:220px;display:block;margin:0 auto;image-rendering:pixelated}.qr .save{display:block;margin-top:6px;color:#07c160;font-size:14px}
 .hint{color:var(--muted);margin:12px 0 8px}
 .status{min-height:1.5em;margin:8px 0 0;font-weight:600}
 .status.done{color:var(--accent)}
