@@ -48,10 +48,14 @@ build_script() { # build_script FEATURE OUT_DIR (under worker/)
 }
 
 build_widget() {
-  if newer_than dist/widget/widget.js widget core Cargo.toml Cargo.lock; then return; fi
+  if newer_than dist/widget/widget.js widget core Cargo.toml Cargo.lock scripts/build.sh; then return; fi
   wasm_toolchain
   say "building widget ($WASM_RUST toolchain)"
-  cargo build --release -p wxedge-widget --lib --target wasm32-unknown-unknown "${WASM_CARGO_FLAGS[@]}"
+  # As the worker: every crate at opt-level z and, with Debian's build-std route, panics that
+  # abort at once (no panic strings or formatting in what every visitor downloads).
+  local rustflags=""
+  [ "$WASM_RUST" = debian ] && rustflags="-Zunstable-options -Cpanic=immediate-abort"
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=z RUSTFLAGS="$rustflags" cargo build --release -p wxedge-widget --lib --target wasm32-unknown-unknown "${WASM_CARGO_FLAGS[@]}"
   rm -rf dist/widget-pkg && mkdir -p dist/widget
   "$WASM_BINDGEN_BIN" --target web --no-typescript --out-dir dist/widget-pkg --out-name widget \
     "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/wxedge_widget.wasm"
