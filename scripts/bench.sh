@@ -26,6 +26,8 @@ http=$(node bench/http_bench.mjs "$PY_VENV/bin/python" "${HTTP_SECONDS:-5}" 16)
 say "the ledger: plan and reserve a broadcast to everyone, at 100,000 and 1,000,000 followers"
 ledger100k=$(target/release/wxedge-bench ledger 100000)
 ledger1m=$(target/release/wxedge-bench ledger 1000000)
+say "the widget in Chromium: time to QR with warm caches, bytes a page loads"
+widget_time=$(node bench/widget_time.mjs 20)
 say "callbacks through workerd (wrangler dev, local KV), sequential"
 workerd=$(node bench/workerd_bench.mjs 1000)
 
@@ -35,6 +37,7 @@ cat > target/bench/results.json <<JSON
   "date": "$(date -u +%FT%TZ)",
   "per_message_ns": {"wxedge": $ours, "wechatpy": $wechatpy, "co-wechat": $cowechat},
   "workerd_callback": $workerd,
+  "widget_time": $widget_time,
   "qr_svg_ns": $qr,
   "http": $http,
   "ledger": [$ledger100k, $ledger1m],
@@ -59,6 +62,8 @@ console.log(`workerd: ${w.requests} follow callbacks, mean ${w.mean_ms.toFixed(2
 const h = r.http;
 console.table(Object.keys(h).map((k) => ({ server: k, "requests/s": h[k].rps.toFixed(0), "p50 ms": h[k].p50_ms, "p99 ms": h[k].p99_ms,
   "wxedge ×": k.startsWith("wxedge") ? "" : (h.wxedge.rps / h[k].rps).toFixed(2), errors: h[k].non_2xx + (h[k].socket_errors ? " / " + h[k].socket_errors : "") })));
+const wt = r.widget_time;
+console.log(`widget (Chromium, warm caches, ${wt.runs} loads): script → QR ${wt.script_to_qr_ms.median.toFixed(1)} ms median (p95 ${wt.script_to_qr_ms.p95.toFixed(1)}; target ≤ 100), click → parametric QR ${wt.click_to_qr_ms.median.toFixed(1)} ms; a page loads ${wt.page_loads_gzip_bytes.total} B gzip (target ≤ 40,960)`);
 const q = r.qr_svg_ns;
 console.table(Object.keys(q).map((k) => ({ encoder: k, "µs per code": (q[k] / 1e3).toFixed(1), "× wxedge": (q[k] / q.wxedge).toFixed(2) })));
 for (const l of r.ledger) console.log(`ledger, ${l.followers} followers: a plan reads ${l.kv_reads_per_plan} keys, ${(l.shard_bytes_total / 1e6).toFixed(1)} MB (largest shard ${(l.shard_bytes_max / 1e3).toFixed(0)} KB); parse + plan ${l.plan_ms.toFixed(0)} ms, reserve ${l.reserve_ms.toFixed(0)} ms (native)`);

@@ -7,7 +7,8 @@ import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import { chromium } from "playwright-core";
-import { startStack, freePort } from "./support/stack.mjs";
+import { join } from "node:path";
+import { startStack, freePort, ROOT } from "./support/stack.mjs";
 
 const IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Mobile/15E148 Safari/604.1";
 const WECHAT = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/130.0 Mobile Safari/537.36 MicroMessenger/8.0.49.2600(0x28003133) WeChat/arm64 Weixin NetType/WIFI Language/zh_CN";
@@ -60,6 +61,7 @@ async function embedFlow(context, drawn) {
     const img = q.querySelector("img");
     return { kind: img ? "img" : q.querySelector("svg") ? "svg" : "none", png: img?.src.startsWith("data:image/png"), width: img?.getBoundingClientRect().width, save: !!q.querySelector("a.save[download]") };
   });
+  if (context.userAgent) await page.screenshot({ path: join(ROOT, "tests", "artifacts", `embed-${/MicroMessenger/.test(context.userAgent) ? "wechat" : "phone"}.png`) });
   assert.deepEqual(code.kind === "img" ? { kind: code.kind, png: code.png, wide: code.width >= 200, save: code.save } : { kind: code.kind }, drawn);
   const scan = await s.sim("/sim/scan", { url: qr.url });
   assert.equal(scan.event, "subscribe");
