@@ -28,6 +28,8 @@ ledger100k=$(target/release/wxedge-bench ledger 100000)
 ledger1m=$(target/release/wxedge-bench ledger 1000000)
 say "the widget in Chromium: time to QR with warm caches, bytes a page loads"
 widget_time=$(node bench/widget_time.mjs 20)
+say "visits: 64 open dialogs polling, one shard vs eight (local workerd)"
+visits=$(node bench/visits_load.mjs 5 64)
 say "callbacks through workerd (wrangler dev, local KV), sequential"
 workerd=$(node bench/workerd_bench.mjs 1000)
 
@@ -38,6 +40,7 @@ cat > target/bench/results.json <<JSON
   "per_message_ns": {"wxedge": $ours, "wechatpy": $wechatpy, "co-wechat": $cowechat},
   "workerd_callback": $workerd,
   "widget_time": $widget_time,
+  "visits_load": $visits,
   "qr_svg_ns": $qr,
   "http": $http,
   "ledger": [$ledger100k, $ledger1m],
@@ -64,6 +67,7 @@ console.table(Object.keys(h).map((k) => ({ server: k, "requests/s": h[k].rps.toF
   "wxedge ×": k.startsWith("wxedge") ? "" : (h.wxedge.rps / h[k].rps).toFixed(2), errors: h[k].non_2xx + (h[k].socket_errors ? " / " + h[k].socket_errors : "") })));
 const wt = r.widget_time;
 console.log(`widget (Chromium, warm caches, ${wt.runs} loads): script → QR ${wt.script_to_qr_ms.median.toFixed(1)} ms median (p95 ${wt.script_to_qr_ms.p95.toFixed(1)}; target ≤ 100), click → parametric QR ${wt.click_to_qr_ms.median.toFixed(1)} ms; a page loads ${wt.page_loads_gzip_bytes.total} B gzip (target ≤ 40,960)`);
+for (const [k, v] of Object.entries(r.visits_load)) console.log(`visits, ${k.replace("_", " ")}: ${v.dialogs} dialogs polling flat out → ${v.polls_per_s.toFixed(0)} polls/s, p50 ${v.p50_ms.toFixed(0)} ms, p99 ${v.p99_ms.toFixed(0)} ms, ${v.errors} errors`);
 const q = r.qr_svg_ns;
 console.table(Object.keys(q).map((k) => ({ encoder: k, "µs per code": (q[k] / 1e3).toFixed(1), "× wxedge": (q[k] / q.wxedge).toFixed(2) })));
 for (const l of r.ledger) console.log(`ledger, ${l.followers} followers: a plan reads ${l.kv_reads_per_plan} keys, ${(l.shard_bytes_total / 1e6).toFixed(1)} MB (largest shard ${(l.shard_bytes_max / 1e3).toFixed(0)} KB); parse + plan ${l.plan_ms.toFixed(0)} ms, reserve ${l.reserve_ms.toFixed(0)} ms (native)`);

@@ -65,6 +65,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "WELCOME_TEXT", required: false, default: DEFAULT_WELCOME, about: "Default reply to a new follower." },
     Setting { name: "MAX_BODY_BYTES", required: false, default: "65536", about: "Callback bodies larger than this are refused before parsing." },
     Setting { name: "FOLLOW_QR_URL", required: false, default: "", about: "The account's ordinary follow QR code URL (http://weixin.qq.com/r/…), shown by the widget when the account cannot create QR codes (48001) or the page asks for static mode." },
+    Setting { name: "VISIT_SHARDS", required: false, default: "8", about: "How many Durable Objects serve the widget's visits and codes (1 to 10). More spreads a busy site's dialogs; see docs/widget.md, \"Visits at scale\"." },
     Setting { name: "DEV_CLOCK", required: false, default: "false", about: "true lets admin requests set the clock with an `X-Wxedge-Now: <unix seconds>` header (tests and demos of China-day and month boundaries). Never in production." },
     Setting { name: "REPLY_BUDGET_MS", required: false, default: "4000", about: "How long a callback may work on its reply (500 to 4500 ms; WeChat waits 5 s). Past it the callback answers `success` and the reply follows as a customer-service message." },
 ];
@@ -89,6 +90,8 @@ pub struct Config {
     /// Admin requests may carry their own clock (tests only).
     pub dev_clock: bool,
     pub follow_qr_url: Option<String>,
+    /// Objects serving the widget's visits (`visits::shard_for_visitor`).
+    pub visit_shards: u32,
 }
 
 fn bad(setting: &'static str, problem: impl Into<String>) -> Error {
@@ -211,7 +214,16 @@ impl Config {
                 return Err(bad("FOLLOW_QR_URL", format!("{u:?} is not an http(s) URL")));
             }
         }
+        let visit_shards = match opt("VISIT_SHARDS") {
+            None => crate::visits::DEFAULT_SHARDS,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=crate::visits::MAX_SHARDS).contains(n))
+                .ok_or_else(|| bad("VISIT_SHARDS", format!("must be a number from 1 to {}", crate::visits::MAX_SHARDS)))?,
+        };
         Ok(Config {
+            visit_shards,
             follow_qr_url,
             dev_clock,
             reply_budget_ms,

@@ -43,6 +43,38 @@ pub const MAX_EVENTS_PER_IP_PER_MINUTE: u32 = 120;
 pub const MAX_FUNNEL_PAGES: usize = 200;
 pub const MAX_FUNNEL_SCENES: usize = 20;
 
+/// Visits are served by up to `MAX_SHARDS` objects. Shard `k` lends the codes with indexes in
+/// `k * SHARD_SPAN ..` (shard 0 from 1, as the one object before sharding did, so its pool
+/// carries on), so a scan's scene (`w<index>`) names its shard; its visits' ids begin with `k`'s
+/// hex digit, so a poll does. Indexes have at most six digits: ten shards.
+pub const SHARD_SPAN: u32 = 100_000;
+pub const MAX_SHARDS: u32 = 10;
+pub const DEFAULT_SHARDS: u32 = 8;
+
+/// The shard holding pooled code `idx`.
+pub fn shard_of_code(idx: u32) -> u32 {
+    idx / SHARD_SPAN
+}
+
+/// The shard holding visit `id` (its first hex digit); `None` for an id no shard made.
+pub fn shard_of_visit(id: &str) -> Option<u32> {
+    id.chars().next()?.to_digit(16).filter(|k| *k < MAX_SHARDS)
+}
+
+/// The shard a visitor's new visits and events go to: by their `client_key`, so one visitor's
+/// limit is counted in one place; spread evenly over `shards`.
+pub fn shard_for_visitor(ip: &str, shards: u32) -> u32 {
+    let key = client_key(ip);
+    // FNV-1a: stable across isolates and releases (std's hasher is randomly keyed).
+    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    (h % u64::from(shards.clamp(1, MAX_SHARDS))) as u32
+}
+
+/// The first code index shard `k` lends.
+pub fn first_index(shard: u32) -> u32 {
+    (shard * SHARD_SPAN).max(1)
+}
+
 pub fn scene_of(idx: u32) -> String {
     format!("{SCENE_PREFIX}{idx}")
 }
@@ -83,7 +115,8 @@ pub enum Lease {
 }
 
 impl Pool {
-    pub fn find_free(&self, now: u64) -> Lease {
+    /// `first`: the lowest index this pool's shard may create (`first_index`).
+    pub fn find_free(&self, now: u64, first: u32) -> Lease {
         let usable = |c: &Code| c.leased_until <= now && c.expires_at > now + MAX_LEASE_SECS + CODE_MARGIN_SECS;
         // The code idle longest first, so a late scan of a recent one is still attributed.
         if let Some((pos, _)) = self.codes.iter().enumerate().filter(|(_, c)| usable(c)).min_by_key(|(_, c)| c.leased_until) {
@@ -96,7 +129,7 @@ impl Pool {
         if self.codes.len() >= MAX_CODES {
             return Lease::Full;
         }
-        Lease::Create(self.codes.iter().map(|c| c.idx + 1).max().unwrap_or(1))
+        Lease::Create(self.codes.iter().map(|c| c.idx + 1).max().unwrap_or(first).max(first))
     }
 
     /// Adds (or replaces, for a renewed index) a code and returns its position.
@@ -285,11 +318,40 @@ pub enum Step {
 }
 
 pub fn count(funnel: &mut Funnel, page: &str, scene: &str, step: Step) {
+    count_n(funnel, page, scene, step, 1)
+}
+
+/// `count`, `n` times at once.
+pub fn count_n(funnel: &mut Funnel, page: &str, scene: &str, step: Step, n: u64) {
     let other = || "(other)".to_owned();
     let page = Some(clean_label(page, 200)).filter(|p| funnel.contains_key(p) || funnel.len() < MAX_FUNNEL_PAGES).unwrap_or_else(other);
     let scenes = funnel.entry(page).or_default();
     let scene = Some(clean_label(scene, 64)).filter(|s| scenes.contains_key(s) || scenes.len() < MAX_FUNNEL_SCENES).unwrap_or_else(other);
-    scenes.entry(scene).or_insert([0; 4])[step as usize] += 1;
+    scenes.entry(scene).or_insert([0; 4])[step as usize] += n;
+}
+
+/// Adds `add`'s counts into `into` (rows folded under the same bounds as `count`).
+pub fn merge(into: &mut Funnel, add: &Funnel) {
+    for (page, scenes) in add {
+        for (scene, counts) in scenes {
+            for (step, n) in [Step::Impression, Step::QrShown, Step::Scanned, Step::Followed].into_iter().zip(counts) {
+                if *n > 0 {
+                    count_n(into, page, scene, step, *n);
+                }
+            }
+        }
+    }
+}
+
+/// The funnels of every shard, day by day, as one.
+pub fn merge_days(shards: impl IntoIterator<Item = BTreeMap<String, Funnel>>) -> BTreeMap<String, Funnel> {
+    let mut out: BTreeMap<String, Funnel> = BTreeMap::new();
+    for days in shards {
+        for (day, f) in days {
+            merge(out.entry(day).or_default(), &f);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -314,19 +376,19 @@ mod tests {
     fn codes_are_reused_after_their_lease() {
         let mut pool = Pool::default();
         let now = 1_000_000;
-        assert_eq!(pool.find_free(now), Lease::Create(1));
+        assert_eq!(pool.find_free(now, 1), Lease::Create(1));
         let pos = pool.add(code(1, now + CODE_LIFETIME_SECS as u64));
         pool.lease(pos, "v1", now);
-        assert_eq!(pool.find_free(now + 1), Lease::Create(2), "leased codes are not shared");
+        assert_eq!(pool.find_free(now + 1, 1), Lease::Create(2), "leased codes are not shared");
         assert_eq!(pool.visit_of(1), Some("v1"));
-        assert_eq!(pool.find_free(now + FIRST_LEASE_SECS), Lease::Reuse(0), "free again after the lease");
+        assert_eq!(pool.find_free(now + FIRST_LEASE_SECS, 1), Lease::Reuse(0), "free again after the lease");
         pool.release(1, now + 5);
-        assert_eq!(pool.find_free(now + 6), Lease::Create(2), "the follower's page still polls it");
-        assert_eq!(pool.find_free(now + 5 + RELEASE_GRACE_SECS), Lease::Reuse(0), "a follow frees it early");
+        assert_eq!(pool.find_free(now + 6, 1), Lease::Create(2), "the follower's page still polls it");
+        assert_eq!(pool.find_free(now + 5 + RELEASE_GRACE_SECS, 1), Lease::Reuse(0), "a follow frees it early");
         assert_eq!(pool.visit_of(1), Some("v1"), "still attributed until lent again");
         // A code about to expire is replaced under the same index.
         let late = now + CODE_LIFETIME_SECS as u64 - 10;
-        assert_eq!(pool.find_free(late), Lease::Create(1));
+        assert_eq!(pool.find_free(late, 1), Lease::Create(1));
     }
 
     #[test]
@@ -335,6 +397,26 @@ mod tests {
         for s in ["pricing", "w", "wx1", "w-1", "w1234567", "W1"] {
             assert_eq!(parse_scene(s), None, "{s}");
         }
+    }
+
+    #[test]
+    fn scenes_and_visit_ids_name_their_shard_and_visitors_spread() {
+        assert_eq!((shard_of_code(17), shard_of_code(100_017), shard_of_code(999_999)), (0, 1, 9));
+        assert_eq!((first_index(0), first_index(3)), (1, 300_000));
+        assert_eq!(shard_of_visit("3abc"), Some(3));
+        assert_eq!(shard_of_visit("fabc"), None, "no shard makes ids past 9");
+        assert_eq!(shard_of_visit(""), None);
+        assert_eq!(shard_for_visitor("2001:db8:1:2::1", 8), shard_for_visitor("2001:db8:1:2::ffff", 8), "one /64, one shard");
+        let mut seen = [0u32; 8];
+        for i in 0..8000 {
+            seen[shard_for_visitor(&format!("198.51.{}.{}", i / 256, i % 256), 8) as usize] += 1;
+        }
+        assert!(seen.iter().all(|n| (800..1200).contains(n)), "even spread: {seen:?}");
+        assert_eq!(shard_for_visitor("1.2.3.4", 1), 0);
+        let mut pool = Pool::default();
+        assert_eq!(pool.find_free(0, first_index(2)), Lease::Create(200_000));
+        pool.add(Code { idx: 200_000, url: "u".into(), expires_at: u64::MAX, visit: None, leased_until: u64::MAX });
+        assert_eq!(pool.find_free(0, first_index(2)), Lease::Create(200_001));
     }
 
     #[test]
@@ -378,6 +460,14 @@ mod tests {
         // "/pricing" took one of the 200 places, so 199 new pages fit and 51 fold.
         assert_eq!(f["(other)"].values().map(|r| r[0]).sum::<u64>(), 51, "nothing is lost, only folded");
         assert_eq!(f["(other)"].len(), MAX_FUNNEL_SCENES + 1);
+        // Shards' funnels add up, day by day.
+        let mut a = Funnel::new();
+        count_n(&mut a, "/p", "s", Step::Followed, 3);
+        let mut b = Funnel::new();
+        count_n(&mut b, "/p", "s", Step::Followed, 4);
+        count(&mut b, "/q", "s", Step::Impression);
+        let days = merge_days([BTreeMap::from([("20261201".to_owned(), a)]), BTreeMap::from([("20261201".to_owned(), b)])]);
+        assert_eq!((days["20261201"]["/p"]["s"][3], days["20261201"]["/q"]["s"][0]), (7, 1));
     }
 }
 
@@ -405,11 +495,14 @@ pub struct FunnelEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VisitsRequest {
+    /// `shard`: which shard the caller asked (it lends codes and makes visit ids of its own).
     Acquire {
         page: String,
         scene: String,
         ip: String,
         now: u64,
+        #[serde(default)]
+        shard: u32,
     },
     State {
         visit: String,

@@ -159,7 +159,7 @@ pub async fn body<T: DeserializeOwned>(req: &mut Request) -> Result<std::result:
     let Ok(bytes) = crate::platform::read_capped(req, MAX_ADMIN_BODY).await? else {
         return json_error(413, "body_too_large", "admin request bodies are at most 256 KiB").map(Err);
     };
-    match serde_json::from_slice(&bytes) {
+    match crate::platform::json_from_bytes(&bytes) {
         Ok(v) => Ok(Ok(v)),
         Err(e) => json_error(400, "invalid", &format!("request JSON: {e}")).map(Err),
     }

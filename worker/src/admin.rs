@@ -34,6 +34,8 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
             "callback_mode": config.mode,
             "api_base": config.api_base,
             "warnings": config.warnings(),
+            // This isolate's wasm memory (it never shrinks: what a body cap must protect).
+            "wasm_memory_bytes": wasm_memory_bytes(),
         })),
         (Method::Get, "/api/admin/rules") => Response::from_json(&*store::rules(env).await?),
         (Method::Put, "/api/admin/rules") => {
@@ -67,6 +69,11 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
         }
         _ => json_error(404, "not_found", "no such admin route"),
     }
+}
+
+fn wasm_memory_bytes() -> f64 {
+    use wasm_bindgen::JsCast;
+    wasm_bindgen::memory().unchecked_into::<js_sys::WebAssembly::Memory>().buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as f64
 }
 
 fn probe_kind(v: &serde_json::Value) -> Option<Kind> {

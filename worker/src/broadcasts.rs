@@ -109,16 +109,26 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
             Ok(other) => Err(unexpected("stats", &other)),
             Err(e) => Err(e),
         })?,
-        (Method::Get, ["funnel"]) => answer(match crate::visits::call(env, &VisitsRequest::Funnel { days: last_days(req, now) }).await {
-            Ok(VisitsResponse::Funnel { days }) => Ok(to_value(&days)),
-            Ok(other) => Err(Error::Storage(format!("visits answered {}", other.name()))),
-            Err(e) => Err(e),
-        })?,
+        (Method::Get, ["funnel"]) => answer(funnel(env, config, last_days(req, now)).await.map(|days| to_value(&days)))?,
         (Method::Get, ["followers", openid]) => follower_view(env, openid, now).await?,
         (Method::Post, ["followers", "import"]) => import_step(req, env, config, now).await?,
         _ => return Ok(None),
     };
     Ok(Some(out))
+}
+
+/// Every visits shard's funnel for `days`, added up (each shard counts its own visitors).
+async fn funnel(env: &Env, config: &Config, days: Vec<u32>) -> wxedge_core::Result<std::collections::BTreeMap<String, wxedge_core::visits::Funnel>> {
+    let request = VisitsRequest::Funnel { days };
+    let asks = (0..config.visit_shards).map(|k| crate::visits::call(env, k, &request));
+    let mut all = Vec::new();
+    for answer in futures_util::future::join_all(asks).await {
+        match answer? {
+            VisitsResponse::Funnel { days } => all.push(days),
+            other => return Err(Error::Storage(format!("visits answered {}", other.name()))),
+        }
+    }
+    Ok(wxedge_core::visits::merge_days(all))
 }
 
 /// The China days of `?days=N` (default 30, at most 366) up to today, oldest first.

@@ -144,9 +144,28 @@ impl DurableObject for Visits {
             Err(e) => return do_answer::<()>(Err(wxedge_core::Error::Storage(format!("request not understood: {e}")))),
         };
         let storage = self.state.storage();
-        do_answer(self.object.handle(&DoStore(&storage), &WeChatQr(&self.env), &EdgeLog, request).await)
+        let answer = self.object.handle(&DoStore(&storage), &WeChatQr(&self.env), &EdgeLog, request).await;
+        // Visitors' events wait in memory for the alarm, which writes them in one go.
+        if self.object.has_pending() && storage.get_alarm().await?.is_none() {
+            storage.set_alarm(FUNNEL_FLUSH_MS).await?;
+        }
+        do_answer(answer)
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let storage = self.state.storage();
+        if let Err(e) = self.object.flush(&DoStore(&storage)).await {
+            worker::console_error!("funnel flush: {e}");
+        }
+        if self.object.has_pending() {
+            storage.set_alarm(FUNNEL_FLUSH_MS).await?;
+        }
+        Response::ok("flushed")
     }
 }
+
+/// How long visitors' funnel events wait in a visits object before they are written.
+const FUNNEL_FLUSH_MS: i64 = 5_000;
 
 /// Temporary codes from WeChat's `qrcode/create`.
 struct WeChatQr<'a>(&'a Env);

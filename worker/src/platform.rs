@@ -190,6 +190,13 @@ pub async fn read_capped(req: &mut worker::Request, cap: usize) -> Result<std::r
     Ok(Ok(out))
 }
 
+/// JSON from request bytes through `serde_json::from_str`, the one deserializer the worker links
+/// (`from_slice` would instantiate every type's deserializer a second time in the wasm).
+pub fn json_from_bytes<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "the body is not UTF-8".to_owned())?;
+    serde_json::from_str(text).map_err(|e| e.to_string())
+}
+
 /// A request body as JSON through serde_json: `Request::json` goes through serde-wasm-bindgen,
 /// whose per-type code is several times larger in the wasm.
 pub async fn json_body<T: serde::de::DeserializeOwned>(req: &mut worker::Request) -> Result<T> {

@@ -8,14 +8,16 @@ use crate::platform::do_request;
 
 pub const BINDING: &str = "VISITS";
 
-/// Asks the visits object (one, named "widget").
-pub async fn call(env: &Env, request: &VisitsRequest) -> wxedge_core::Result<VisitsResponse> {
-    do_request(env, BINDING, "widget", request).await
+/// Asks visits shard `shard` (`wxedge_core::visits`: shard 0 is the object named "widget", the
+/// one there was before sharding, so its pool and visits carry on; shard k is "widget-k").
+pub async fn call(env: &Env, shard: u32, request: &VisitsRequest) -> wxedge_core::Result<VisitsResponse> {
+    let name = if shard == 0 { "widget".to_owned() } else { format!("widget-{shard}") };
+    do_request(env, BINDING, &name, request).await
 }
 
-/// The callback's question: whose visit was code `idx`?
+/// The callback's question: whose visit was code `idx`? (Its shard is in the index.)
 pub async fn scan(env: &Env, idx: u32, follow: bool, now: u64) -> wxedge_core::Result<Option<ScanAnswer>> {
-    match call(env, &VisitsRequest::Scan { idx, follow, now }).await? {
+    match call(env, wxedge_core::visits::shard_of_code(idx), &VisitsRequest::Scan { idx, follow, now }).await? {
         VisitsResponse::Scanned { visit } => Ok(visit),
         other => Err(Error::Storage(format!("visits answered {} to a scan", other.name()))),
     }

@@ -10,7 +10,7 @@ use wxedge_core::config::Config;
 use wxedge_core::flows::visit::{offer, Offer};
 use wxedge_core::keys;
 use wxedge_core::qrsvg::qr_svg;
-use wxedge_core::visits::{FunnelEvent, Step, VisitsRequest, VisitsResponse};
+use wxedge_core::visits::{shard_for_visitor, shard_of_visit, FunnelEvent, Step, VisitsRequest, VisitsResponse};
 use wxedge_core::Error;
 
 use crate::platform::KV;
@@ -68,7 +68,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
                 Ok(b) => b,
                 Err(e) => return with_cors(error_response(&e)?, &origin),
             };
-            let v: Value = match serde_json::from_slice(&bytes) {
+            let v: Value = match crate::platform::json_from_bytes(&bytes) {
                 Ok(v) => v,
                 Err(e) => return json_error(400, "invalid", &format!("request JSON: {e}")),
             };
@@ -82,7 +82,8 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
         (Method::Get, "/api/qr.svg") => {
             let url = match query_param(&req, "visit") {
                 Some(visit) if visit.len() <= 64 && visit.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                    match visits::call(env, &VisitsRequest::Code { visit, now: now_secs() }).await {
+                    let Some(shard) = shard_of_visit(&visit) else { return json_error(404, "not_found", "no such visit") };
+                    match visits::call(env, shard, &VisitsRequest::Code { visit, now: now_secs() }).await {
                         Ok(VisitsResponse::Code { url }) => Some(url),
                         Ok(other) => return public_error_response(&unexpected(&other)),
                         Err(e) if e.status() == 404 => config.follow_qr_url.clone(),
@@ -106,7 +107,8 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
             if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return json_error(404, "not_found", "no such visit");
             }
-            let mut r = match visits::call(env, &VisitsRequest::State { visit: id.to_owned(), now: now_secs() }).await {
+            let Some(shard) = shard_of_visit(id) else { return json_error(404, "not_found", "no such visit") };
+            let mut r = match visits::call(env, shard, &VisitsRequest::State { visit: id.to_owned(), now: now_secs() }).await {
                 Ok(VisitsResponse::State { state, page, scene }) => Response::from_json(&json!({ "state": state, "page": page, "scene": scene }))?,
                 Ok(other) => public_error_response(&unexpected(&other))?,
                 Err(e) => public_error_response(&e)?,
@@ -126,7 +128,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
                 events: Vec<FunnelEvent>,
             }
             // Scans and follows are counted by the callbacks, never by visitors.
-            let events = match serde_json::from_slice::<Events>(&bytes) {
+            let events = match crate::platform::json_from_bytes::<Events>(&bytes) {
                 Ok(e) if e.events.len() <= 20 && e.events.iter().all(|e| matches!(e.step, Step::Impression | Step::QrShown)) => e.events,
                 _ => {
                     return json_error(
@@ -137,7 +139,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
                 }
             };
             let ip = req.headers().get("cf-connecting-ip")?.unwrap_or_else(|| "local".into());
-            match visits::call(env, &VisitsRequest::Events { events, ip, now: now_secs() }).await {
+            match visits::call(env, shard_for_visitor(&ip, config.visit_shards), &VisitsRequest::Events { events, ip, now: now_secs() }).await {
                 Ok(_) => Response::empty()?.with_status(204),
                 Err(e) => public_error_response(&e)?,
             }
@@ -158,8 +160,9 @@ async fn acquire(req: &Request, env: &Env, config: &Config, page: &str, scene: &
         }
     } else {
         let ip = req.headers().get("cf-connecting-ip")?.unwrap_or_else(|| "local".into());
-        let request = VisitsRequest::Acquire { page: page.to_owned(), scene: scene.to_owned(), ip, now: now_secs() };
-        offer(visits::call(env, &request).await, ordinary)
+        let shard = shard_for_visitor(&ip, config.visit_shards);
+        let request = VisitsRequest::Acquire { page: page.to_owned(), scene: scene.to_owned(), ip, now: now_secs(), shard };
+        offer(visits::call(env, shard, &request).await, ordinary)
     };
     match offer {
         Offer::Lent { visit, url, expires_in, scene } => Response::from_json(&json!({ "visit": visit, "url": url, "expires_in": expires_in, "scene": scene })),

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::keys;
 use crate::ports::{delete, load_json, save_json, Store};
 use crate::visits::{
-    clean_label, client_key, count, scene_of, Code, Funnel, FunnelEvent, Lease, PollState, Pool, RateLimiter, ScanAnswer, Step, Visit, VisitState,
+    clean_label, client_key, count, merge, scene_of, Code, Funnel, FunnelEvent, Lease, PollState, Pool, RateLimiter, ScanAnswer, Step, Visit, VisitState,
     VisitsRequest, VisitsResponse, CODE_LIFETIME_SECS, FIRST_LEASE_SECS, MAX_EVENTS_PER_IP_PER_MINUTE, MAX_NEW_LEASES_PER_MINUTE,
 };
 use crate::Entropy;
@@ -37,6 +37,10 @@ pub struct VisitsObject<E> {
     /// New leases for everyone together, one key.
     budget: RefCell<RateLimiter>,
     event_limiter: RefCell<RateLimiter>,
+    /// Visitors' funnel events not yet written, per China day: a beacon adds here, the object's
+    /// alarm writes them (`flush`), so a busy page rewrites a day's funnel once per flush, not
+    /// once per beacon.
+    pending: RefCell<std::collections::BTreeMap<u32, Funnel>>,
     entropy: RefCell<E>,
 }
 
@@ -47,6 +51,7 @@ impl<E: Entropy> VisitsObject<E> {
             limiter: RefCell::new(RateLimiter::default()),
             budget: RefCell::new(RateLimiter::new(MAX_NEW_LEASES_PER_MINUTE)),
             event_limiter: RefCell::new(RateLimiter::new(MAX_EVENTS_PER_IP_PER_MINUTE)),
+            pending: RefCell::default(),
             entropy: RefCell::new(entropy),
         }
     }
@@ -60,7 +65,7 @@ impl<E: Entropy> VisitsObject<E> {
 
     pub async fn handle(&self, store: &impl Store, qr: &impl QrMaker, log: &impl Log, request: VisitsRequest) -> Result<VisitsResponse> {
         match request {
-            VisitsRequest::Acquire { page, scene, ip, now } => self.acquire(store, qr, log, &page, &scene, &ip, now).await,
+            VisitsRequest::Acquire { page, scene, ip, now, shard } => self.acquire(store, qr, log, &page, &scene, &ip, now, shard).await,
             VisitsRequest::State { visit, now } => {
                 let v = self.poll(store, &visit, now).await?;
                 Ok(VisitsResponse::State { state: v.reported_state(now), page: v.page, scene: v.scene })
@@ -73,11 +78,15 @@ impl<E: Entropy> VisitsObject<E> {
                 Ok(VisitsResponse::Code { url: url.ok_or_else(|| Error::NotFound("the visit's code has moved on".into()))? })
             }
             VisitsRequest::Scan { idx, follow, now } => self.scan(store, idx, follow, now).await,
-            VisitsRequest::Events { events, ip, now } => self.events(store, &events, &ip, now).await,
+            VisitsRequest::Events { events, ip, now } => self.events(&events, &ip, now),
             VisitsRequest::Funnel { days } => {
                 let mut out = std::collections::BTreeMap::new();
                 for d in days {
-                    let f: Funnel = load_json(store, &keys::funnel(d)).await?.unwrap_or_default();
+                    let mut f: Funnel = load_json(store, &keys::funnel(d)).await?.unwrap_or_default();
+                    // What visitors sent since the last flush counts too.
+                    if let Some(p) = self.pending.borrow().get(&d) {
+                        merge(&mut f, p);
+                    }
                     out.insert(d.to_string(), f);
                 }
                 Ok(VisitsResponse::Funnel { days: out })
@@ -134,9 +143,49 @@ impl<E: Entropy> VisitsObject<E> {
         Ok(v)
     }
 
+    /// Whether visitors' events wait to be written (the object then keeps an alarm set).
+    pub fn has_pending(&self) -> bool {
+        !self.pending.borrow().is_empty()
+    }
+
+    /// Writes the visitors' events gathered since the last flush: one write per day touched. A
+    /// failed write keeps them for the next flush.
+    pub async fn flush(&self, store: &impl Store) -> Result<usize> {
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        let mut written = 0;
+        for (day, add) in &pending {
+            let key = keys::funnel(*day);
+            let saved = async {
+                let mut funnel: Funnel = load_json(store, &key).await?.unwrap_or_default();
+                merge(&mut funnel, add);
+                save_json(store, &key, &funnel).await
+            };
+            if let Err(e) = saved.await {
+                // Put back what was not written (and everything after it) for the next flush.
+                let mut back = self.pending.borrow_mut();
+                for (d, f) in pending.range(day..) {
+                    merge(back.entry(*d).or_default(), f);
+                }
+                return Err(e);
+            }
+            written += 1;
+        }
+        Ok(written)
+    }
+
     /// Lends a code to a new visit, creating one through WeChat when none is free.
     #[allow(clippy::too_many_arguments)]
-    async fn acquire(&self, store: &impl Store, qr: &impl QrMaker, log: &impl Log, page: &str, scene: &str, ip: &str, now: u64) -> Result<VisitsResponse> {
+    async fn acquire(
+        &self,
+        store: &impl Store,
+        qr: &impl QrMaker,
+        log: &impl Log,
+        page: &str,
+        scene: &str,
+        ip: &str,
+        now: u64,
+        shard: u32,
+    ) -> Result<VisitsResponse> {
         // The visitor's own limit first: a limited visitor does not spend everyone's budget.
         if !self.limiter.borrow_mut().allow(&client_key(ip), now) {
             let retry_after = self.limiter.borrow().retry_after(now);
@@ -147,7 +196,7 @@ impl<E: Entropy> VisitsObject<E> {
             return Err(Error::RateLimited { what: "new QR codes for all visitors", retry_after });
         }
         self.ensure_pool(store).await?;
-        let idx = match self.with_pool(|p| p.find_free(now)) {
+        let idx = match self.with_pool(|p| p.find_free(now, crate::visits::first_index(shard))) {
             Lease::Reuse(pos) => self.with_pool(|p| p.codes[pos].idx),
             Lease::Full => return Err(Error::Busy("every QR code is in use; try again in a minute".into())),
             Lease::Create(idx) => {
@@ -177,14 +226,16 @@ impl<E: Entropy> VisitsObject<E> {
                 }
             }
         };
-        self.lend(store, idx, page, scene, now).await?.ok_or_else(|| Error::Busy("the code was withdrawn; try again".into()))
+        self.lend(store, idx, page, scene, now, shard).await?.ok_or_else(|| Error::Busy("the code was withdrawn; try again".into()))
     }
 
     /// Lends code `idx` (found again by index: positions may move while other requests run).
-    async fn lend(&self, store: &impl Store, idx: u32, page: &str, scene: &str, now: u64) -> Result<Option<VisitsResponse>> {
+    #[allow(clippy::too_many_arguments)]
+    async fn lend(&self, store: &impl Store, idx: u32, page: &str, scene: &str, now: u64, shard: u32) -> Result<Option<VisitsResponse>> {
         let mut id = [0u8; 12];
         self.entropy.borrow_mut().fill(&mut id);
-        let id = crate::encoding::hex(&id);
+        // The id's first hex digit names the shard (`visits::shard_of_visit`).
+        let id = format!("{shard:x}{}", &crate::encoding::hex(&id)[1..]);
         let leased = self.with_pool(|p| {
             let pos = p.codes.iter().position(|c| c.idx == idx)?;
             let previous = p.codes[pos].visit.clone();
@@ -230,7 +281,7 @@ impl<E: Entropy> VisitsObject<E> {
 
     /// Funnel events from visitors' pages: impressions and codes shown only (scans and follows
     /// are counted by the callbacks), a few per request, a limit per address.
-    async fn events(&self, store: &impl Store, events: &[FunnelEvent], ip: &str, now: u64) -> Result<VisitsResponse> {
+    fn events(&self, events: &[FunnelEvent], ip: &str, now: u64) -> Result<VisitsResponse> {
         if events.len() > MAX_EVENTS_PER_REQUEST || !events.iter().all(|e| matches!(e.step, Step::Impression | Step::QrShown)) {
             return Err(Error::Invalid(format!(
                 "up to {MAX_EVENTS_PER_REQUEST} events {{\"step\": \"impression\" | \"qr_shown\", \"page\", \"scene\"}}; scans and follows are counted by the callbacks"
@@ -240,8 +291,11 @@ impl<E: Entropy> VisitsObject<E> {
             let retry_after = self.event_limiter.borrow().retry_after(now);
             return Err(Error::RateLimited { what: "events", retry_after });
         }
-        let rows: Vec<(&str, &str, Step)> = events.iter().map(|e| (e.page.as_str(), e.scene.as_str(), e.step)).collect();
-        self.bump_funnel(store, now, &rows).await?;
+        let mut pending = self.pending.borrow_mut();
+        let day = pending.entry(china::day(now)).or_default();
+        for e in events {
+            count(day, &e.page, &e.scene, e.step);
+        }
         Ok(VisitsResponse::Counted)
     }
 }

@@ -54,7 +54,7 @@ impl World {
     }
 
     fn acquire(&self, page: &str, ip: &str, now: u64) -> Result<(String, String)> {
-        match self.ask(VisitsRequest::Acquire { page: page.into(), scene: "s".into(), ip: ip.into(), now })? {
+        match self.ask(VisitsRequest::Acquire { page: page.into(), scene: "s".into(), ip: ip.into(), now, shard: 0 })? {
             VisitsResponse::Lent { visit, url, .. } => Ok((visit, url)),
             other => panic!("{other:?}"),
         }
@@ -116,7 +116,12 @@ fn concurrent_visits_while_wechat_is_slow_never_share_a_code() {
     w.qr.delay_ms.set(800);
     let results = run(async {
         let asks = (0..6).map(|i| {
-            w.object.handle(&w.store, &w.qr, &Quiet, VisitsRequest::Acquire { page: "/".into(), scene: "s".into(), ip: format!("10.0.0.{i}"), now: NOW })
+            w.object.handle(
+                &w.store,
+                &w.qr,
+                &Quiet,
+                VisitsRequest::Acquire { page: "/".into(), scene: "s".into(), ip: format!("10.0.0.{i}"), now: NOW, shard: 0 },
+            )
         });
         futures::future::join_all(asks).await
     });
@@ -244,7 +249,7 @@ fn a_scan_by_a_follower_marks_the_visit_but_keeps_its_code() {
 fn labels_from_visitors_are_cleaned_and_bounded() {
     let w = world();
     let long = "x".repeat(500);
-    match w.ask(VisitsRequest::Acquire { page: format!("/a b\n{long}"), scene: "s\u{0}c".into(), ip: "i".into(), now: NOW }).unwrap() {
+    match w.ask(VisitsRequest::Acquire { page: format!("/a b\n{long}"), scene: "s\u{0}c".into(), ip: "i".into(), now: NOW, shard: 0 }).unwrap() {
         VisitsResponse::Lent { scene, visit, .. } => {
             assert_eq!(scene, "sc");
             match w.ask(VisitsRequest::State { visit, now: NOW }).unwrap() {
@@ -352,4 +357,43 @@ fn whatever_keeps_a_pooled_code_from_a_visitor_they_get_the_ordinary_one() {
         assert_eq!(offer(Err(e.clone()), None), Offer::Refused(e), "without an ordinary code the error stands");
     }
     assert!(matches!(offer(Ok(VisitsResponse::Counted), ordinary), Offer::Refused(Error::Storage(_))));
+}
+
+#[test]
+fn beacons_gather_in_memory_and_a_flush_writes_each_day_once() {
+    let w = world();
+    let ev = |page: &str| FunnelEvent { step: Step::Impression, page: page.into(), scene: "home".into() };
+    let writes = w.store.writes.get();
+    for i in 0..50 {
+        w.ask(VisitsRequest::Events { events: vec![ev("/"), ev("/pricing")], ip: format!("10.9.0.{i}"), now: NOW }).unwrap();
+    }
+    assert_eq!(w.store.writes.get(), writes, "a beacon writes nothing");
+    assert!(w.object.has_pending());
+    assert_eq!(w.funnel(NOW)["/"]["home"][0], 50, "reads see what is not yet written");
+    // The write fails: nothing is lost, the next flush writes it.
+    w.store.fail_after.set(Some(w.store.writes.get()));
+    assert!(run(w.object.flush(&w.store)).is_err());
+    assert!(w.object.has_pending());
+    w.store.fail_after.set(None);
+    assert_eq!(run(w.object.flush(&w.store)).unwrap(), 1, "one write for a hundred events");
+    assert!(!w.object.has_pending());
+    assert_eq!(w.store.writes.get() - writes, 1);
+    // A new object over the same storage (evicted, restarted) reads the flushed day.
+    let again = World { object: VisitsObject::new(SplitMix(9)), store: w.store, qr: w.qr };
+    assert_eq!(again.funnel(NOW)["/pricing"]["home"], [50, 0, 0, 0]);
+}
+
+#[test]
+fn a_shard_lends_codes_of_its_own_range_and_ids_that_name_it() {
+    let w = world();
+    match w.ask(VisitsRequest::Acquire { page: "/".into(), scene: "s".into(), ip: "1.1.1.1".into(), now: NOW, shard: 3 }).unwrap() {
+        VisitsResponse::Lent { visit, url, .. } => {
+            assert_eq!(crate::visits::shard_of_visit(&visit), Some(3), "{visit}");
+            assert!(url.contains("w300000-"), "{url}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let seen = w.scan(300_000, true, NOW + 5).unwrap();
+    assert_eq!(crate::visits::shard_of_code(300_000), 3);
+    assert_eq!(crate::visits::shard_of_visit(&seen.visit), Some(3));
 }
