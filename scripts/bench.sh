@@ -28,8 +28,8 @@ ledger100k=$(target/release/wxedge-bench ledger 100000)
 ledger1m=$(target/release/wxedge-bench ledger 1000000)
 say "the widget in Chromium: time to QR with warm caches, bytes a page loads"
 widget_time=$(node bench/widget_time.mjs 20)
-say "visits: 64 open dialogs polling, one shard vs eight (local workerd)"
-visits=$(node bench/visits_load.mjs 5 64)
+say "visits: 64 open dialogs polling, one shard vs eight; 2,000 open WebSockets on one shard (local workerd)"
+visits=$(node --experimental-websocket --no-warnings bench/visits_load.mjs 5 64 2000)
 say "callbacks through workerd (wrangler dev, local KV), sequential"
 workerd=$(node bench/workerd_bench.mjs 1000)
 
@@ -67,7 +67,10 @@ console.table(Object.keys(h).map((k) => ({ server: k, "requests/s": h[k].rps.toF
   "wxedge ×": k.startsWith("wxedge") ? "" : (h.wxedge.rps / h[k].rps).toFixed(2), errors: h[k].non_2xx + (h[k].socket_errors ? " / " + h[k].socket_errors : "") })));
 const wt = r.widget_time;
 console.log(`widget (Chromium, warm caches, ${wt.runs} loads): script → QR ${wt.script_to_qr_ms.median.toFixed(1)} ms median (p95 ${wt.script_to_qr_ms.p95.toFixed(1)}; target ≤ 100), click → parametric QR ${wt.click_to_qr_ms.median.toFixed(1)} ms; a page loads ${wt.page_loads_gzip_bytes.total} B gzip (target ≤ 40,960)`);
-for (const [k, v] of Object.entries(r.visits_load)) console.log(`visits, ${k.replace("_", " ")}: ${v.dialogs} dialogs polling flat out → ${v.polls_per_s.toFixed(0)} polls/s, p50 ${v.p50_ms.toFixed(0)} ms, p99 ${v.p99_ms.toFixed(0)} ms, ${v.errors} errors`);
+for (const [k, v] of Object.entries(r.visits_load)) {
+  if (k === "sockets") console.log(`visits, one shard: ${v.sockets} open WebSockets in ${(v.open_ms / 1000).toFixed(1)} s, ${(v.stack_bytes_per_socket / 1024).toFixed(0)} KB of the local stack each; a scan reached its ${v.listening} dialogs in ${v.scan_to_all_ms.toFixed(0)} ms`);
+  else console.log(`visits, ${k.replace("_", " ")}: ${v.dialogs} dialogs polling flat out → ${v.polls_per_s.toFixed(0)} polls/s, p50 ${v.p50_ms.toFixed(0)} ms, p99 ${v.p99_ms.toFixed(0)} ms, ${v.errors} errors`);
+}
 const q = r.qr_svg_ns;
 console.table(Object.keys(q).map((k) => ({ encoder: k, "µs per code": (q[k] / 1e3).toFixed(1), "× wxedge": (q[k] / q.wxedge).toFixed(2) })));
 for (const l of r.ledger) console.log(`ledger, ${l.followers} followers: a plan reads ${l.kv_reads_per_plan} keys, ${(l.shard_bytes_total / 1e6).toFixed(1)} MB (largest shard ${(l.shard_bytes_max / 1e3).toFixed(0)} KB); parse + plan ${l.plan_ms.toFixed(0)} ms, reserve ${l.reserve_ms.toFixed(0)} ms (native)`);

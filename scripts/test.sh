@@ -17,4 +17,4 @@ cargo build -q --release -p wxedge-simulator
 say "integration and browser tests (workerd + simulator + Chromium)"
 mkdir -p tests/artifacts
 export WXEDGE_PYTHON=$PY_VENV/bin/python
-node --test --test-concurrency=1 --test-reporter=spec tests/
+node --experimental-websocket --test --test-concurrency=1 --test-reporter=spec tests/

@@ -172,6 +172,32 @@ describe("hostile visitors and forged pushes", () => {
     }
   });
 
+  test("the dialog's WebSocket hears the follow at once; other origins and plain GETs are refused", async () => {
+    const v = await askCode("198.51.100.60", "home");
+    const ws = new WebSocket(`${s.base.replace("http", "ws")}/api/qr/${v.visit}/live`);
+    const messages = [];
+    ws.onmessage = (e) => messages.push(JSON.parse(e.data).state);
+    await new Promise((res, rej) => { ws.onopen = res; ws.onerror = rej; });
+    const until = async (f) => { for (let i = 0; i < 100 && !f(); i++) await new Promise((r) => setTimeout(r, 50)); assert.ok(f(), JSON.stringify(messages)); };
+    await until(() => messages[0] === "waiting");
+    const scanned = Date.now();
+    await s.sim("/sim/scan", { url: v.url });
+    await until(() => messages.includes("followed"));
+    assert.ok(Date.now() - scanned < 2000, "pushed, not polled");
+    ws.send("ping");
+    await until(() => messages.filter((m) => m === "followed").length === 2);
+    ws.close();
+    assert.equal((await fetch(`${s.base}/api/qr/${v.visit}/live`)).status, 426, "a plain GET is told to upgrade");
+    const upgrade = (path, origin) => new Promise((resolve) => {
+      const req = http.request(`${s.base}${path}`, { headers: { origin, connection: "Upgrade", upgrade: "websocket", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==" } });
+      req.on("response", (r) => { r.resume(); resolve(r.statusCode); });
+      req.on("upgrade", (r, socket) => { socket.destroy(); resolve(101); });
+      req.end();
+    });
+    assert.equal(await upgrade(`/api/qr/${v.visit}/live`, "https://evil.example"), 403, "an origin not allowed cannot listen");
+    assert.equal(await upgrade("/api/qr/0123456789abcdef01234567/live", s.base), 404, "no such visit");
+  });
+
   test("nothing panicked", () => {
     const bad = s.logs.join("").split("\n").filter((l) => /panicked|RuntimeError|Uncaught/.test(l));
     assert.deepEqual(bad, []);

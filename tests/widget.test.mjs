@@ -141,6 +141,9 @@ describe("widget in Chromium", () => {
   test("pricing: the simulator scans the code on screen; the widget shows the follow within 2 s", async () => {
     const { ctx, page, errors } = await open(null);
     await page.addInitScript(() => { window.wxedge = [["on", "followed", () => { window.__followed = Date.now(); }]]; });
+    const sockets = [], polls = [];
+    page.on("websocket", (ws) => sockets.push(ws.url()));
+    page.on("request", (r) => /\/api\/qr\/[0-9a-f]+$/.test(r.url()) && polls.push(r.url()));
     await page.goto(s.base + "/pricing");
     await page.waitForSelector("html[data-wxedge=ready]");
     await page.locator("[data-wxedge=banner] button.primary").click();
@@ -154,6 +157,10 @@ describe("widget in Chromium", () => {
     const seenAfter = (await page.evaluate(() => window.__followed)) - clicked;
     assert.ok(seenAfter <= 2000, `follow seen ${seenAfter} ms after the scan`);
     assert.equal((await dialogState(page)).status, "Followed — thank you!");
+    // The follow was pushed over the visit's WebSocket: the dialog never polled.
+    assert.equal(sockets.length, 1);
+    assert.match(sockets[0], /^ws:\/\/127\.0\.0\.1:\d+\/api\/qr\/[0-9a-f]{24}\/live$/);
+    assert.deepEqual(polls, []);
     await page.waitForFunction(() => document.querySelectorAll("#sim-log li").length >= 2);
     const log = await page.locator("#sim-log").innerText();
     assert.match(log, /subscribe \(scene w\d+\)/);

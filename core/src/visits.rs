@@ -420,6 +420,14 @@ mod tests {
     }
 
     #[test]
+    fn live_messages_are_the_poll_answers_state() {
+        for st in [PollState::Waiting, PollState::Scanned, PollState::Followed, PollState::Expired] {
+            let v: serde_json::Value = serde_json::from_str(&live_message(st)).unwrap();
+            assert_eq!(v["state"], serde_json::to_value(st).unwrap());
+        }
+    }
+
+    #[test]
     fn visits_follow_their_states() {
         let mut v = Visit { id: "v".into(), idx: 1, page: "/p".into(), scene: "p".into(), state: VisitState::Waiting, created_at: 0, leased_until: 600 };
         assert_eq!(v.reported_state(10), PollState::Waiting);
@@ -480,6 +488,22 @@ pub enum PollState {
     Followed,
     Expired,
 }
+
+/// What the visits shard pushes to an open dialog over its WebSocket (`/api/qr/{visit}/live`):
+/// the visit's state, as a poll would answer it, as JSON text `{"state": "followed"}`. The dialog
+/// sends `ping` now and then (which also keeps its code's lease, as a poll does).
+pub fn live_message(state: PollState) -> String {
+    let s = match state {
+        PollState::Waiting => "waiting",
+        PollState::Scanned => "scanned",
+        PollState::Followed => "followed",
+        PollState::Expired => "expired",
+    };
+    format!("{{\"state\":\"{s}\"}}")
+}
+
+/// A dialog's ping on its WebSocket.
+pub const LIVE_PING: &str = "ping";
 
 /// A funnel event a visitor's page sends (impressions and codes shown; scans and follows are
 /// counted by the callbacks).

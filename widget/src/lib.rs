@@ -420,15 +420,32 @@ async fn follow_visit(d: Rc<Dialog>, generation: u32) {
         emit("qr", &detail);
         d.status.set_text_content(Some(&if renewed { t.renewed() } else { t.waiting() }));
         let Some(visit) = visit else { return }; // static code: nothing to follow
+        // The follow is pushed over the visit's WebSocket; polling once a second is the fallback
+        // when it cannot open or breaks (a proxy, an old browser).
+        let live = Live::open(&c.api, &visit);
+        let mut tick = 0u32;
         loop {
             ui::sleep(1000).await;
             if !still_open(generation) {
                 return;
             }
-            let state = match ui::fetch_json("GET", &format!("{}/api/qr/{visit}", c.api), None).await {
-                Ok((200, v)) => get_str(&v, "state").unwrap_or_default(),
-                Ok((404, _)) => "expired".into(),
-                _ => continue, // a network blip: keep polling
+            tick += 1;
+            let state = match live.as_ref().filter(|l| !l.broken.get()) {
+                Some(l) => {
+                    // Keeps the code's lease while the dialog stays open, as a poll does.
+                    if tick % 30 == 0 {
+                        let _ = l.ws.send_with_str(wxedge_core::visits::LIVE_PING);
+                    }
+                    match l.state.borrow().clone() {
+                        Some(s) => s,
+                        None => continue,
+                    }
+                }
+                None => match ui::fetch_json("GET", &format!("{}/api/qr/{visit}", c.api), None).await {
+                    Ok((200, v)) => get_str(&v, "state").unwrap_or_default(),
+                    Ok((404, _)) => "expired".into(),
+                    _ => continue, // a network blip: keep polling
+                },
             };
             match state.as_str() {
                 "followed" | "scanned" => {
@@ -497,6 +514,41 @@ fn qr_png(url: &str) -> Option<String> {
         ctx.fill_rect(f64::from(x * scale), f64::from(y * scale), f64::from(scale), f64::from(scale));
     }
     canvas.to_data_url().ok()
+}
+
+/// A dialog's WebSocket to its visit's shard (`/api/qr/{visit}/live`): the latest state pushed,
+/// and whether it broke (then the dialog polls). Closed when the dialog's wait ends.
+struct Live {
+    ws: web_sys::WebSocket,
+    state: Rc<RefCell<Option<String>>>,
+    broken: Rc<std::cell::Cell<bool>>,
+}
+
+impl Live {
+    fn open(api: &str, visit: &str) -> Option<Live> {
+        let url = format!("{}/api/qr/{visit}/live", api.replacen("http", "ws", 1));
+        let ws = web_sys::WebSocket::new(&url).ok()?;
+        let live = Live { ws, state: Rc::default(), broken: Rc::default() };
+        let state = live.state.clone();
+        ui::on(live.ws.unchecked_ref(), "message", move |e| {
+            let text = e.unchecked_into::<web_sys::MessageEvent>().data().as_string().unwrap_or_default();
+            if let Some(s) = js_sys::JSON::parse(&text).ok().and_then(|v| get_str(&v, "state")) {
+                *state.borrow_mut() = Some(s);
+            }
+        })
+        .ok()?;
+        for kind in ["close", "error"] {
+            let broken = live.broken.clone();
+            ui::on(live.ws.unchecked_ref(), kind, move |_| broken.set(true)).ok()?;
+        }
+        Some(live)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = self.ws.close();
+    }
 }
 
 /// The URL to draw and, in parametric mode, the visit to follow.

@@ -23,14 +23,14 @@
 //! class gives it storage, WeChat's `qrcode/create` and randomness.
 
 use futures_util::future::join_all;
-use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket, WebSocketIncomingMessage, WebSocketPair};
 use wxedge_core::api::qr::{QrRequest, Scene};
 use wxedge_core::api::Credentials;
 use wxedge_core::flows::replay::{self, ReplayRequest, ReplayResponse, REMEMBER_SECS};
 use wxedge_core::flows::visit::{QrMaker, VisitsObject};
 use wxedge_core::ledger::object::{self, LedgerRequest};
 use wxedge_core::ports::{Kv, Read};
-use wxedge_core::visits::VisitsRequest;
+use wxedge_core::visits::{live_message, VisitsRequest, VisitsResponse, LIVE_PING};
 
 use crate::platform::{client, do_answer, load_config, DoStore, Edge, EdgeLog, WebCrypto};
 
@@ -138,18 +138,44 @@ impl DurableObject for Visits {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        if req.headers().get("upgrade")?.is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+            return self.live(&req).await;
+        }
         let request: VisitsRequest = match crate::platform::json_body(&mut req).await {
             Ok(r) => r,
             // The two sides of the protocol disagree (a deploy in progress): ours, retryable.
             Err(e) => return do_answer::<()>(Err(wxedge_core::Error::Storage(format!("request not understood: {e}")))),
         };
         let storage = self.state.storage();
+        let scanned = matches!(request, VisitsRequest::Scan { .. });
         let answer = self.object.handle(&DoStore(&storage), &WeChatQr(&self.env), &EdgeLog, request).await;
+        // A scan: the visit's open dialog hears it at once.
+        if let (true, Ok(VisitsResponse::Scanned { visit: Some(v) })) = (scanned, &answer) {
+            self.push(&v.visit).await;
+        }
         // Visitors' events wait in memory for the alarm, which writes them in one go.
         if self.object.has_pending() && storage.get_alarm().await?.is_none() {
             storage.set_alarm(FUNNEL_FLUSH_MS).await?;
         }
         do_answer(answer)
+    }
+
+    /// A dialog's ping: the lease is extended (as by a poll) and the state answered.
+    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
+        if matches!(message, WebSocketIncomingMessage::String(ref m) if m == LIVE_PING) {
+            if let Some(visit) = self.state.get_tags(&ws).into_iter().next() {
+                ws.send_with_str(self.state_message(&visit).await)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn websocket_close(&self, _ws: WebSocket, _code: usize, _reason: String, _was_clean: bool) -> Result<()> {
+        Ok(())
+    }
+
+    async fn websocket_error(&self, _ws: WebSocket, _error: worker::Error) -> Result<()> {
+        Ok(())
     }
 
     async fn alarm(&self) -> Result<Response> {
@@ -161,6 +187,47 @@ impl DurableObject for Visits {
             storage.set_alarm(FUNNEL_FLUSH_MS).await?;
         }
         Response::ok("flushed")
+    }
+}
+
+impl Visits {
+    /// `/api/qr/{visit}/live`: the dialog's WebSocket, on the hibernation API (an idle open
+    /// dialog costs nothing), tagged with its visit; it hears the state at once and on every scan.
+    async fn live(&self, req: &Request) -> Result<Response> {
+        let path = req.path();
+        let visit = path.strip_prefix("/api/qr/").and_then(|p| p.strip_suffix("/live")).unwrap_or_default().to_owned();
+        let first = self.state_message(&visit).await;
+        if first.is_empty() {
+            return crate::platform::json_error(404, "not_found", "no such visit");
+        }
+        let pair = WebSocketPair::new()?;
+        self.state.accept_websocket_with_tags(&pair.server, &[&visit]);
+        pair.server.send_with_str(first)?;
+        Response::from_websocket(pair.client)
+    }
+
+    /// The visit's state as a live message (extending its lease as a poll does); empty when
+    /// there is no such visit.
+    async fn state_message(&self, visit: &str) -> String {
+        let storage = self.state.storage();
+        let request = VisitsRequest::State { visit: visit.to_owned(), now: crate::platform::now_secs() };
+        match self.object.handle(&DoStore(&storage), &WeChatQr(&self.env), &EdgeLog, request).await {
+            Ok(VisitsResponse::State { state, .. }) => live_message(state),
+            _ => String::new(),
+        }
+    }
+
+    async fn push(&self, visit: &str) {
+        let sockets = self.state.get_websockets_with_tag(visit);
+        if sockets.is_empty() {
+            return;
+        }
+        let message = self.state_message(visit).await;
+        for ws in sockets {
+            if let Err(e) = ws.send_with_str(&message) {
+                worker::console_warn!("live push to a closed dialog: {e}");
+            }
+        }
     }
 }
 

@@ -22,3 +22,9 @@ pub async fn scan(env: &Env, idx: u32, follow: bool, now: u64) -> wxedge_core::R
         other => Err(Error::Storage(format!("visits answered {} to a scan", other.name()))),
     }
 }
+
+/// Hands a dialog's WebSocket upgrade (`/api/qr/{visit}/live`) to the visit's shard as is.
+pub async fn live(env: &Env, shard: u32, req: worker::Request) -> worker::Result<worker::Response> {
+    let name = if shard == 0 { "widget".to_owned() } else { format!("widget-{shard}") };
+    env.durable_object(BINDING)?.id_from_name(&name)?.get_stub()?.fetch_with_request(req).await
+}

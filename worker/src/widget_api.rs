@@ -102,6 +102,17 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
                 None => json_error(404, "no_code", "no such waiting visit, and no ordinary code (FOLLOW_QR_URL) to draw instead")?,
             }
         }
+        // The dialog's live channel: the follow is pushed to it (hibernating WebSocket).
+        (Method::Get, p) if p.starts_with("/api/qr/") && p.ends_with("/live") => {
+            let id = &p["/api/qr/".len()..p.len() - "/live".len()];
+            let shard = shard_of_visit(id).filter(|_| id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+            let upgrade = req.headers().get("upgrade")?.is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+            return match (shard, upgrade) {
+                (Some(shard), true) => visits::live(env, shard, req).await,
+                (None, _) => json_error(404, "not_found", "no such visit"),
+                (_, false) => json_error(426, "upgrade_required", "this is a WebSocket: connect with Upgrade: websocket"),
+            };
+        }
         (Method::Get, p) if p.starts_with("/api/qr/") => {
             let id = &p["/api/qr/".len()..];
             if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
