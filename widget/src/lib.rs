@@ -420,8 +420,8 @@ async fn follow_visit(d: Rc<Dialog>, generation: u32) {
         emit("qr", &detail);
         d.status.set_text_content(Some(&if renewed { t.renewed() } else { t.waiting() }));
         let Some(visit) = visit else { return }; // static code: nothing to follow
-        // The follow is pushed over the visit's WebSocket; polling once a second is the fallback
-        // when it cannot open or breaks (a proxy, an old browser).
+                                                 // The follow is pushed over the visit's WebSocket; polling once a second is the fallback
+                                                 // when it cannot open or breaks (a proxy, an old browser).
         let live = Live::open(&c.api, &visit);
         let mut tick = 0u32;
         loop {

@@ -48,10 +48,9 @@ impl DurableObject for Ledger {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let request: LedgerRequest = match crate::platform::json_body(&mut req).await {
+        let request: LedgerRequest = match crate::platform::do_read(&mut req).await? {
             Ok(r) => r,
-            // The two sides of the protocol disagree (a deploy in progress): ours, retryable.
-            Err(e) => return do_answer::<()>(Err(wxedge_core::Error::Storage(format!("request not understood: {e}")))),
+            Err(answer) => return Ok(answer),
         };
         let storage = self.state.storage();
         let handled = object::handle(&DoStore(&storage), request).await;
@@ -141,10 +140,9 @@ impl DurableObject for Visits {
         if req.headers().get("upgrade")?.is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
             return self.live(&req).await;
         }
-        let request: VisitsRequest = match crate::platform::json_body(&mut req).await {
+        let request: VisitsRequest = match crate::platform::do_read(&mut req).await? {
             Ok(r) => r,
-            // The two sides of the protocol disagree (a deploy in progress): ours, retryable.
-            Err(e) => return do_answer::<()>(Err(wxedge_core::Error::Storage(format!("request not understood: {e}")))),
+            Err(answer) => return Ok(answer),
         };
         let storage = self.state.storage();
         let scanned = matches!(request, VisitsRequest::Scan { .. });
@@ -260,9 +258,9 @@ impl DurableObject for Replay {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let request: ReplayRequest = match crate::platform::json_body(&mut req).await {
+        let request: ReplayRequest = match crate::platform::do_read(&mut req).await? {
             Ok(r) => r,
-            Err(e) => return do_answer::<()>(Err(wxedge_core::Error::Storage(format!("request not understood: {e}")))),
+            Err(answer) => return Ok(answer),
         };
         let storage = self.state.storage();
         let answer = replay::handle(&DoStore(&storage), request).await;

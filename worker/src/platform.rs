@@ -278,6 +278,15 @@ pub async fn do_request<Q: serde::Serialize, A: serde::de::DeserializeOwned>(env
     }
 }
 
+/// The object's side of `do_request`, reading: the typed request, or (inner `Err`) the answer to
+/// a request it cannot read — the two sides disagree (a deploy in progress): ours, retryable.
+pub async fn do_read<T: serde::de::DeserializeOwned>(req: &mut worker::Request) -> Result<std::result::Result<T, Response>> {
+    match json_body(req).await {
+        Ok(r) => Ok(Ok(r)),
+        Err(e) => do_answer::<()>(Err(wxedge_core::Error::Storage(format!("request not understood: {e}")))).map(Err),
+    }
+}
+
 /// The object's side of `do_request`.
 pub fn do_answer<A: serde::Serialize>(answer: wxedge_core::Result<A>) -> Result<Response> {
     match answer {
