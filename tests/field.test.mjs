@@ -83,16 +83,17 @@ describe("hostile visitors and forged pushes", () => {
     for (const path of [`/wechat?${signedQuery(s.config.WECHAT_TOKEN)}`, "/api/events", "/api/qr"]) {
       // wrangler dev's local proxy in front of the worker sometimes answers a request that
       // follows an upload cut short with its own 503 ("restarted mid-request"); production has
-      // no such hop (and the worker logs no error for them). Each path is tried until the worker
-      // itself has answered 413, at most 10 times.
+      // no such hop (and the worker logs no error for them); about half the attempts here. Each
+      // path is tried until the worker itself has answered 413, at most 20 times.
       const had = refusals(path);
-      for (let attempt = 0; attempt < 10 && refusals(path) === had; attempt++) {
+      for (let attempt = 0; attempt < 20 && refusals(path) === had; attempt++) {
         const r = await upload(path);
         assert.ok(r.status === 413 || r.status === 503 || r.reset, `${path}: ${JSON.stringify(r)}`);
         assert.ok(r.sent < 100 * 1024 * 1024, `${path}: answered before the upload ended (${r.sent} bytes sent)`);
         await new Promise((res) => setTimeout(res, 300));
       }
-      assert.equal(refusals(path), had + 1, `${path}: the worker answered 413`);
+      await new Promise((res) => setTimeout(res, 300));
+      assert.ok(refusals(path) > had, `${path}: the worker answered 413`);
     }
     // The worker's wasm memory (which never shrinks) did not grow; the whole stack (wrangler's
     // dev proxy buffers what the client pushed before the answer) grew far less than one body.
