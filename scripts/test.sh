@@ -8,9 +8,9 @@ bash scripts/setup.sh test
 say "formatting (cargo fmt --check)"
 cargo fmt --all --check
 say "lints (cargo clippy -D warnings, every crate of the workspace built natively)"
-cargo clippy -q --workspace --all-targets -- -D warnings
+cargo clippy -q --workspace --all-targets --features wxedge-core/sqlite -- -D warnings
 say "native unit tests (core, simulator, widget logic)"
-cargo test
+cargo test --features wxedge-core/sqlite   # the shard SQL runs natively over rusqlite
 bash scripts/fuzz.sh 0   # the fuzz targets build and every committed seed passes
 bash scripts/build.sh all
 cargo build -q --release -p wxedge-simulator

@@ -20,7 +20,9 @@ pub mod ports;
 pub mod qrsvg;
 pub mod reply;
 pub mod rules;
+pub mod shard;
 pub mod signature;
+pub mod sql;
 pub mod visits;
 pub mod xml;
 

@@ -10,7 +10,8 @@ mod ui;
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
 // SAFETY: wasm32 without threads: the widget runs on the page's one thread.
-static ALLOCATOR: lol_alloc::AssumeSingleThreaded<lol_alloc::FreeListAllocator> = unsafe { lol_alloc::AssumeSingleThreaded::new(lol_alloc::FreeListAllocator::new()) };
+static ALLOCATOR: lol_alloc::AssumeSingleThreaded<lol_alloc::FreeListAllocator> =
+    unsafe { lol_alloc::AssumeSingleThreaded::new(lol_alloc::FreeListAllocator::new()) };
 
 use std::cell::RefCell;
 use std::rc::Rc;
