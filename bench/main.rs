@@ -141,6 +141,70 @@ fn ledger(followers: usize) -> Value {
     })
 }
 
+/// The follower shards' SQL (core::shard over rusqlite, the statements a shard object runs) at
+/// `followers` followers over `shards` shards: loading them, a plan's counts (every shard asked,
+/// summed), and a push's work in its shard (claim, follow, finish).
+fn shards(followers: usize, shards: u32) -> Value {
+    use wxedge_core::shard::{self, Segment};
+    use wxedge_core::sql::{Sql, Sqlite};
+    let now = 1_795_000_000u64;
+    let dbs: Vec<Sqlite> = (0..shards).map(|_| Sqlite::memory()).collect();
+    for db in &dbs {
+        shard::migrate(db).expect("migrate");
+        db.exec("BEGIN", &[]).expect("begin");
+    }
+    let start = Instant::now();
+    for i in 0..followers {
+        let openid = format!("oSIM{:024x}", (i as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let db = &dbs[shard::shard_of(&openid, shards) as usize];
+        let scene = ["expo", "mall", "web", "ad"][i % 4];
+        shard::follow(db, &openid, now - (i as u64 % 86_400), Some(scene), Some(if i % 3 == 0 { "/pricing" } else { "/" })).expect("follow");
+        if i % 10 == 0 {
+            shard::tag(db, &openid, 7, false).expect("tag");
+        }
+    }
+    for db in &dbs {
+        db.exec("COMMIT", &[]).expect("commit");
+    }
+    let load_s = start.elapsed().as_secs_f64();
+    let counted = |segment: &Segment| -> (u64, f64) {
+        let start = Instant::now();
+        let n = dbs.iter().map(|db| shard::count(db, segment).expect("count")).sum();
+        (n, start.elapsed().as_secs_f64() * 1e3)
+    };
+    let (all, all_ms) = counted(&Segment::All);
+    let (expo, scene_ms) = counted(&Segment::Scene("expo".into()));
+    let (tagged, tag_ms) = counted(&Segment::Tag(7));
+    let (recent, since_ms) = counted(&Segment::FollowedSince(now - 3600));
+    assert_eq!(all as usize, followers);
+    // A push in its follower's shard: claim the delivery, record the follow, store the answer.
+    let pushes = 20_000;
+    let start = Instant::now();
+    for i in 0..pushes {
+        let openid = format!("oNEW{i:024}");
+        let db = &dbs[shard::shard_of(&openid, shards) as usize];
+        let key = format!("{openid}:subscribe:{now}");
+        assert_eq!(shard::begin(db, &key, &openid, now).expect("begin"), shard::Delivery::First);
+        shard::follow(db, &openid, now, Some("expo"), None).expect("follow");
+        shard::finish(db, &key, "<xml>welcome</xml>").expect("finish");
+    }
+    let push_us = start.elapsed().as_secs_f64() * 1e6 / pushes as f64;
+    let bytes: i64 = dbs
+        .iter()
+        .map(|db| {
+            let pages = db.exec("PRAGMA page_count", &[]).expect("pages")[0][0].as_i64().unwrap_or(0);
+            let size = db.exec("PRAGMA page_size", &[]).expect("page size")[0][0].as_i64().unwrap_or(0);
+            pages * size
+        })
+        .sum();
+    json!({
+        "followers": followers, "shards": shards, "load_s": load_s, "bytes_total": bytes, "bytes_per_shard": bytes / i64::from(shards),
+        "count_all": { "n": all, "ms": all_ms }, "count_scene": { "n": expo, "ms": scene_ms },
+        "count_tag": { "n": tagged, "ms": tag_ms }, "count_since_1h": { "n": recent, "ms": since_ms },
+        "push_in_shard_us": push_us,
+    })
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -155,8 +219,13 @@ fn main() {
             let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(100_000);
             println!("{}", ledger(n));
         }
+        Some("shards") => {
+            let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+            let k: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(16);
+            println!("{}", shards(n, k));
+        }
         _ => {
-            eprintln!("usage: wxedge-bench inputs | run INPUTS.json [SECONDS] | ledger FOLLOWERS");
+            eprintln!("usage: wxedge-bench inputs | run INPUTS.json [SECONDS] | ledger FOLLOWERS | shards FOLLOWERS [SHARDS]");
             std::process::exit(2);
         }
     }

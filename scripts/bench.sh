@@ -30,6 +30,8 @@ say "the widget in Chromium: time to QR with warm caches, bytes a page loads"
 widget_time=$(node bench/widget_time.mjs 20)
 say "visits: 64 open dialogs polling, one shard vs eight; 2,000 open WebSockets on one shard (local workerd)"
 visits=$(node --experimental-websocket --no-warnings bench/visits_load.mjs 5 64 2000)
+say "follower shards (SQL over rusqlite, as a shard object runs it): 10,000,000 followers over 16 shards"
+shards10m=$(target/release/wxedge-bench shards 10000000 16)
 say "callbacks through workerd (wrangler dev, local KV), sequential"
 workerd=$(node bench/workerd_bench.mjs 1000)
 
@@ -44,6 +46,7 @@ cat > target/bench/results.json <<JSON
   "qr_svg_ns": $qr,
   "http": $http,
   "ledger": [$ledger100k, $ledger1m],
+  "follower_shards": $shards10m,
   "sizes_bytes": {
     "worker_wasm": $(size worker/build/index_bg.wasm), "worker_js": $(size worker/build/index.js),
     "objects_wasm": $(size worker/build-objects/index_bg.wasm), "objects_js": $(size worker/build-objects/index.js),
@@ -73,6 +76,7 @@ for (const [k, v] of Object.entries(r.visits_load)) {
 }
 const q = r.qr_svg_ns;
 console.table(Object.keys(q).map((k) => ({ encoder: k, "µs per code": (q[k] / 1e3).toFixed(1), "× wxedge": (q[k] / q.wxedge).toFixed(2) })));
+{ const f = r.follower_shards; console.log(`follower shards, ${f.followers} followers over ${f.shards}: loaded in ${f.load_s.toFixed(0)} s, ${(f.bytes_per_shard / 1e6).toFixed(0)} MB a shard; counts over every shard: all ${f.count_all.ms.toFixed(0)} ms, a scene ${f.count_scene.ms.toFixed(0)} ms, followed in the last hour ${f.count_since_1h.ms.toFixed(0)} ms, a tag ${f.count_tag.ms.toFixed(0)} ms; a push in its shard (claim, follow, answer) ${f.push_in_shard_us.toFixed(1)} µs (native)`); }
 for (const l of r.ledger) console.log(`ledger, ${l.followers} followers: a plan reads ${l.kv_reads_per_plan} keys, ${(l.shard_bytes_total / 1e6).toFixed(1)} MB (largest shard ${(l.shard_bytes_max / 1e3).toFixed(0)} KB); parse + plan ${l.plan_ms.toFixed(0)} ms, reserve ${l.reserve_ms.toFixed(0)} ms (native)`);
 for (const [k, v] of Object.entries(r.sizes_bytes)) console.log(`${k.padEnd(12)} ${String(v.raw).padStart(8)} B raw ${String(v.gzip).padStart(8)} B gzip`);
 console.log("written: target/bench/results.json");
