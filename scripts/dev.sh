@@ -48,7 +48,7 @@ cat <<INFO
 
   wxedge is running (Ctrl-C stops everything)
     site + console    http://127.0.0.1:$PORT/
-    widget            http://127.0.0.1:$PORT/widget.js  (+ /widget_bg.wasm)
+    widget            http://127.0.0.1:$PORT/widget.js  (+ the /wasm/widget-<hash>.wasm it names)
     WeChat callback   http://127.0.0.1:$PORT/wechat
     health            http://127.0.0.1:$PORT/api/health
     WeChat simulator  http://127.0.0.1:$SIM_PORT/  (WECHAT_API_BASE)
