@@ -2,7 +2,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { startStack, SIM, TEST_CONFIG } from "./support/stack.mjs";
+import { join as joinPath } from "node:path";
+import { startStack, SIM, TEST_CONFIG, ROOT } from "./support/stack.mjs";
 
 test("the worker names a malformed setting instead of crashing", async () => {
   const s = await startStack({ WECHAT_TOKEN: "has spaces", ADMIN_TOKEN: null });
@@ -29,6 +30,12 @@ test("check-config (run by make dev) names the setting and exits non-zero", () =
   const good = spawnSync(SIM, ["check-config"], { env: { ...env, WECHAT_ACCOUNT_KIND: "subscription" }, encoding: "utf8" });
   assert.equal(good.status, 0, good.stderr);
   assert.match(good.stdout, /configuration ok: subscription/);
+});
+
+test("the .dev.vars.example a fresh machine's make dev copies passes check-config", () => {
+  const r = spawnSync(SIM, ["check-config", "--env-file", joinPath(ROOT, ".dev.vars.example")], { env: { PATH: process.env.PATH }, encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /configuration ok/);
 });
 
 test("the README's configuration table lists every setting the worker reads", async () => {
