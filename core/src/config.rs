@@ -268,6 +268,7 @@ pub(crate) mod tests {
         assert_eq!(c.api_base, DEFAULT_API_BASE);
         assert_eq!(c.max_body_bytes, 65536);
         assert!(c.allowed_origins.is_empty());
+        assert_eq!(c.visit_shards, crate::visits::DEFAULT_SHARDS);
     }
 
     #[test]
@@ -293,6 +294,9 @@ pub(crate) mod tests {
             ("ADMIN_TOKEN", Some("short"), "ADMIN_TOKEN"),
             ("ALLOWED_ORIGINS", Some("https://a.com/path"), "ALLOWED_ORIGINS"),
             ("MAX_BODY_BYTES", Some("12"), "MAX_BODY_BYTES"),
+            ("VISIT_SHARDS", Some("0"), "VISIT_SHARDS"),
+            ("VISIT_SHARDS", Some("11"), "VISIT_SHARDS"),
+            ("VISIT_SHARDS", Some("eight"), "VISIT_SHARDS"),
         ];
         for (key, value, expected) in cases {
             let mut v = sample();

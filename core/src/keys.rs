@@ -75,6 +75,16 @@ pub fn replay(query_key: &str) -> String {
     format!("{REPLAY_PREFIX}{query_key}")
 }
 
+/// The name of visits shard `shard`'s object: shard 0 is the one object there was before
+/// sharding ("widget"), so its pool and visits carry on.
+pub fn visits_object(shard: u32) -> String {
+    if shard == 0 {
+        "widget".to_owned()
+    } else {
+        format!("widget-{shard}")
+    }
+}
+
 /// The replay object (of 16) a signed query's key belongs to.
 pub fn replay_shard(query_key: &str) -> String {
     format!("replay-{}", query_key.get(..1).unwrap_or("0"))
@@ -91,6 +101,7 @@ mod tests {
         assert_eq!(super::code(12), "c:12");
         assert_eq!(super::replay("ab12"), "rp:ab12");
         assert_eq!(super::replay_shard("ab12"), "replay-a");
+        assert_eq!((super::visits_object(0), super::visits_object(3)), ("widget".to_owned(), "widget-3".to_owned()));
         assert_eq!(super::funnel(20261201), "fn:20261201");
     }
 }

@@ -6,23 +6,23 @@ use qrcodegen::{QrCode, QrCodeEcc};
 /// An SVG of `text` as a QR code (medium error correction, 4-module quiet zone, one path).
 /// `None` when the text is too long for a QR code.
 pub fn qr_svg(text: &str) -> Option<String> {
-    let qr = QrCode::encode_text(text, QrCodeEcc::Medium).ok()?;
+    let (side, dark) = qr_modules(text)?;
     let border = 4;
-    let size = qr.size() + border * 2;
-    let mut path = String::with_capacity((qr.size() * qr.size()) as usize * 4);
-    for y in 0..qr.size() {
+    let size = side + border * 2;
+    let mut path = String::with_capacity((side * side) as usize * 4);
+    for (y, row) in dark.chunks(side as usize).enumerate() {
         let mut x = 0;
-        while x < qr.size() {
-            if !qr.get_module(x, y) {
+        while x < row.len() {
+            if !row[x] {
                 x += 1;
                 continue;
             }
             // Runs of dark modules become one rectangle: about a third of the path length.
             let start = x;
-            while x < qr.size() && qr.get_module(x, y) {
+            while x < row.len() && row[x] {
                 x += 1;
             }
-            path.push_str(&format!("M{},{}h{}v1h-{}z", start + border, y + border, x - start, x - start));
+            path.push_str(&format!("M{},{}h{}v1h-{}z", start as u32 + border, y as u32 + border, x - start, x - start));
         }
     }
     Some(format!(
@@ -30,7 +30,7 @@ pub fn qr_svg(text: &str) -> Option<String> {
     ))
 }
 
-/// The code's modules, for drawing it elsewhere (the widget's canvas): the side in modules and
+/// The code's modules, for drawing it (the SVG above, the widget's canvas): the side in modules and
 /// the dark ones row by row, without the quiet zone. `None` when the text is too long.
 pub fn qr_modules(text: &str) -> Option<(u32, Vec<bool>)> {
     let qr = QrCode::encode_text(text, QrCodeEcc::Medium).ok()?;

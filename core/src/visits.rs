@@ -56,8 +56,12 @@ pub fn shard_of_code(idx: u32) -> u32 {
     idx / SHARD_SPAN
 }
 
-/// The shard holding visit `id` (its first hex digit); `None` for an id no shard made.
+/// The shard holding visit `id` (its first hex digit); `None` for an id no shard made (not hex,
+/// empty, over 64 characters, or naming no shard) — what every route taking a visit id checks.
 pub fn shard_of_visit(id: &str) -> Option<u32> {
+    if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
     id.chars().next()?.to_digit(16).filter(|k| *k < MAX_SHARDS)
 }
 
@@ -406,6 +410,8 @@ mod tests {
         assert_eq!(shard_of_visit("3abc"), Some(3));
         assert_eq!(shard_of_visit("fabc"), None, "no shard makes ids past 9");
         assert_eq!(shard_of_visit(""), None);
+        assert_eq!(shard_of_visit("3x"), None, "not hex");
+        assert_eq!(shard_of_visit(&"3".repeat(65)), None, "too long");
         assert_eq!(shard_for_visitor("2001:db8:1:2::1", 8), shard_for_visitor("2001:db8:1:2::ffff", 8), "one /64, one shard");
         let mut seen = [0u32; 8];
         for i in 0..8000 {
@@ -580,6 +586,12 @@ pub enum VisitsResponse {
 }
 
 impl VisitsResponse {
+    /// The error for this answer arriving where another was expected (the two sides of the
+    /// protocol disagree: a deploy in progress; ours, retryable).
+    pub fn unexpected(&self, to: &str) -> crate::Error {
+        crate::Error::Storage(format!("visits answered {} to {to}", self.name()))
+    }
+
     /// The answer's name, for an error when the two sides disagree.
     pub fn name(&self) -> &'static str {
         match self {

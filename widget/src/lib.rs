@@ -425,9 +425,10 @@ async fn follow_visit(d: Rc<Dialog>, generation: u32) {
         let _ = js_sys::Reflect::set(&detail, &"visit".into(), &visit.as_deref().map(JsValue::from_str).unwrap_or(JsValue::NULL));
         emit("qr", &detail);
         d.status.set_text_content(Some(&if renewed { t.renewed() } else { t.waiting() }));
-        let Some(visit) = visit else { return }; // static code: nothing to follow
-                                                 // The follow is pushed over the visit's WebSocket; polling once a second is the fallback
-                                                 // when it cannot open or breaks (a proxy, an old browser).
+        // A static code: nothing to follow.
+        let Some(visit) = visit else { return };
+        // The follow is pushed over the visit's WebSocket; polling once a second is the fallback
+        // when it cannot open or breaks (a proxy, an old browser).
         let live = Live::open(&c.api, &visit);
         let mut tick = 0u32;
         loop {

@@ -125,7 +125,7 @@ async fn funnel(env: &Env, config: &Config, days: Vec<u32>) -> wxedge_core::Resu
     for answer in futures_util::future::join_all(asks).await {
         match answer? {
             VisitsResponse::Funnel { days } => all.push(days),
-            other => return Err(Error::Storage(format!("visits answered {}", other.name()))),
+            other => return Err(other.unexpected("funnel")),
         }
     }
     Ok(wxedge_core::visits::merge_days(all))

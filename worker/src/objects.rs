@@ -145,10 +145,9 @@ impl DurableObject for Visits {
             Err(answer) => return Ok(answer),
         };
         let storage = self.state.storage();
-        let scanned = matches!(request, VisitsRequest::Scan { .. });
         let answer = self.object.handle(&DoStore(&storage), &WeChatQr(&self.env), &EdgeLog, request).await;
         // A scan: the visit's open dialog hears it at once.
-        if let (true, Ok(VisitsResponse::Scanned { visit: Some(v) })) = (scanned, &answer) {
+        if let Ok(VisitsResponse::Scanned { visit: Some(v) }) = &answer {
             self.push(&v.visit).await;
         }
         // Visitors' events wait in memory for the alarm, which writes them in one go.
@@ -162,7 +161,9 @@ impl DurableObject for Visits {
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
         if matches!(message, WebSocketIncomingMessage::String(ref m) if m == LIVE_PING) {
             if let Some(visit) = self.state.get_tags(&ws).into_iter().next() {
-                ws.send_with_str(self.state_message(&visit).await)?;
+                if let Some(message) = self.state_message(&visit).await {
+                    ws.send_with_str(message)?;
+                }
             }
         }
         Ok(())
@@ -194,24 +195,23 @@ impl Visits {
     async fn live(&self, req: &Request) -> Result<Response> {
         let path = req.path();
         let visit = path.strip_prefix("/api/qr/").and_then(|p| p.strip_suffix("/live")).unwrap_or_default().to_owned();
-        let first = self.state_message(&visit).await;
-        if first.is_empty() {
+        let Some(first) = self.state_message(&visit).await else {
             return crate::platform::json_error(404, "not_found", "no such visit");
-        }
+        };
         let pair = WebSocketPair::new()?;
         self.state.accept_websocket_with_tags(&pair.server, &[&visit]);
         pair.server.send_with_str(first)?;
         Response::from_websocket(pair.client)
     }
 
-    /// The visit's state as a live message (extending its lease as a poll does); empty when
+    /// The visit's state as a live message (extending its lease as a poll does); `None` when
     /// there is no such visit.
-    async fn state_message(&self, visit: &str) -> String {
+    async fn state_message(&self, visit: &str) -> Option<String> {
         let storage = self.state.storage();
         let request = VisitsRequest::State { visit: visit.to_owned(), now: crate::platform::now_secs() };
         match self.object.handle(&DoStore(&storage), &WeChatQr(&self.env), &EdgeLog, request).await {
-            Ok(VisitsResponse::State { state, .. }) => live_message(state),
-            _ => String::new(),
+            Ok(VisitsResponse::State { state, .. }) => Some(live_message(state)),
+            _ => None,
         }
     }
 
@@ -220,7 +220,7 @@ impl Visits {
         if sockets.is_empty() {
             return;
         }
-        let message = self.state_message(visit).await;
+        let Some(message) = self.state_message(visit).await else { return };
         for ws in sockets {
             if let Err(e) = ws.send_with_str(&message) {
                 worker::console_warn!("live push to a closed dialog: {e}");

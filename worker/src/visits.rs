@@ -2,7 +2,6 @@
 
 use worker::Env;
 use wxedge_core::visits::{ScanAnswer, VisitsRequest, VisitsResponse};
-use wxedge_core::Error;
 
 use crate::platform::do_request;
 
@@ -11,20 +10,18 @@ pub const BINDING: &str = "VISITS";
 /// Asks visits shard `shard` (`wxedge_core::visits`: shard 0 is the object named "widget", the
 /// one there was before sharding, so its pool and visits carry on; shard k is "widget-k").
 pub async fn call(env: &Env, shard: u32, request: &VisitsRequest) -> wxedge_core::Result<VisitsResponse> {
-    let name = if shard == 0 { "widget".to_owned() } else { format!("widget-{shard}") };
-    do_request(env, BINDING, &name, request).await
+    do_request(env, BINDING, &wxedge_core::keys::visits_object(shard), request).await
 }
 
 /// The callback's question: whose visit was code `idx`? (Its shard is in the index.)
 pub async fn scan(env: &Env, idx: u32, follow: bool, now: u64) -> wxedge_core::Result<Option<ScanAnswer>> {
     match call(env, wxedge_core::visits::shard_of_code(idx), &VisitsRequest::Scan { idx, follow, now }).await? {
         VisitsResponse::Scanned { visit } => Ok(visit),
-        other => Err(Error::Storage(format!("visits answered {} to a scan", other.name()))),
+        other => Err(other.unexpected("a scan")),
     }
 }
 
 /// Hands a dialog's WebSocket upgrade (`/api/qr/{visit}/live`) to the visit's shard as is.
 pub async fn live(env: &Env, shard: u32, req: worker::Request) -> worker::Result<worker::Response> {
-    let name = if shard == 0 { "widget".to_owned() } else { format!("widget-{shard}") };
-    env.durable_object(BINDING)?.id_from_name(&name)?.get_stub()?.fetch_with_request(req).await
+    env.durable_object(BINDING)?.id_from_name(&wxedge_core::keys::visits_object(shard))?.get_stub()?.fetch_with_request(req).await
 }

@@ -11,7 +11,6 @@ use wxedge_core::flows::visit::{offer, Offer};
 use wxedge_core::keys;
 use wxedge_core::qrsvg::qr_svg;
 use wxedge_core::visits::{shard_for_visitor, shard_of_visit, FunnelEvent, Step, VisitsRequest, VisitsResponse};
-use wxedge_core::Error;
 
 use crate::platform::KV;
 use crate::platform::{client, error_response, json_error, now_secs, public_error_response, query_param, read_capped, Edge};
@@ -80,17 +79,14 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
         // `visit` it draws that waiting visit's code (lent by `POST /api/qr`, which checks the
         // origin), without it the account's ordinary code. Hotlinking costs a drawing, no code.
         (Method::Get, "/api/qr.svg") => {
-            let url = match query_param(&req, "visit") {
-                Some(visit) if visit.len() <= 64 && visit.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                    let Some(shard) = shard_of_visit(&visit) else { return json_error(404, "not_found", "no such visit") };
-                    match visits::call(env, shard, &VisitsRequest::Code { visit, now: now_secs() }).await {
-                        Ok(VisitsResponse::Code { url }) => Some(url),
-                        Ok(other) => return public_error_response(&unexpected(&other)),
-                        Err(e) if e.status() == 404 => config.follow_qr_url.clone(),
-                        Err(e) => return public_error_response(&e),
-                    }
-                }
-                _ => config.follow_qr_url.clone(),
+            let url = match query_param(&req, "visit").and_then(|v| shard_of_visit(&v).map(|k| (v, k))) {
+                Some((visit, shard)) => match visits::call(env, shard, &VisitsRequest::Code { visit, now: now_secs() }).await {
+                    Ok(VisitsResponse::Code { url }) => Some(url),
+                    Ok(other) => return public_error_response(&other.unexpected("a widget request")),
+                    Err(e) if e.status() == 404 => config.follow_qr_url.clone(),
+                    Err(e) => return public_error_response(&e),
+                },
+                None => config.follow_qr_url.clone(),
             };
             match url.as_deref().and_then(qr_svg) {
                 Some(svg) => {
@@ -105,7 +101,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
         // The dialog's live channel: the follow is pushed to it (hibernating WebSocket).
         (Method::Get, p) if p.starts_with("/api/qr/") && p.ends_with("/live") => {
             let id = &p["/api/qr/".len()..p.len() - "/live".len()];
-            let shard = shard_of_visit(id).filter(|_| id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+            let shard = shard_of_visit(id);
             let upgrade = req.headers().get("upgrade")?.is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
             return match (shard, upgrade) {
                 (Some(shard), true) => visits::live(env, shard, req).await,
@@ -115,13 +111,10 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
         }
         (Method::Get, p) if p.starts_with("/api/qr/") => {
             let id = &p["/api/qr/".len()..];
-            if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return json_error(404, "not_found", "no such visit");
-            }
             let Some(shard) = shard_of_visit(id) else { return json_error(404, "not_found", "no such visit") };
             let mut r = match visits::call(env, shard, &VisitsRequest::State { visit: id.to_owned(), now: now_secs() }).await {
                 Ok(VisitsResponse::State { state, page, scene }) => Response::from_json(&json!({ "state": state, "page": page, "scene": scene }))?,
-                Ok(other) => public_error_response(&unexpected(&other))?,
+                Ok(other) => public_error_response(&other.unexpected("a widget request"))?,
                 Err(e) => public_error_response(&e)?,
             };
             r.headers_mut().set("cache-control", "no-store")?;
@@ -211,8 +204,4 @@ async fn menu(env: &Env, config: &Config) -> Result<Response> {
     h.set("content-type", "application/json")?;
     h.set("cache-control", "public, max-age=60")?;
     Ok(Response::ok(body)?.with_headers(h))
-}
-
-fn unexpected(answer: &VisitsResponse) -> Error {
-    Error::Storage(format!("visits answered {}", answer.name()))
 }

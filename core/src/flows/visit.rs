@@ -318,7 +318,7 @@ pub enum Offer {
 pub fn offer(answer: Result<VisitsResponse>, ordinary: Option<&str>) -> Offer {
     let why = match answer {
         Ok(VisitsResponse::Lent { visit, url, expires_in, scene }) => return Offer::Lent { visit, url, expires_in, scene },
-        Ok(other) => return Offer::Refused(Error::Storage(format!("visits answered {} to acquire", other.name()))),
+        Ok(other) => return Offer::Refused(other.unexpected("acquire")),
         Err(e) => match ordinary {
             None => return Offer::Refused(e),
             Some(_) => match e {
