@@ -5,14 +5,22 @@
 // Usage: node bench/http_bench.mjs PYTHON [SECONDS] [CONNECTIONS]
 import { spawn, execFileSync } from "node:child_process";
 import { join } from "node:path";
-import { startStack, freePort, signedQuery, ROOT } from "../tests/support/stack.mjs";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { startStack, freePort, signedQuery, sha1Signature, ROOT } from "../tests/support/stack.mjs";
 
 const [python, seconds = "5", connections = "16"] = process.argv.slice(2);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const TOKEN = "benchtoken", APPID = "wx00000000000000b1";
+mkdirSync(join(ROOT, "target", "bench"), { recursive: true });
 
+/** wrk against `url` (a callback path); every request signed afresh (bench/wrk_text.lua). */
 function wrk(url) {
-  const out = execFileSync("wrk", ["-t2", `-c${connections}`, `-d${seconds}s`, "--latency", "-s", join(ROOT, "bench", "wrk_text.lua"), url], { encoding: "utf8" });
+  // 2 threads × 100,000 queries, each with its own nonce, signed now (the worker refuses a
+  // timestamp over 2 minutes old, and a query reused with another body).
+  const file = join(ROOT, "target", "bench", "wrk_queries.txt");
+  const ts = String(Math.floor(Date.now() / 1000));
+  writeFileSync(file, Array.from({ length: 200_000 }, (_, i) => `signature=${sha1Signature(TOKEN, ts, String(i))}&timestamp=${ts}&nonce=${i}`).join("\n") + "\n");
+  const out = execFileSync("wrk", ["-t2", `-c${connections}`, `-d${seconds}s`, "--latency", "-s", join(ROOT, "bench", "wrk_text.lua"), url.split("?")[0], "--", file], { encoding: "utf8" });
   const ms = (v, unit) => Number(v) * ({ us: 0.001, ms: 1, s: 1000 }[unit] ?? 1);
   const pct = (p) => { const m = out.match(new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s)`)); return m ? ms(m[1], m[2]) : null; };
   const non2xx = Number((out.match(/Non-2xx or 3xx responses: (\d+)/) || [0, 0])[1]);
