@@ -54,15 +54,19 @@ build_widget() {
   # As the worker: every crate at opt-level z and, with Debian's build-std route, panics that
   # abort at once (no panic strings or formatting in what every visitor downloads).
   local rustflags=""
-  [ "$WASM_RUST" = debian ] && rustflags="-Zunstable-options -Cpanic=immediate-abort"
-  CARGO_PROFILE_RELEASE_OPT_LEVEL=z RUSTFLAGS="$rustflags" cargo build --release -p wxedge-widget --lib --target wasm32-unknown-unknown "${WASM_CARGO_FLAGS[@]}"
+  [ "$WASM_RUST" = debian ] && rustflags="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none"
+  local stdfeat=""; [ "$WASM_RUST" = debian ] && stdfeat="-Zbuild-std-features=optimize_for_size"
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=z RUSTFLAGS="$rustflags" cargo build --release -p wxedge-widget --lib --target wasm32-unknown-unknown "${WASM_CARGO_FLAGS[@]}" $stdfeat
   rm -rf dist/widget-pkg && mkdir -p dist/widget
   "$WASM_BINDGEN_BIN" --target web --no-typescript --out-dir dist/widget-pkg --out-name widget \
     "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/wxedge_widget.wasm"
   echo '{"type": "module"}' > dist/widget-pkg/package.json # the glue is ESM (make bench loads it in node)
-  wasm-opt -Oz --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
-    --enable-bulk-memory --enable-multivalue --enable-reference-types \
-    dist/widget-pkg/widget_bg.wasm -o dist/widget/widget_bg.wasm
+  # Import and export names shortened (a map on stdout, applied to the glue): wasm-bindgen's are
+  # long and hashed, written twice, and do not compress.
+  wasm-opt -Oz --minify-imports-and-exports-and-modules --enable-mutable-globals --enable-sign-ext \
+    --enable-nontrapping-float-to-int --enable-bulk-memory --enable-multivalue --enable-reference-types \
+    dist/widget-pkg/widget_bg.wasm -o dist/widget/widget_bg.wasm > dist/widget-pkg/names.json
+  node scripts/short-wasm-names.mjs dist/widget-pkg/names.json dist/widget-pkg/widget.js dist/widget/widget_bg.wasm
   # Versioned: the loader asks for wasm/widget-<content hash>.wasm, served immutable (a year), so
   # a visitor's browser fetches it once per release; widget.js itself is short-cached (5 min) and
   # names the current one. widget_bg.wasm stays for what pinned the old name.

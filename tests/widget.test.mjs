@@ -266,8 +266,70 @@ describe("widget in Chromium", () => {
     assert.deepEqual(subs, ["Teas", "Gifts"]);
     await page.locator("#menu .sub button", { hasText: "Teas" }).click();
     assert.match(await page.locator("#menu .toast").innerText(), /Opens https:\/\/acme.example\/teas/);
+    const openSubs = () => page.evaluate(() => document.querySelector("#menu").shadowRoot.querySelectorAll(".sub:not([hidden])").length);
+    assert.equal(await openSubs(), 0, "a tap on a leaf closes its sub-menu");
     await page.screenshot({ path: shot("menu") });
+    // The console redraws its preview on every edit: one tap still opens the sub-menu once (a
+    // listener per drawing would open and close it again).
+    await page.evaluate(() => {
+      const menu = { button: [{ name: "More", sub_button: [{ name: "FAQ", type: "click", key: "FAQ" }] }] };
+      for (let i = 0; i < 3; i++) window.wxedge.push(["menu", "#menu", menu]);
+    });
+    await page.locator("#menu .bar button", { hasText: "More" }).click();
+    assert.equal(await openSubs(), 1);
+    assert.equal(await page.locator("#menu .bar button", { hasText: "More" }).getAttribute("aria-expanded"), "true");
+    await page.locator("#menu .bar button", { hasText: "More" }).click();
+    assert.equal(await openSubs(), 0);
     assert.deepEqual(errors(), []);
+    await ctx.close();
+  });
+
+  test("a click inside the dialog keeps it; the backdrop closes it; a dismissed banner stays away", async () => {
+    const html = `<!doctype html><html lang="en"><body><script async src="/widget.js" data-account="AcmeTea" data-prompt="banner"></script></body></html>`;
+    const { ctx, page, errors } = await routed(html, "/banner-page");
+    await page.waitForSelector("html[data-wxedge=ready]");
+    await page.locator("[data-wxedge=banner] button.primary").click();
+    await page.waitForFunction(() => document.querySelector("[data-wxedge=dialog]")?.shadowRoot.querySelector(".qr svg"));
+    await page.locator("[data-wxedge=dialog] h2").click();
+    await page.locator("[data-wxedge=dialog] .qr").click();
+    assert.ok(await dialogState(page), "clicks on the title and the code keep the dialog open");
+    await page.mouse.click(8, 8);
+    assert.equal(await dialogState(page), null, "a click on the backdrop closes it");
+    await page.locator("[data-wxedge=banner] button.dismiss").click();
+    assert.equal(await page.locator("[data-wxedge=banner]").count(), 0);
+    await page.reload();
+    await page.waitForSelector("html[data-wxedge=ready]");
+    assert.equal(await page.locator("[data-wxedge=banner]").count(), 0, "dismissed for the session");
+    // A routed page may not open the visit's socket (Chromium's local network access checks);
+    // the dialog then polls. Anything else in the console is ours.
+    assert.deepEqual(errors().filter((e) => !/ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS/.test(e.text)), []);
+    await ctx.close();
+  });
+
+  test("markup in the account name and menu labels stays text", async () => {
+    const evil = `<img src=x onerror="window.pwned=1">`;
+    const html = `<!doctype html><html lang="en"><body><div id="card"></div><div id="menu"></div>
+<script async src="/widget.js" data-account='${evil}' data-prompt="inline" data-target="#card"></script></body></html>`;
+    const { ctx, page } = await routed(html, "/evil-page");
+    await page.waitForSelector("html[data-wxedge=ready]");
+    await page.evaluate((evil) => window.wxedge.push(["menu", "#menu", { button: [{ name: evil, type: "view", url: evil }] }]), evil);
+    await page.locator("#card button").click();
+    await page.waitForFunction(() => document.querySelector("[data-wxedge=dialog]")?.shadowRoot.querySelector(".qr svg"));
+    const inDialog = await page.evaluate(() => {
+      const root = document.querySelector("[data-wxedge=dialog]").shadowRoot;
+      return { imgs: root.querySelectorAll("img").length, title: root.querySelector("h2").textContent };
+    });
+    await page.keyboard.press("Escape");
+    await page.locator("#menu .bar button").click();
+    const seen = await page.evaluate(() => ({
+      pwned: window.pwned,
+      imgs: ["#card", "#menu"].map((sel) => document.querySelector(sel).shadowRoot.querySelectorAll("img").length),
+      toast: document.querySelector("#menu").shadowRoot.querySelector(".toast").textContent,
+    }));
+    assert.deepEqual(inDialog, { imgs: 0, title: `Follow ${evil} on WeChat` });
+    assert.equal(seen.pwned, undefined);
+    assert.deepEqual(seen.imgs, [0, 0]);
+    assert.equal(seen.toast, `Opens ${evil}`);
     await ctx.close();
   });
 

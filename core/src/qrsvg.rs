@@ -9,7 +9,12 @@ pub fn qr_svg(text: &str) -> Option<String> {
     let (side, dark) = qr_modules(text)?;
     let border = 4;
     let size = side + border * 2;
-    let mut path = String::with_capacity((side * side) as usize * 4);
+    let mut svg = String::with_capacity((side * side) as usize * 4 + 240);
+    svg.push_str("<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 ");
+    push_num(&mut svg, size);
+    svg.push(' ');
+    push_num(&mut svg, size);
+    svg.push_str("\" shape-rendering=\"crispEdges\" role=\"img\"><rect width=\"100%\" height=\"100%\" fill=\"#fff\"/><path d=\"");
     for (y, row) in dark.chunks(side as usize).enumerate() {
         let mut x = 0;
         while x < row.len() {
@@ -22,12 +27,36 @@ pub fn qr_svg(text: &str) -> Option<String> {
             while x < row.len() && row[x] {
                 x += 1;
             }
-            path.push_str(&format!("M{},{}h{}v1h-{}z", start as u32 + border, y as u32 + border, x - start, x - start));
+            let run = (x - start) as u32;
+            svg.push('M');
+            push_num(&mut svg, start as u32 + border);
+            svg.push(',');
+            push_num(&mut svg, y as u32 + border);
+            svg.push('h');
+            push_num(&mut svg, run);
+            svg.push_str("v1h-");
+            push_num(&mut svg, run);
+            svg.push('z');
         }
     }
-    Some(format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {size} {size}\" shape-rendering=\"crispEdges\" role=\"img\"><rect width=\"100%\" height=\"100%\" fill=\"#fff\"/><path d=\"{path}\" fill=\"#000\"/></svg>"
-    ))
+    svg.push_str("\" fill=\"#000\"/></svg>");
+    Some(svg)
+}
+
+/// Decimal digits without `core::fmt`: the widget ships no formatting machinery (every visitor
+/// downloads it), and a code's path is thousands of numbers.
+fn push_num(out: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| d as char));
 }
 
 /// The code's modules, for drawing it (the SVG above, the widget's canvas): the side in modules and
@@ -50,6 +79,15 @@ mod tests {
         assert_eq!(side as i32, qr.size());
         assert!((0..qr.size()).all(|y| (0..qr.size()).all(|x| dark[(y * qr.size() + x) as usize] == qr.get_module(x, y))));
         assert!(qr_modules(&"x".repeat(5000)).is_none());
+    }
+
+    #[test]
+    fn numbers_as_format_writes_them() {
+        for n in [0, 7, 10, 99, 100, 4_000_000_001, u32::MAX] {
+            let mut s = String::new();
+            push_num(&mut s, n);
+            assert_eq!(s, n.to_string());
+        }
     }
 
     /// Decodes the path back into modules: every dark module and nothing else is covered.

@@ -4,6 +4,7 @@
 //! preview of the account's menu. `loader.js` boots it with the embed's settings and replays
 //! the `window.wxedge` queue into `command`.
 
+mod html;
 mod text;
 mod ui;
 
@@ -23,7 +24,7 @@ use wxedge_core::api::menu::{MAX_BUTTONS, MAX_SUB_BUTTONS};
 pub use wxedge_core::qrsvg::qr_svg;
 
 pub use text::{Device, Lang, Text};
-use ui::{button, el, get_str, on};
+use ui::get_str;
 
 /// The embed's settings: `data-*` attributes of the script tag, or `["config", {...}]`.
 #[derive(Debug, Clone, Default)]
@@ -78,9 +79,9 @@ impl Config {
 
 struct Dialog {
     host: Element,
-    root: ShadowRoot,
-    qr: HtmlElement,
-    status: HtmlElement,
+    /// Where the code goes (`#qr`) and the visit's progress (`#status`).
+    qr: Element,
+    status: Element,
 }
 
 #[derive(Default)]
@@ -139,7 +140,7 @@ fn beacon(step: &str) {
     .and_then(|s| s.as_string())
     .unwrap_or_default();
     if let Some(w) = web_sys::window() {
-        let _ = w.navigator().send_beacon_with_opt_str(&format!("{}/api/events", c.api), Some(&format!("{{\"events\":{body}}}")));
+        let _ = w.navigator().send_beacon_with_opt_str(&[&c.api, "/api/events"].concat(), Some(&["{\"events\":", &body, "}"].concat()));
     }
 }
 
@@ -151,7 +152,7 @@ fn emit(event: &str, detail: &JsValue) {
     if let Some(w) = web_sys::window() {
         let init = web_sys::CustomEventInit::new();
         init.set_detail(detail);
-        if let Ok(e) = web_sys::CustomEvent::new_with_event_init_dict(&format!("wxedge:{event}"), &init) {
+        if let Ok(e) = web_sys::CustomEvent::new_with_event_init_dict(&["wxedge:", event].concat(), &init) {
             let _ = w.dispatch_event(&e);
         }
     }
@@ -198,7 +199,7 @@ pub fn command(args: js_sys::Array) -> Result<(), JsValue> {
             let f: js_sys::Function = args.get(2).dyn_into().map_err(|_| JsValue::from_str("wxedge on: the third item must be a function"))?;
             STATE.with(|s| s.borrow_mut().listeners.push((arg(1), f)));
         }
-        other => web_sys::console::warn_1(&format!("wxedge: unknown command {other:?}").into()),
+        other => web_sys::console::warn_1(&["wxedge: unknown command \"", other, "\""].concat().into()),
     }
     Ok(())
 }
@@ -207,66 +208,76 @@ fn show_prompt(kind: &str, target: &str) -> Result<(), JsValue> {
     let c = config();
     let t = text();
     match kind {
-        "floating" => {
-            let host = ui::body_host("floating", &c.theme)?;
-            let root = ui::shadow(&host)?;
-            let b = button("floating primary", &t.button())?;
-            b.set_attribute("aria-haspopup", "dialog")?;
-            opens_dialog(&b)?;
-            root.append_child(&b)?;
-        }
+        "floating" => shadow(&ui::body_host("floating", &c.theme)?)?.set_inner_html(&html::floating(&t)),
         "banner" => {
             if session_flag("wxedge-banner-dismissed") {
                 return Ok(());
             }
-            let host = ui::body_host("banner", &c.theme)?;
-            let root = ui::shadow(&host)?;
-            let bar = el("div", "banner", None)?;
-            bar.set_attribute("role", "region")?;
-            bar.set_attribute("aria-label", &t.title(&c.account))?;
-            bar.append_child(&el("span", "", Some(&t.banner()))?.into())?;
-            let b = button("primary", &t.button())?;
-            b.set_attribute("aria-haspopup", "dialog")?;
-            opens_dialog(&b)?;
-            bar.append_child(&b)?;
-            let dismiss = button("dismiss", "×")?;
-            dismiss.set_attribute("aria-label", &t.close())?;
-            let h = host.clone();
-            on(&dismiss, "click", move |_| {
-                set_session_flag("wxedge-banner-dismissed");
-                h.remove();
-            })?;
-            bar.append_child(&dismiss)?;
-            root.append_child(&bar)?;
+            shadow(&ui::body_host("banner", &c.theme)?)?.set_inner_html(&html::banner(&t, &c.account));
         }
         "inline" => {
-            let host = ui::document()?
-                .query_selector(if target.is_empty() { "[data-wxedge-inline]" } else { target })?
-                .ok_or_else(|| JsValue::from_str(&format!("wxedge: no element matches {target:?} for the inline card")))?;
+            let selector = if target.is_empty() { "[data-wxedge-inline]" } else { target };
+            let host = find(selector, "the inline card")?;
             ui::set_theme(&host, &c.theme)?;
-            let root = ui::shadow(&host)?;
-            root.set_inner_html("");
-            let card = el("div", "card", None)?;
-            card.append_child(&el("span", "", Some(&t.title(&c.account)))?.into())?;
-            let b = button("primary", &t.button())?;
-            b.set_attribute("aria-haspopup", "dialog")?;
-            opens_dialog(&b)?;
-            card.append_child(&b)?;
-            root.append_child(&card)?;
+            shadow(&host)?.set_inner_html(&html::inline_card(&t, &c.account));
         }
-        other => return Err(format!("wxedge: unknown prompt {other:?} (floating, banner or inline)").into()),
+        other => return Err(["wxedge: unknown prompt \"", other, "\" (floating, banner or inline)"].concat().into()),
     }
     beacon("impression");
     Ok(())
 }
 
-fn opens_dialog(b: &HtmlElement) -> Result<(), JsValue> {
-    let me = b.clone();
-    on(b, "click", move |_| {
-        if let Err(e) = open(Some(me.clone())) {
-            web_sys::console::error_2(&"wxedge:".into(), &e);
+/// The page's element for `selector`, or an error that names what it was for.
+fn find(selector: &str, what: &str) -> Result<Element, JsValue> {
+    ui::document()?.query_selector(selector)?.ok_or_else(|| ["wxedge: no element matches \"", selector, "\" for ", what].concat().into())
+}
+
+/// Our shadow root on `host`; a new one gets the one click listener that serves every button in
+/// it (`data-act`), so drawing the same card again never stacks listeners.
+fn shadow(host: &Element) -> Result<ShadowRoot, JsValue> {
+    let fresh = host.shadow_root().is_none();
+    let root = ui::shadow(host)?;
+    if fresh {
+        let r = root.clone();
+        ui::on(&root, "click", move |e| on_click(&r, &e))?;
+    }
+    Ok(root)
+}
+
+/// What a click in one of our roots does, by the `data-act` of the nearest element that has one.
+fn on_click(root: &ShadowRoot, e: &web_sys::Event) {
+    let Some(target) = e.target().map(|t| t.unchecked_into::<Element>()) else { return };
+    let Some(el) = target.closest("[data-act]").ok().flatten() else { return };
+    let act = el.get_attribute("data-act").unwrap_or_default();
+    let result = match act.as_str() {
+        "open" => open(Some(el.unchecked_into())),
+        "close" => {
+            close();
+            Ok(())
         }
-    })
+        // Only the backdrop itself: the dialog's own `data-act=""` stops clicks inside it.
+        "backdrop" if el == target => {
+            close();
+            Ok(())
+        }
+        "dismiss" => {
+            set_session_flag("wxedge-banner-dismissed");
+            root.host().remove();
+            Ok(())
+        }
+        "copy" => {
+            if let Some(note) = root.get_element_by_id("copied") {
+                copy_name(config().account, note);
+            }
+            Ok(())
+        }
+        "sub" => toggle_sub_menu(root, &el),
+        "leaf" => show_toast(root, &el.get_attribute("data-does").unwrap_or_default()),
+        _ => Ok(()),
+    };
+    if let Err(e) = result {
+        web_sys::console::error_2(&"wxedge:".into(), &e);
+    }
 }
 
 fn session_flag(name: &str) -> bool {
@@ -284,58 +295,14 @@ fn open(opener: Option<HtmlElement>) -> Result<(), JsValue> {
     if STATE.with(|s| s.borrow().dialog.is_some()) {
         return Ok(());
     }
-    let opener = opener.or_else(|| ui::document().ok().and_then(|d| d.active_element()).and_then(|e| e.dyn_into().ok()));
+    let opener = opener.or_else(|| ui::document().ok().and_then(|d| d.active_element()).map(JsCast::unchecked_into));
     let c = config();
-    let t = text();
-    let dev = device();
     let host = ui::body_host("dialog", &c.theme)?;
-    let root = ui::shadow(&host)?;
-    let backdrop = el("div", "backdrop", None)?;
-    let dialog = el("div", "dialog", None)?;
-    dialog.set_attribute("role", "dialog")?;
-    dialog.set_attribute("aria-modal", "true")?;
-    dialog.set_attribute("aria-labelledby", "wxedge-title")?;
-    dialog.set_attribute("aria-describedby", "wxedge-hint")?;
-    let x = button("x", "×")?;
-    x.set_attribute("aria-label", &t.close())?;
-    on(&x, "click", |_| close())?;
-    let title = el("h2", "", Some(&t.title(&c.account)))?;
-    title.set_id("wxedge-title");
-    let qr = el("div", "qr", Some(&t.loading()))?;
-    let hint = el("p", "hint", Some(&t.hint(dev)))?;
-    hint.set_id("wxedge-hint");
-    let status = el("p", "status", None)?;
-    status.set_attribute("aria-live", "polite")?;
-    status.set_attribute("role", "status")?;
-    dialog.append_child(&x)?;
-    dialog.append_child(&title)?;
-    dialog.append_child(&qr)?;
-    dialog.append_child(&hint)?;
-    // On a phone outside WeChat the code cannot be scanned by the phone showing it: offer the
-    // account name to search for. Inside WeChat a long press follows, no copying needed.
-    if dev == Device::Phone && !c.account.is_empty() {
-        let copy = button("", &t.copy())?;
-        let copied = el("p", "hint", None)?;
-        copied.set_attribute("aria-live", "polite")?;
-        let (account, note) = (c.account.clone(), copied.clone());
-        on(&copy, "click", move |_| copy_name(account.clone(), note.clone()))?;
-        dialog.append_child(&copy)?;
-        dialog.append_child(&copied)?;
-    }
-    dialog.append_child(&status)?;
-    backdrop.append_child(&dialog)?;
-    root.append_child(&backdrop)?;
-    let d = Rc::new(Dialog { host, root, qr, status });
-    trap_focus(&d, &dialog)?;
-    on(&backdrop, "click", {
-        let b = backdrop.clone();
-        move |e| {
-            let on_backdrop = e.target().and_then(|t| t.dyn_into::<Element>().ok()).is_some_and(|t| &t == b.unchecked_ref::<Element>());
-            if on_backdrop {
-                close();
-            }
-        }
-    })?;
+    let root = shadow(&host)?;
+    root.set_inner_html(&html::dialog(&text(), &c.account, device()));
+    let part = |id: &str| root.get_element_by_id(id).ok_or_else(|| JsValue::from_str(id));
+    let d = Rc::new(Dialog { qr: part("qr")?, status: part("status")?, host });
+    trap_focus(&root)?;
     let generation = STATE.with(|s| {
         let mut s = s.borrow_mut();
         s.dialog = Some(d.clone());
@@ -343,17 +310,19 @@ fn open(opener: Option<HtmlElement>) -> Result<(), JsValue> {
         s.generation += 1;
         s.generation
     });
-    x.focus()?;
+    if let Some(x) = root.query_selector("[data-act=close]")? {
+        x.unchecked_into::<HtmlElement>().focus()?;
+    }
     wasm_bindgen_futures::spawn_local(follow_visit(d, generation));
     emit("open", &JsValue::NULL);
     Ok(())
 }
 
 /// Tab and Shift+Tab cycle inside the dialog; Esc closes it.
-fn trap_focus(d: &Rc<Dialog>, dialog: &HtmlElement) -> Result<(), JsValue> {
-    let (root, container) = (d.root.clone(), dialog.clone());
-    on(dialog, "keydown", move |e| {
-        let Some(k) = e.dyn_ref::<web_sys::KeyboardEvent>() else { return };
+fn trap_focus(root: &ShadowRoot) -> Result<(), JsValue> {
+    let root = root.clone();
+    ui::on(&root.clone(), "keydown", move |e| {
+        let k = e.unchecked_ref::<web_sys::KeyboardEvent>();
         if k.key() == "Escape" {
             e.prevent_default();
             close();
@@ -362,17 +331,19 @@ fn trap_focus(d: &Rc<Dialog>, dialog: &HtmlElement) -> Result<(), JsValue> {
         if k.key() != "Tab" {
             return;
         }
-        let Ok(list) = container.query_selector_all("button:not([hidden]),[href],[tabindex]:not([tabindex='-1'])") else { return };
-        let items: Vec<HtmlElement> = (0..list.length()).filter_map(|i| list.item(i)).filter_map(|n| n.dyn_into().ok()).collect();
-        let (Some(first), Some(last)) = (items.first(), items.last()) else { return };
+        let Ok(list) = root.query_selector_all(".dialog button:not([hidden]),.dialog [href],.dialog [tabindex]:not([tabindex='-1'])") else { return };
+        let (Some(first), Some(last)) = (list.item(0), list.length().checked_sub(1).and_then(|i| list.item(i))) else { return };
         let active = root.active_element();
-        let at = |el: &HtmlElement| active.as_ref().is_some_and(|a| a == el.unchecked_ref::<Element>());
-        if k.shift_key() && (at(first) || active.is_none()) {
+        let at = |n: &web_sys::Node| active.as_ref().is_some_and(|a| a.unchecked_ref::<web_sys::Node>() == n);
+        let focus = |n: web_sys::Node| {
+            let _ = n.unchecked_into::<HtmlElement>().focus();
+        };
+        if k.shift_key() && (at(&first) || active.is_none()) {
             e.prevent_default();
-            let _ = last.focus();
-        } else if !k.shift_key() && at(last) {
+            focus(last);
+        } else if !k.shift_key() && at(&last) {
             e.prevent_default();
-            let _ = first.focus();
+            focus(first);
         }
     })
 }
@@ -396,8 +367,8 @@ fn still_open(generation: u32) -> bool {
     STATE.with(|s| s.borrow().generation == generation)
 }
 
-/// Gets a code for this visit, draws it, and polls its state until the scan became a follow
-/// (the worker's callback marks it in a Durable Object; a poll every second sees it).
+/// Gets a code for this visit, draws it, and follows the visit until the scan became a follow:
+/// pushed over the visit's WebSocket, or polled once a second when that cannot open.
 async fn follow_visit(d: Rc<Dialog>, generation: u32) {
     let c = config();
     let t = text();
@@ -410,7 +381,7 @@ async fn follow_visit(d: Rc<Dialog>, generation: u32) {
         let (url, visit) = match code {
             Ok(v) => v,
             Err(why) => {
-                web_sys::console::error_1(&format!("wxedge: {why}").into());
+                web_sys::console::error_2(&"wxedge: no QR code:".into(), &why);
                 d.qr.set_text_content(Some(&t.failed()));
                 return;
             }
@@ -448,7 +419,7 @@ async fn follow_visit(d: Rc<Dialog>, generation: u32) {
                         None => continue,
                     }
                 }
-                None => match ui::fetch_json("GET", &format!("{}/api/qr/{visit}", c.api), None).await {
+                None => match ui::fetch_json("GET", &[&c.api, "/api/qr/", &visit].concat(), None).await {
                     Ok((200, v)) => get_str(&v, "state").unwrap_or_default(),
                     Ok((404, _)) => "expired".into(),
                     _ => continue, // a network blip: keep polling
@@ -475,33 +446,16 @@ async fn follow_visit(d: Rc<Dialog>, generation: u32) {
 /// saves the image and picks it in WeChat → Scan → Album), with a save link on phones.
 fn draw_code(d: &Dialog, url: &str, label: &str) -> Option<()> {
     let dev = device();
-    if dev == Device::Desktop {
-        d.qr.set_inner_html(&qr_svg(url)?);
-        d.qr.first_element_child()?.set_attribute("aria-label", label).ok()?;
-        return Some(());
-    }
-    let png = qr_png(url)?;
-    let doc = web_sys::window()?.document()?;
-    let img: web_sys::HtmlImageElement = doc.create_element("img").ok()?.dyn_into().ok()?;
-    img.set_src(&png);
-    img.set_alt(label);
-    img.set_width(QR_CSS_PX);
-    img.set_height(QR_CSS_PX);
-    d.qr.set_text_content(None);
-    d.qr.append_child(&img).ok()?;
-    if dev == Device::Phone {
-        let save: web_sys::HtmlAnchorElement = doc.create_element("a").ok()?.dyn_into().ok()?;
-        save.set_href(&png);
-        save.set_download("wechat-follow-code.png");
-        save.set_class_name("save");
-        save.set_text_content(Some(&text().save()));
-        d.qr.append_child(&save).ok()?;
-    }
+    let markup = match dev {
+        Device::Desktop => html::labelled_svg(&qr_svg(url)?, label),
+        _ => html::code_image(&qr_png(url)?, label, QR_CSS_PX, (dev == Device::Phone).then(|| text().save()).as_deref()),
+    };
+    d.qr.set_inner_html(&markup);
     Some(())
 }
 
 /// The code's side on screen: WeChat recognises codes from about 200 CSS px.
-const QR_CSS_PX: u32 = 220;
+const QR_CSS_PX: &str = "220";
 
 /// The code as a PNG data URL, drawn on a canvas module by module (a 4-module quiet zone, 8
 /// pixels a module, sharp at 2-3x device pixels) and encoded by the browser.
@@ -509,10 +463,10 @@ fn qr_png(url: &str) -> Option<String> {
     let (side, dark) = wxedge_core::qrsvg::qr_modules(url)?;
     let (scale, border) = (8u32, 4u32);
     let px = (side + 2 * border) * scale;
-    let canvas: web_sys::HtmlCanvasElement = web_sys::window()?.document()?.create_element("canvas").ok()?.dyn_into().ok()?;
+    let canvas: web_sys::HtmlCanvasElement = ui::document().ok()?.create_element("canvas").ok()?.unchecked_into();
     canvas.set_width(px);
     canvas.set_height(px);
-    let ctx: web_sys::CanvasRenderingContext2d = canvas.get_context("2d").ok()??.dyn_into().ok()?;
+    let ctx: web_sys::CanvasRenderingContext2d = canvas.get_context("2d").ok()??.unchecked_into();
     ctx.set_fill_style_str("#fff");
     ctx.fill_rect(0.0, 0.0, f64::from(px), f64::from(px));
     ctx.set_fill_style_str("#000");
@@ -533,7 +487,7 @@ struct Live {
 
 impl Live {
     fn open(api: &str, visit: &str) -> Option<Live> {
-        let url = format!("{}/api/qr/{visit}/live", api.replacen("http", "ws", 1));
+        let url = [&api.replacen("http", "ws", 1), "/api/qr/", visit, "/live"].concat();
         let ws = web_sys::WebSocket::new(&url).ok()?;
         let live = Live { ws, state: Rc::default(), broken: Rc::default() };
         let state = live.state.clone();
@@ -559,7 +513,7 @@ impl Drop for Live {
 }
 
 /// The URL to draw and, in parametric mode, the visit to follow.
-async fn acquire(c: &Config) -> Result<(String, Option<String>), String> {
+async fn acquire(c: &Config) -> Result<(String, Option<String>), JsValue> {
     if c.mode == "static" && !c.qr_url.is_empty() {
         return Ok((c.qr_url.clone(), None));
     }
@@ -568,24 +522,31 @@ async fn acquire(c: &Config) -> Result<(String, Option<String>), String> {
     let _ = js_sys::Reflect::set(&body, &"scene".into(), &c.scene().into());
     let _ = js_sys::Reflect::set(&body, &"static".into(), &JsValue::from_bool(c.mode == "static"));
     let json = js_sys::JSON::stringify(&body).ok().and_then(|s| s.as_string()).unwrap_or_default();
-    match ui::fetch_json("POST", &format!("{}/api/qr", c.api), Some(&json)).await {
+    match ui::fetch_json("POST", &[&c.api, "/api/qr"].concat(), Some(&json)).await {
         Ok((200, v)) => match get_str(&v, "url") {
             Some(url) => Ok((url, get_str(&v, "visit"))),
             None => Err("the worker answered without a URL".into()),
         },
         Ok((status, v)) if !c.qr_url.is_empty() => {
             web_sys::console::warn_1(
-                &format!("wxedge: no parametric code ({status} {}); showing the static one", get_str(&v, "message").unwrap_or_default()).into(),
+                &["wxedge: no parametric code (", &status_text(status), " ", &get_str(&v, "message").unwrap_or_default(), "); showing the static one"]
+                    .concat()
+                    .into(),
             );
             Ok((c.qr_url.clone(), None))
         }
-        Ok((status, v)) => Err(format!("no QR code: {status} {}", get_str(&v, "message").unwrap_or_default())),
-        Err(e) => Err(format!("no QR code: {e:?}")),
+        Ok((status, v)) => Err([&status_text(status), " ", &get_str(&v, "message").unwrap_or_default()].concat().into()),
+        Err(e) => Err(e),
     }
 }
 
-/// Copies the account name (Clipboard API, else the old selection trick) and says so.
-fn copy_name(account: String, note: HtmlElement) {
+/// An HTTP status as its three digits, without `core::fmt` (kept out of the wasm).
+fn status_text(status: u16) -> String {
+    [status / 100 % 10, status / 10 % 10, status % 10].iter().map(|&d| char::from(b'0' + d as u8)).collect()
+}
+
+/// Copies the account name (Clipboard API, else the old selection trick) and says so in `note`.
+fn copy_name(account: String, note: Element) {
     wasm_bindgen_futures::spawn_local(async move {
         let t = text();
         let via_api = match web_sys::window().map(|w| w.navigator().clipboard()) {
@@ -597,122 +558,100 @@ fn copy_name(account: String, note: HtmlElement) {
     });
 }
 
-fn copy_by_selection(value: &str, near: &HtmlElement) -> Result<bool, JsValue> {
-    let area: web_sys::HtmlTextAreaElement = ui::document()?.create_element("textarea")?.dyn_into()?;
+fn copy_by_selection(value: &str, near: &Element) -> Result<bool, JsValue> {
+    let area: web_sys::HtmlTextAreaElement = ui::document()?.create_element("textarea")?.unchecked_into();
     area.set_value(value);
     area.set_attribute("readonly", "")?;
     near.append_child(&area)?;
     area.select();
-    let doc: web_sys::HtmlDocument = ui::document()?.dyn_into()?;
-    let ok = doc.exec_command("copy").unwrap_or(false);
+    let ok = ui::document()?.unchecked_into::<web_sys::HtmlDocument>().exec_command("copy").unwrap_or(false);
     area.remove();
     Ok(ok)
 }
 
-/// The phone mock with a given menu (`{button: [...]}`), without asking the worker.
-fn menu_preview_of(selector: &str, menu: &JsValue) -> Result<(), JsValue> {
-    let (phone, chat) = phone_mock(selector)?;
-    render_menu(&phone, &chat, menu)
+/// Opens or closes the sub-menu after `top` (one open at a time).
+fn toggle_sub_menu(root: &ShadowRoot, top: &Element) -> Result<(), JsValue> {
+    let Some(list) = top.next_element_sibling() else { return Ok(()) };
+    let opening = list.has_attribute("hidden");
+    hide_sub_menus(root)?;
+    list.toggle_attribute_with_force("hidden", !opening)?;
+    top.set_attribute("aria-expanded", if opening { "true" } else { "false" })
 }
 
-fn phone_mock(selector: &str) -> Result<(HtmlElement, HtmlElement), JsValue> {
-    let host = ui::document()?.query_selector(selector)?.ok_or_else(|| JsValue::from_str(&format!("wxedge: no element matches {selector:?} for the menu")))?;
-    let c = config();
-    ui::set_theme(&host, &c.theme)?;
-    let root = ui::shadow(&host)?;
-    root.set_inner_html("");
-    let phone = el("div", "phone", None)?;
-    phone.set_attribute("role", "group")?;
-    phone.set_attribute("aria-label", &text().menu_label())?;
-    let chat = el("div", "chat", Some(&c.account))?;
-    phone.append_child(&chat)?;
-    root.append_child(&phone)?;
-    Ok((phone, chat))
-}
-
-/// A phone-like mock of the account's menu in the element matching `selector`.
-fn menu_preview(selector: &str) -> Result<(), JsValue> {
-    let (phone, chat) = phone_mock(selector)?;
-    let api = config().api;
-    wasm_bindgen_futures::spawn_local(async move {
-        let menu = match ui::fetch_json("GET", &format!("{api}/api/menu"), None).await {
-            Ok((200, v)) => js_sys::Reflect::get(&v, &"menu".into()).unwrap_or(JsValue::NULL),
-            _ => JsValue::NULL,
-        };
-        if let Err(e) = render_menu(&phone, &chat, &menu) {
-            web_sys::console::error_2(&"wxedge: menu preview:".into(), &e);
+fn hide_sub_menus(root: &ShadowRoot) -> Result<(), JsValue> {
+    let subs = root.query_selector_all(".sub,[aria-expanded]")?;
+    for n in (0..subs.length()).filter_map(|i| subs.item(i)) {
+        let el = n.unchecked_into::<Element>();
+        match el.has_attribute("aria-expanded") {
+            true => el.set_attribute("aria-expanded", "false")?,
+            false => el.toggle_attribute_with_force("hidden", true).map(drop)?,
         }
-    });
-    Ok(())
-}
-
-fn buttons_of(v: &JsValue, key: &str, max: usize) -> Vec<JsValue> {
-    js_sys::Reflect::get(v, &key.into()).ok().filter(|a| a.is_array()).map(|a| js_sys::Array::from(&a).iter().take(max).collect()).unwrap_or_default()
-}
-
-fn render_menu(phone: &HtmlElement, chat: &HtmlElement, menu: &JsValue) -> Result<(), JsValue> {
-    let top = if menu.is_null() || menu.is_undefined() { Vec::new() } else { buttons_of(menu, "button", MAX_BUTTONS) };
-    if top.is_empty() {
-        chat.set_text_content(Some(&text().no_menu()));
-        return Ok(());
     }
-    let bar = el("div", "bar", None)?;
-    let toast = el("div", "toast", None)?;
-    toast.set_hidden(true);
-    toast.set_attribute("aria-live", "polite")?;
-    let subs_all: Rc<RefCell<Vec<HtmlElement>>> = Rc::default();
-    for b in top {
-        let cell = el("div", "", None)?;
-        let name = get_str(&b, "name").unwrap_or_default();
-        let subs = buttons_of(&b, "sub_button", MAX_SUB_BUTTONS);
-        let top_button = button("", &if subs.is_empty() { name.clone() } else { format!("≡ {name}") })?;
-        cell.append_child(&top_button)?;
-        if subs.is_empty() {
-            leaf_action(&top_button, &b, &toast, &subs_all)?;
-        } else {
-            let list = el("div", "sub", None)?;
-            list.set_hidden(true);
-            for s in &subs {
-                let sb = button("", &get_str(s, "name").unwrap_or_default())?;
-                leaf_action(&sb, s, &toast, &subs_all)?;
-                list.append_child(&sb)?;
-            }
-            top_button.set_attribute("aria-expanded", "false")?;
-            let (l, all, tb) = (list.clone(), subs_all.clone(), top_button.clone());
-            on(&top_button, "click", move |_| {
-                let opening = l.hidden();
-                for other in all.borrow().iter() {
-                    other.set_hidden(true);
-                }
-                l.set_hidden(!opening);
-                let _ = tb.set_attribute("aria-expanded", if opening { "true" } else { "false" });
-            })?;
-            subs_all.borrow_mut().push(list.clone());
-            cell.append_child(&list)?;
-        }
-        bar.append_child(&cell)?;
-    }
-    phone.append_child(&toast)?;
-    phone.append_child(&bar)?;
     Ok(())
 }
 
 /// What tapping a leaf button does on a phone, shown as a toast.
-fn leaf_action(b: &HtmlElement, spec: &JsValue, toast: &HtmlElement, subs: &Rc<RefCell<Vec<HtmlElement>>>) -> Result<(), JsValue> {
+fn show_toast(root: &ShadowRoot, what: &str) -> Result<(), JsValue> {
+    hide_sub_menus(root)?;
+    if let Some(toast) = root.query_selector(".toast")? {
+        toast.set_text_content(Some(what));
+        toast.remove_attribute("hidden")?;
+    }
+    Ok(())
+}
+
+/// The phone mock with a given menu (`{button: [...]}`), without asking the worker.
+fn menu_preview_of(selector: &str, menu: &JsValue) -> Result<(), JsValue> {
+    let root = phone_mock(selector)?;
+    render_menu(&root, menu);
+    Ok(())
+}
+
+/// The phone mock in the element matching `selector`, its menu not known yet.
+fn phone_mock(selector: &str) -> Result<ShadowRoot, JsValue> {
+    let host = find(selector, "the menu")?;
+    let c = config();
+    ui::set_theme(&host, &c.theme)?;
+    let root = shadow(&host)?;
+    root.set_inner_html(&html::phone(&text(), &c.account, None));
+    Ok(root)
+}
+
+/// A phone-like mock of the account's menu in the element matching `selector`.
+fn menu_preview(selector: &str) -> Result<(), JsValue> {
+    let root = phone_mock(selector)?;
+    let api = config().api;
+    wasm_bindgen_futures::spawn_local(async move {
+        let menu = match ui::fetch_json("GET", &[&api, "/api/menu"].concat(), None).await {
+            Ok((200, v)) => js_sys::Reflect::get(&v, &"menu".into()).unwrap_or(JsValue::NULL),
+            _ => JsValue::NULL,
+        };
+        render_menu(&root, &menu);
+    });
+    Ok(())
+}
+
+/// The buttons under `key` of a menu object (`button`, `sub_button`), as many as WeChat shows.
+fn buttons_of(v: &JsValue, key: &str, max: usize) -> Vec<html::MenuButton> {
+    let Some(list) = js_sys::Reflect::get(v, &key.into()).ok().filter(|a| a.is_array()) else { return Vec::new() };
     let t = text();
-    let what = match get_str(spec, "type").as_deref() {
-        Some("view") => t.menu_opens(&get_str(spec, "url").unwrap_or_default()),
-        Some("miniprogram") => t.menu_opens(&get_str(spec, "pagepath").unwrap_or_default()),
-        _ => t.menu_sends(),
-    };
-    let (toast, subs) = (toast.clone(), subs.clone());
-    on(b, "click", move |_| {
-        for s in subs.borrow().iter() {
-            s.set_hidden(true);
-        }
-        toast.set_text_content(Some(&what));
-        toast.set_hidden(false);
-    })
+    js_sys::Array::from(&list)
+        .iter()
+        .take(max)
+        .map(|b| {
+            let does = match get_str(&b, "type").as_deref() {
+                Some("view") => t.menu_opens(&get_str(&b, "url").unwrap_or_default()),
+                Some("miniprogram") => t.menu_opens(&get_str(&b, "pagepath").unwrap_or_default()),
+                _ => t.menu_sends(),
+            };
+            html::MenuButton { name: get_str(&b, "name").unwrap_or_default(), does, subs: buttons_of(&b, "sub_button", MAX_SUB_BUTTONS) }
+        })
+        .collect()
+}
+
+fn render_menu(root: &ShadowRoot, menu: &JsValue) {
+    let top = if menu.is_object() { buttons_of(menu, "button", MAX_BUTTONS) } else { Vec::new() };
+    root.set_inner_html(&html::phone(&text(), &config().account, Some(&top)));
 }
 
 /// The QR code for `text` as SVG: what the widget draws, exported for `make bench` (and for pages
@@ -727,18 +666,6 @@ pub fn svg_of(text: &str) -> Option<String> {
 #[wasm_bindgen]
 pub fn mount(host: &Element, url: &str, title: &str) -> Result<(), JsValue> {
     let svg = qr_svg(url).ok_or_else(|| JsValue::from_str("text too long for a QR code"))?;
-    let root = ui::shadow(host)?;
-    root.set_inner_html("");
-    let card = el("div", "card", None)?;
-    let col = el("div", "", None)?;
-    col.append_child(&el("div", "", Some(title))?.into())?;
-    let qr = el("div", "qr", None)?;
-    qr.set_inner_html(&svg);
-    if let Some(svg_el) = qr.first_element_child() {
-        svg_el.set_attribute("aria-label", title)?;
-    }
-    col.append_child(&qr)?;
-    card.append_child(&col)?;
-    root.append_child(&card)?;
+    shadow(host)?.set_inner_html(&html::static_card(title, &svg));
     Ok(())
 }

@@ -49,9 +49,9 @@ impl Text {
     pub fn title(&self, account: &str) -> String {
         match (self.lang, account.is_empty()) {
             (Lang::En, true) => "Follow us on WeChat".into(),
-            (Lang::En, false) => format!("Follow {account} on WeChat"),
+            (Lang::En, false) => ["Follow ", account, " on WeChat"].concat(),
             (Lang::ZhCn, true) => "关注我们的微信公众号".into(),
-            (Lang::ZhCn, false) => format!("关注「{account}」公众号"),
+            (Lang::ZhCn, false) => ["关注「", account, "」公众号"].concat(),
         }
     }
     pub fn button(&self) -> String {
@@ -80,14 +80,14 @@ impl Text {
     }
     pub fn copied(&self, account: &str) -> String {
         match self.lang {
-            Lang::En => format!("Copied “{account}” — search for it in WeChat."),
-            Lang::ZhCn => format!("已复制「{account}」，在微信中搜索即可关注。"),
+            Lang::En => ["Copied “", account, "” — search for it in WeChat."].concat(),
+            Lang::ZhCn => ["已复制「", account, "」，在微信中搜索即可关注。"].concat(),
         }
     }
     pub fn copy_failed(&self, account: &str) -> String {
         match self.lang {
-            Lang::En => format!("Could not copy. Search WeChat for “{account}”."),
-            Lang::ZhCn => format!("复制失败，请在微信中搜索「{account}」。"),
+            Lang::En => ["Could not copy. Search WeChat for “", account, "”."].concat(),
+            Lang::ZhCn => ["复制失败，请在微信中搜索「", account, "」。"].concat(),
         }
     }
     pub fn waiting(&self) -> String {
@@ -119,8 +119,8 @@ impl Text {
     }
     pub fn menu_opens(&self, what: &str) -> String {
         match self.lang {
-            Lang::En => format!("Opens {what}"),
-            Lang::ZhCn => format!("打开 {what}"),
+            Lang::En => ["Opens ", what].concat(),
+            Lang::ZhCn => ["打开 ", what].concat(),
         }
     }
     pub fn menu_sends(&self) -> String {

@@ -1,11 +1,11 @@
-//! DOM building blocks: shadow roots with our one stylesheet, elements, and small async helpers
-//! (fetch, sleep). Everything the widget shows lives in a shadow root, so the host page's CSS
+//! DOM building blocks: shadow roots with our one stylesheet, listeners, and small async
+//! helpers (fetch, sleep); the markup itself is `html.rs`. Everything the widget shows lives in a shadow root, so the host page's CSS
 //! cannot reach in and ours cannot leak out.
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{Document, Element, HtmlElement, ShadowRoot};
+use web_sys::{Document, Element, ShadowRoot};
 
 /// Constructable stylesheets are not subject to the host page's `style-src` CSP, unlike a
 /// `<style>` element. Light by default; dark by the visitor's preference or `data-theme=dark`.
@@ -92,23 +92,6 @@ pub fn set_theme(host: &Element, theme: &str) -> Result<(), JsValue> {
     }
 }
 
-pub fn el(tag: &str, class: &str, text: Option<&str>) -> Result<HtmlElement, JsValue> {
-    let e: HtmlElement = document()?.create_element(tag)?.dyn_into()?;
-    if !class.is_empty() {
-        e.set_class_name(class);
-    }
-    if let Some(t) = text {
-        e.set_text_content(Some(t));
-    }
-    Ok(e)
-}
-
-pub fn button(class: &str, text: &str) -> Result<HtmlElement, JsValue> {
-    let b = el("button", class, Some(text))?;
-    b.set_attribute("type", "button")?;
-    Ok(b)
-}
-
 /// Runs `f` on every event of `kind` on `target`, for the widget's lifetime.
 pub fn on(target: &web_sys::EventTarget, kind: &str, f: impl FnMut(web_sys::Event) + 'static) -> Result<(), JsValue> {
     let c = Closure::<dyn FnMut(web_sys::Event)>::new(f);
@@ -132,13 +115,12 @@ pub async fn fetch_json(method: &str, url: &str, body: Option<&str>) -> Result<(
     init.set_method(method);
     if let Some(b) = body {
         init.set_body(&JsValue::from_str(b));
-        let headers = web_sys::Headers::new()?;
-        headers.set("content-type", "application/json")?;
+        let headers = js_sys::Object::new();
+        js_sys::Reflect::set(&headers, &"content-type".into(), &"application/json".into())?;
         init.set_headers(&headers);
     }
-    let req = web_sys::Request::new_with_str_and_init(url, &init)?;
     let window = web_sys::window().ok_or("no window")?;
-    let resp: web_sys::Response = JsFuture::from(window.fetch_with_request(&req)).await?.dyn_into()?;
+    let resp: web_sys::Response = JsFuture::from(window.fetch_with_str_and_init(url, &init)).await?.unchecked_into();
     let status = resp.status();
     let json = match resp.json() {
         Ok(p) => JsFuture::from(p).await.unwrap_or(JsValue::NULL),
