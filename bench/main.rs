@@ -141,14 +141,31 @@ fn ledger(followers: usize) -> Value {
     })
 }
 
-/// The follower shards' SQL (core::shard over rusqlite, the statements a shard object runs) at
-/// `followers` followers over `shards` shards: loading them, a plan's counts (every shard asked,
-/// summed), and a push's work in its shard (claim, follow, finish).
+/// The follower shards' SQL (core::shard over rusqlite, the statements a shard object runs, each
+/// shard a database file) at `followers` followers over `shards` shards: loading them; a plan
+/// (every shard's counts by messages had this month, summed) and a reservation of everyone for a
+/// broadcast in batches of 10,000 (every shard books its part), each shard opened afresh as a
+/// Durable Object would be, with its peak memory (SQLite's own accounting plus the Rust heap);
+/// a batch's recipients and settle; the segment counts; and a push's work in its shard through
+/// the object's protocol (claim with the record, answer with the record).
 fn shards(followers: usize, shards: u32) -> Value {
-    use wxedge_core::shard::{self, Segment};
+    use wxedge_core::follower::FollowerRecord;
+    use wxedge_core::shard::mass::{self, Booking, Counts};
+    use wxedge_core::shard::{self, Segment, ShardObject, ShardRequest, ShardResponse};
     use wxedge_core::sql::{Sql, Sqlite};
     let now = 1_795_000_000u64;
-    let dbs: Vec<Sqlite> = (0..shards).map(|_| Sqlite::memory()).collect();
+    let month = wxedge_core::china::month(now);
+    let dir = std::env::temp_dir().join(format!("wxedge-bench-shards-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let path = |i: u32| dir.join(format!("shard-{i}.sqlite"));
+    // WAL without an fsync per commit: a Durable Object's writes are made durable by its storage
+    // layer in batches, not by a local fsync per statement.
+    let open = |i: u32| {
+        let db = Sqlite(rusqlite::Connection::open(path(i)).expect("open shard"));
+        db.0.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").expect("pragmas");
+        db
+    };
+    let dbs: Vec<Sqlite> = (0..shards).map(open).collect();
     for db in &dbs {
         shard::migrate(db).expect("migrate");
         db.exec("BEGIN", &[]).expect("begin");
@@ -177,32 +194,163 @@ fn shards(followers: usize, shards: u32) -> Value {
     let (tagged, tag_ms) = counted(&Segment::Tag(7));
     let (recent, since_ms) = counted(&Segment::FollowedSince(now - 3600));
     assert_eq!(all as usize, followers);
-    // A push in its follower's shard: claim the delivery, record the follow, store the answer.
-    let pushes = 20_000;
-    let start = Instant::now();
-    for i in 0..pushes {
-        let openid = format!("oNEW{i:024}");
-        let db = &dbs[shard::shard_of(&openid, shards) as usize];
-        let key = format!("{openid}:subscribe:{now}");
-        assert_eq!(shard::begin(db, &key, &openid, now).expect("begin"), shard::Delivery::First);
-        shard::follow(db, &openid, now, Some("expo"), None).expect("follow");
-        shard::finish(db, &key, "<xml>welcome</xml>").expect("finish");
-    }
-    let push_us = start.elapsed().as_secs_f64() * 1e6 / pushes as f64;
-    let bytes: i64 = dbs
+    let bytes: Vec<i64> = dbs
         .iter()
         .map(|db| {
             let pages = db.exec("PRAGMA page_count", &[]).expect("pages")[0][0].as_i64().unwrap_or(0);
             let size = db.exec("PRAGMA page_size", &[]).expect("page size")[0][0].as_i64().unwrap_or(0);
             pages * size
         })
-        .sum();
+        .collect();
+    drop(dbs);
+    // A broadcast to everyone, end to end as the coordinator runs it: every shard asked at once
+    // (here one thread per core; in workerd every shard object at once), the plan's counts
+    // summed, then every shard booking its part.
+    let booking =
+        Booking { id: "bench".into(), segment: Segment::All, limit: mass::MONTHLY_LIMIT, month, now, until: now + mass::RESERVATION_SECS, batch_size: 10_000 };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(shards as usize);
+    let in_parallel = |work: &(dyn Fn(&Sqlite) + Sync)| {
+        let next = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= shards {
+                        break;
+                    }
+                    work(&open(i));
+                });
+            }
+        });
+    };
+    let planned = std::sync::Mutex::new(Counts::default());
+    let start = Instant::now();
+    in_parallel(&|db| {
+        let c = mass::counts(db, &Segment::All, month, now).expect("counts");
+        planned.lock().expect("counts").add(&c);
+    });
+    let plan_ms = start.elapsed().as_secs_f64() * 1e3;
+    let planned = planned.into_inner().expect("counts");
+    let booked = std::sync::Mutex::new((0u64, 0u32));
+    let start = Instant::now();
+    in_parallel(&|db| {
+        db.exec("BEGIN", &[]).expect("begin");
+        let b = mass::reserve(db, &booking).expect("reserve");
+        db.exec("COMMIT", &[]).expect("commit");
+        let mut t = booked.lock().expect("booked");
+        *t = (t.0 + b.followers, t.1 + b.batches);
+    });
+    let reserve_ms = start.elapsed().as_secs_f64() * 1e3;
+    let (booked, batches) = booked.into_inner().expect("booked");
+    in_parallel(&|db| mass::release(db, "bench").expect("release"));
+    // Then one shard at a time, opened afresh as a Durable Object would be: its own times and its
+    // peak memory, and one batch's recipients and settle.
+    let (mut slowest_plan, mut slowest_reserve, mut peak) = (0f64, 0f64, 0u64);
+    let (mut recipients_ms, mut settle_ms) = (0f64, 0f64);
+    for i in 0..shards {
+        let before = memory::start();
+        let db = open(i);
+        let start = Instant::now();
+        mass::counts(&db, &Segment::All, month, now).expect("counts");
+        slowest_plan = slowest_plan.max(start.elapsed().as_secs_f64() * 1e3);
+        let start = Instant::now();
+        db.exec("BEGIN", &[]).expect("begin");
+        let b = mass::reserve(&db, &booking).expect("reserve");
+        db.exec("COMMIT", &[]).expect("commit");
+        slowest_reserve = slowest_reserve.max(start.elapsed().as_secs_f64() * 1e3);
+        let start = Instant::now();
+        let first = mass::recipients(&db, "bench", 0).expect("recipients");
+        recipients_ms = recipients_ms.max(start.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(first.len(), 10_000.min(b.followers as usize));
+        let start = Instant::now();
+        mass::settle(&db, "bench", 0, true, month).expect("settle");
+        settle_ms = settle_ms.max(start.elapsed().as_secs_f64() * 1e3);
+        drop(first);
+        drop(db);
+        peak = peak.max(memory::peak_since(before));
+    }
+    assert_eq!((planned.total() as usize, booked as usize), (followers, followers));
+    // A push in its follower's shard, through the object's protocol.
+    let dbs: Vec<Sqlite> = (0..shards).map(open).collect();
+    let objects: Vec<ShardObject> = (0..shards).map(|_| ShardObject::default()).collect();
+    let pushes = 20_000;
+    let start = Instant::now();
+    for i in 0..pushes {
+        let openid = format!("oNEW{i:024}");
+        let k = shard::shard_of(&openid, shards) as usize;
+        let key = format!("{openid}:subscribe:{now}");
+        let claim = objects[k].handle(&dbs[k], ShardRequest::Begin { key: key.clone(), openid: openid.clone(), now }).expect("begin");
+        assert!(matches!(claim, ShardResponse::Claim { delivery: shard::Delivery::First, record: None }));
+        let record = FollowerRecord {
+            following: true,
+            followed_at: Some(now),
+            scene: Some("expo".into()),
+            follows: 1,
+            last_event_at: Some(now),
+            ..FollowerRecord::new(&openid)
+        };
+        let finish = ShardRequest::Finish { key, answer: Some("<xml>welcome</xml>".into()), record: Some(record), now };
+        objects[k].handle(&dbs[k], finish).expect("finish");
+    }
+    let push_us = start.elapsed().as_secs_f64() * 1e6 / pushes as f64;
+    drop(dbs);
+    let _ = std::fs::remove_dir_all(&dir);
     json!({
-        "followers": followers, "shards": shards, "load_s": load_s, "bytes_total": bytes, "bytes_per_shard": bytes / i64::from(shards),
+        "followers": followers, "shards": shards, "where": "native (rusqlite, a database file per shard)", "threads": threads,
+        "plan_ms": plan_ms, "reserve_ms": reserve_ms, "peak_object_bytes": peak,
+        "plan_slowest_shard_ms": slowest_plan, "reserve_slowest_shard_ms": slowest_reserve,
+        "reachable": planned.reachable(mass::MONTHLY_LIMIT), "booked": booked, "batches": batches,
+        "recipients_batch_ms": recipients_ms, "settle_batch_ms": settle_ms,
+        "load_s": load_s, "bytes_total": bytes.iter().sum::<i64>(), "bytes_max_shard": bytes.iter().max(),
         "count_all": { "n": all, "ms": all_ms }, "count_scene": { "n": expo, "ms": scene_ms },
         "count_tag": { "n": tagged, "ms": tag_ms }, "count_since_1h": { "n": recent, "ms": since_ms },
         "push_in_shard_us": push_us,
     })
+}
+
+/// Peak memory while one shard works: SQLite's own allocator accounting (its page cache and
+/// statements) plus the Rust heap, both as high-water marks from a reset.
+mod memory {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Counting;
+    static CURRENT: AtomicUsize = AtomicUsize::new(0);
+    static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOC: Counting = Counting;
+
+    /// Resets both high-water marks; answers the baselines.
+    pub fn start() -> (usize, i64) {
+        let rust = CURRENT.load(Ordering::Relaxed);
+        PEAK.store(rust, Ordering::Relaxed);
+        // SAFETY: plain reads and a reset of SQLite's global counters.
+        let sqlite = unsafe {
+            rusqlite::ffi::sqlite3_memory_highwater(1);
+            rusqlite::ffi::sqlite3_memory_used()
+        };
+        (rust, sqlite)
+    }
+
+    /// Bytes above the baselines at their highest since `start`.
+    pub fn peak_since((rust, sqlite): (usize, i64)) -> u64 {
+        // SAFETY: a plain read of SQLite's global counter.
+        let sqlite_peak = unsafe { rusqlite::ffi::sqlite3_memory_highwater(0) };
+        (PEAK.load(Ordering::Relaxed).saturating_sub(rust) as u64) + sqlite_peak.saturating_sub(sqlite).max(0) as u64
+    }
 }
 
 fn main() {

@@ -3,7 +3,7 @@
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
-import { startStack, freePort, xmlField } from "./support/stack.mjs";
+import { startStack, freePort, xmlField, signedQuery } from "./support/stack.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -65,6 +65,26 @@ describe("backend forwarding and the reply budget", () => {
     }
     assert.ok(cs, "the late reply arrived");
     assert.match(cs.content, /backend says: slow question/);
+    delayMs = 0;
+  });
+
+  test("8 deliveries of one message at once ask the backend once, and each gets its reply", async () => {
+    const who = await follower(3);
+    delayMs = 400;
+    // As WeChat delivers a push again: the same signed query and body, here all at once.
+    const xml = `<xml><ToUserName><![CDATA[gh_test]]></ToUserName><FromUserName><![CDATA[${who}]]></FromUserName><CreateTime>${Math.floor(Date.now() / 1000)}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[duplicated question]]></Content><MsgId>880000000001</MsgId></xml>`;
+    const query = signedQuery(s.config.WECHAT_TOKEN);
+    const before = seen.length;
+    const answers = await Promise.all(Array.from({ length: 8 }, () => fetch(`${s.base}/wechat?${query}`, { method: "POST", body: xml }).then(async (r) => [r.status, await r.text()])));
+    assert.equal(seen.length - before, 1, "the owner's backend was asked once");
+    for (const [status, body] of answers) {
+      assert.equal(status, 200);
+      assert.equal(xmlField(body, "Content"), "backend says: duplicated question");
+    }
+    // WeChat's later retry: the same answer, still one backend call.
+    const again = await fetch(`${s.base}/wechat?${query}`, { method: "POST", body: xml });
+    assert.equal(xmlField(await again.text(), "Content"), "backend says: duplicated question");
+    assert.equal(seen.length - before, 1);
     delayMs = 0;
   });
 

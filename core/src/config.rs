@@ -66,6 +66,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "MAX_BODY_BYTES", required: false, default: "65536", about: "Callback bodies larger than this are refused before parsing." },
     Setting { name: "FOLLOW_QR_URL", required: false, default: "", about: "The account's ordinary follow QR code URL (http://weixin.qq.com/r/…), shown by the widget when the account cannot create QR codes (48001) or the page asks for static mode." },
     Setting { name: "VISIT_SHARDS", required: false, default: "8", about: "How many Durable Objects serve the widget's visits and codes (1 to 10). More spreads a busy site's dialogs; see docs/widget.md, \"Visits at scale\"." },
+    Setting { name: "FOLLOWER_SHARDS", required: false, default: "16", about: "How many Durable Objects hold the followers' shards (1 to 1024), by a hash of the OpenID. Each push makes one atomic call to its follower's shard. Pick it once: changing it on a live account is not supported yet (docs/scale.md)." },
     Setting { name: "DEV_CLOCK", required: false, default: "false", about: "true lets admin requests set the clock with an `X-Wxedge-Now: <unix seconds>` header (tests and demos of China-day and month boundaries). Never in production." },
     Setting { name: "REPLY_BUDGET_MS", required: false, default: "4000", about: "How long a callback may work on its reply (500 to 4500 ms; WeChat waits 5 s). Past it the callback answers `success` and the reply follows as a customer-service message." },
 ];
@@ -92,6 +93,8 @@ pub struct Config {
     pub follow_qr_url: Option<String>,
     /// Objects serving the widget's visits (`visits::shard_for_visitor`).
     pub visit_shards: u32,
+    /// Objects holding the followers (`shard::shard_of`).
+    pub follower_shards: u32,
 }
 
 fn bad(setting: &'static str, problem: impl Into<String>) -> Error {
@@ -222,8 +225,17 @@ impl Config {
                 .filter(|n| (1..=crate::visits::MAX_SHARDS).contains(n))
                 .ok_or_else(|| bad("VISIT_SHARDS", format!("must be a number from 1 to {}", crate::visits::MAX_SHARDS)))?,
         };
+        let follower_shards = match opt("FOLLOWER_SHARDS") {
+            None => crate::shard::DEFAULT_SHARDS,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=crate::shard::MAX_SHARDS).contains(n))
+                .ok_or_else(|| bad("FOLLOWER_SHARDS", format!("must be a number from 1 to {}", crate::shard::MAX_SHARDS)))?,
+        };
         Ok(Config {
             visit_shards,
+            follower_shards,
             follow_qr_url,
             dev_clock,
             reply_budget_ms,
@@ -269,6 +281,7 @@ pub(crate) mod tests {
         assert_eq!(c.max_body_bytes, 65536);
         assert!(c.allowed_origins.is_empty());
         assert_eq!(c.visit_shards, crate::visits::DEFAULT_SHARDS);
+        assert_eq!(c.follower_shards, 16);
     }
 
     #[test]
@@ -297,6 +310,8 @@ pub(crate) mod tests {
             ("VISIT_SHARDS", Some("0"), "VISIT_SHARDS"),
             ("VISIT_SHARDS", Some("11"), "VISIT_SHARDS"),
             ("VISIT_SHARDS", Some("eight"), "VISIT_SHARDS"),
+            ("FOLLOWER_SHARDS", Some("0"), "FOLLOWER_SHARDS"),
+            ("FOLLOWER_SHARDS", Some("1025"), "FOLLOWER_SHARDS"),
         ];
         for (key, value, expected) in cases {
             let mut v = sample();

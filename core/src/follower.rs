@@ -1,7 +1,8 @@
-//! The per-follower record the callbacks keep (KV `f:<openid>`): whether and since when they
-//! follow, from which scene and page, the customer-service window their last interaction opened,
-//! and the answers to their latest pushes (so WeChat's retries get the same answer). One record
-//! per follower means one KV read and at most one KV write per push.
+//! The per-follower record the callbacks keep, in the follower's shard (`crate::shard`; before
+//! issue 14 in KV `f:<openid>`, read once more when a shard has no row yet): whether and since
+//! when they follow, from which scene and page, the customer-service window their last
+//! interaction opened. (`recent`, the old layout's retry answers, is read and dropped: the shard
+//! keeps answers per delivery.)
 
 use serde::{Deserialize, Serialize};
 
@@ -166,6 +167,14 @@ impl FollowerRecord {
             };
         }
         CsWindow { open: false, kind: None, remaining: 0, closes_at: None }
+    }
+
+    /// The last moment a customer-service message could still be sent through either window (0:
+    /// none open), as the shard's `window_until` column keeps it for the "window open" segment.
+    pub fn window_closes(&self) -> u64 {
+        let event = self.last_event_at.filter(|_| self.cs_since_event < EVENT_WINDOW_SENDS).map_or(0, |t| t + EVENT_WINDOW_SECS);
+        let message = self.last_message_at.filter(|_| self.cs_since_message < MESSAGE_WINDOW_SENDS).map_or(0, |t| t + MESSAGE_WINDOW_SECS);
+        event.max(message)
     }
 
     /// Counts a customer-service message sent at `now` against the window it used.

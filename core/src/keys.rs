@@ -85,6 +85,11 @@ pub fn visits_object(shard: u32) -> String {
     }
 }
 
+/// The name of the follower shard object (of `shards`) holding `openid`.
+pub fn follower_shard(openid: &str, shards: u32) -> String {
+    format!("followers-{}", crate::shard::shard_of(openid, shards))
+}
+
 /// The replay object (of 16) a signed query's key belongs to.
 pub fn replay_shard(query_key: &str) -> String {
     format!("replay-{}", query_key.get(..1).unwrap_or("0"))
@@ -96,6 +101,7 @@ mod tests {
     fn formats_are_stable() {
         // Stored data is keyed by these: changing one orphans what is already stored.
         assert_eq!(super::shard(7), "fs:007");
+        assert_eq!(super::follower_shard("oABC", 16), format!("followers-{}", crate::shard::shard_of("oABC", 16)));
         assert_eq!(super::members("b1", 2, 3), "bm:b1:2:3");
         assert_eq!(super::follower("oA"), "f:oA");
         assert_eq!(super::code(12), "c:12");

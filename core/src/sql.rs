@@ -1,6 +1,6 @@
 //! The SQL storage port (issue 14's foundation): one Durable Object's SQLite database — workerd's
 //! `ctx.storage.sql`, synchronous, a request's statements one implicit transaction — or, natively,
-//! rusqlite (feature `sqlite`). The same SQL runs in both, so the follower shards' queries are
+//! rusqlite (feature `sqlite`, and always in core's tests). The same SQL runs in both, so the follower shards' queries are
 //! unit-tested and benchmarked natively at the sizes the docs claim.
 //!
 //! Synchronous on purpose: between two statements nothing else runs in the object, so a sequence
@@ -37,6 +37,12 @@ impl From<i64> for SqlValue {
     }
 }
 
+impl From<u32> for SqlValue {
+    fn from(v: u32) -> Self {
+        SqlValue::Int(i64::from(v))
+    }
+}
+
 impl From<u64> for SqlValue {
     fn from(v: u64) -> Self {
         SqlValue::Int(i64::try_from(v).unwrap_or(i64::MAX))
@@ -63,17 +69,17 @@ pub trait Sql {
 }
 
 /// rusqlite as the port, for native tests and benchmarks.
-#[cfg(feature = "sqlite")]
+#[cfg(any(test, feature = "sqlite"))]
 pub struct Sqlite(pub rusqlite::Connection);
 
-#[cfg(feature = "sqlite")]
+#[cfg(any(test, feature = "sqlite"))]
 impl Sqlite {
     pub fn memory() -> Sqlite {
         Sqlite(rusqlite::Connection::open_in_memory().expect("an in-memory SQLite database"))
     }
 }
 
-#[cfg(feature = "sqlite")]
+#[cfg(any(test, feature = "sqlite"))]
 impl Sql for Sqlite {
     fn exec(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, String> {
         use rusqlite::types::{Value, ValueRef};

@@ -114,7 +114,7 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
             Ok(b) => match custom_message(&b.touser, &b.reply) {
                 Some(m) => match api.send_custom(&m).await {
                     Ok(()) => {
-                        crate::store::note_cs_sent(env, &b.touser).await;
+                        crate::store::note_cs_sent(env, config.follower_shards, &b.touser).await;
                         Ok(json!({ "ok": true }))
                     }
                     Err(e) => Err(e),

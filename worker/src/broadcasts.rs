@@ -7,8 +7,7 @@ use worker::{Env, Method, Request, Response, Result};
 use wxedge_core::api::Credentials;
 use wxedge_core::china;
 use wxedge_core::config::Config;
-use wxedge_core::flows::{broadcast, import, unexpected};
-use wxedge_core::follower::FollowerRecord;
+use wxedge_core::flows::{broadcast, import, unexpected, Followers};
 use wxedge_core::keys;
 use wxedge_core::ledger::object::{LedgerRequest, LedgerResponse};
 use wxedge_core::ledger::{self, BroadcastStatus, Segment, SendRequest};
@@ -18,6 +17,7 @@ use wxedge_core::Error;
 
 use crate::account::body;
 use crate::platform::{client, error_response, json_error, query_param, Edge, EdgeLog};
+use crate::store::FollowerStore;
 
 /// Sending every batch of a 100,000-follower broadcast, with WeChat's retries, fits in this.
 const SEND_BUDGET_MS: u64 = 25_000;
@@ -110,7 +110,7 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
             Err(e) => Err(e),
         })?,
         (Method::Get, ["funnel"]) => answer(funnel(env, config, last_days(req, now)).await.map(|days| to_value(&days)))?,
-        (Method::Get, ["followers", openid]) => follower_view(env, openid, now).await?,
+        (Method::Get, ["followers", openid]) => follower_view(env, config, openid, now).await?,
         (Method::Post, ["followers", "import"]) => import_step(req, env, config, now).await?,
         _ => return Ok(None),
     };
@@ -160,12 +160,14 @@ async fn send(env: &Env, config: &Config, request: SendRequest, now: u64) -> Res
 
 /// What wxedge knows about one follower: the callback record, the index entry and this month's
 /// mass-message count, and the customer-service window now.
-async fn follower_view(env: &Env, openid: &str, now: u64) -> Result<Response> {
+async fn follower_view(env: &Env, config: &Config, openid: &str, now: u64) -> Result<Response> {
     let edge = Edge { env };
-    let keys = [keys::follower(openid), keys::shard(ledger::shard_of(openid))];
-    let raw = edge.get_many(&keys).await.map_err(worker::Error::RustError)?;
-    let record: Option<FollowerRecord> = raw[0].as_deref().and_then(|s| serde_json::from_str(s).ok());
-    let shard: ledger::Shard = raw[1].as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+    let record = match (FollowerStore { env, shards: config.follower_shards }).load(openid).await {
+        Ok(r) => r,
+        Err(e) => return error_response(&e),
+    };
+    let raw = edge.get(&keys::shard(ledger::shard_of(openid))).await.map_err(worker::Error::RustError)?;
+    let shard: ledger::Shard = raw.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
     let entry = shard.followers.get(openid);
     if record.is_none() && entry.is_none() {
         return json_error(404, "not_found", "wxedge has not seen this follower (import followers to include older ones)");

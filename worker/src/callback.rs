@@ -2,10 +2,12 @@
 //! `wxedge_core::flows::push` (tested natively); this module reads the request, implements the
 //! flow's ports over workerd, and writes the answer.
 //!
-//! Cost per push on the hot path: one KV read (the follower's record: was this delivery seen?)
-//! and at most one KV write after the answer (the record, with the reply so WeChat's retries get
-//! the same answer). Follows and unfollows also update the ledger object (no KV write). In plain
-//! and compatible-unencrypted mode, one call to a `Replay` object (the replay cache).
+//! Cost per push on the hot path: one call to the follower's shard (a `FollowerShard` object: the
+//! delivery's atomic claim, which brings the follower's record; answered before → the same
+//! answer), and after the answer one more (the answer and, if it changed, the record). No KV,
+//! except once per follower the shard has no row for (the old layout's `f:<openid>`). Follows
+//! and unfollows also update the ledger object. In plain and compatible-unencrypted mode, one
+//! call to a `Replay` object (the replay cache). The table is in docs/callback.md.
 
 use std::rc::Rc;
 
@@ -16,18 +18,19 @@ use wxedge_core::callback::{self, Query};
 use wxedge_core::config::Config;
 use wxedge_core::flows::push::{self, Answer};
 use wxedge_core::flows::replay::{ReplayRequest, ReplayResponse, Replays, Seen};
-use wxedge_core::flows::{Backend, CustomerService, Followers, Ledger, Level, Log, MassJobs, RulesSource, Tasks, Visits};
+use wxedge_core::flows::{Backend, Claimed, CustomerService, Deliveries, Followers, Ledger, Level, Log, MassJobs, RulesSource, Tasks, Visits};
 use wxedge_core::follower::FollowerRecord;
 use wxedge_core::ledger::object::{LedgerRequest, LedgerResponse};
 use wxedge_core::message::Message;
 use wxedge_core::ports::Clock;
 use wxedge_core::reply::Reply;
 use wxedge_core::rules::{Forward, Rules};
+use wxedge_core::shard::{ShardRequest, ShardResponse};
 use wxedge_core::visits::ScanAnswer;
 use wxedge_core::Error;
 
 use crate::platform::{client, do_request, error_response, json_error, now_secs, read_capped, Edge, EdgeLog, WebCrypto};
-use crate::store::FollowerKv;
+use crate::store::FollowerStore;
 
 /// The late customer-service send may retry WeChat's -1 for this long.
 const LATE_SEND_BUDGET_MS: u64 = 4_000;
@@ -55,7 +58,8 @@ pub async fn handle(mut req: Request, env: &Env, ctx: Context, config: &Config) 
                 Ok(i) => i,
                 Err(e) => return refuse(&e),
             };
-            let ports = EdgePorts { env: env.clone(), ctx: Rc::new(ctx), credentials: Rc::new(Credentials::from_config(config)) };
+            let ports =
+                EdgePorts { env: env.clone(), ctx: Rc::new(ctx), credentials: Rc::new(Credentials::from_config(config)), shards: config.follower_shards };
             match push::handle(&ports, config, &inbound, &body, now, &mut WebCrypto).await {
                 Answer::Body(b) => Response::ok(b),
                 Answer::Retry(e) => {
@@ -84,19 +88,46 @@ pub struct EdgePorts {
     pub env: Env,
     pub ctx: Rc<Context>,
     pub credentials: Rc<Credentials>,
+    /// `FOLLOWER_SHARDS`.
+    pub shards: u32,
 }
 
 fn storage(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Storage(format!("{what}: {e}"))
 }
 
+impl EdgePorts {
+    fn followers(&self) -> FollowerStore<'_> {
+        FollowerStore { env: &self.env, shards: self.shards }
+    }
+}
+
 impl Followers for EdgePorts {
     async fn load(&self, openid: &str) -> wxedge_core::Result<Option<FollowerRecord>> {
-        FollowerKv(&self.env).load(openid).await
+        self.followers().load(openid).await
     }
 
     async fn save(&self, record: &FollowerRecord) -> wxedge_core::Result<()> {
-        FollowerKv(&self.env).save(record).await
+        self.followers().save(record).await
+    }
+
+    async fn legacy(&self, openid: &str) -> wxedge_core::Result<Option<FollowerRecord>> {
+        self.followers().legacy(openid).await
+    }
+}
+
+/// The follower's shard: one `FollowerShard` object of `FOLLOWER_SHARDS`, by the OpenID's hash.
+impl Deliveries for EdgePorts {
+    async fn begin(&self, key: &str, openid: &str, now: u64) -> wxedge_core::Result<Claimed> {
+        match self.followers().call(openid, &ShardRequest::Begin { key: key.to_owned(), openid: openid.to_owned(), now }).await? {
+            ShardResponse::Claim { delivery, record } => Ok(Claimed { delivery, record }),
+            other => Err(Error::Storage(format!("follower shard answered {} to a claim", other.name()))),
+        }
+    }
+
+    async fn finish(&self, key: &str, openid: &str, answer: Option<&str>, record: Option<&FollowerRecord>) -> wxedge_core::Result<()> {
+        let request = ShardRequest::Finish { key: key.to_owned(), answer: answer.map(str::to_owned), record: record.cloned(), now: now_secs() };
+        self.followers().call(openid, &request).await.map(|_| ())
     }
 }
 

@@ -14,6 +14,13 @@
 //! Follow events arrive in bursts and KV takes one write per second per key, so mirroring runs
 //! from an alarm a second later, one alarm at a time.
 //!
+//! # FollowerShard
+//!
+//! One of `FOLLOWER_SHARDS` objects holding the followers whose OpenID hashes to it
+//! (`wxedge_core::shard`), in the object's SQLite database: every push's delivery is claimed here
+//! in one atomic call, so duplicates delivered at once never both do the push's work. An alarm
+//! forgets answers WeChat can no longer ask for.
+//!
 //! # Visits
 //!
 //! The `Visits` Durable Object: the widget's pool of parametric QR codes, each visit's state
@@ -23,13 +30,17 @@
 //! class gives it storage, WeChat's `qrcode/create` and randomness.
 
 use futures_util::future::join_all;
-use worker::{durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket, WebSocketIncomingMessage, WebSocketPair};
+use worker::{
+    durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
+};
 use wxedge_core::api::qr::{QrRequest, Scene};
 use wxedge_core::api::Credentials;
 use wxedge_core::flows::replay::{self, ReplayRequest, ReplayResponse, REMEMBER_SECS};
 use wxedge_core::flows::visit::{QrMaker, VisitsObject};
 use wxedge_core::ledger::object::{self, LedgerRequest};
 use wxedge_core::ports::{Kv, Read};
+use wxedge_core::shard::{Delivery, ShardObject, ShardRequest, ShardResponse, ANSWER_SECS};
+use wxedge_core::sql::{Sql, SqlValue};
 use wxedge_core::visits::{live_message, VisitsRequest, VisitsResponse, LIVE_PING};
 
 use crate::platform::{client, do_answer, load_config, DoStore, Edge, EdgeLog, WebCrypto};
@@ -282,5 +293,81 @@ impl DurableObject for Replay {
             }
         }
         Response::ok("swept")
+    }
+}
+
+#[durable_object]
+pub struct FollowerShard {
+    state: State,
+    object: ShardObject,
+}
+
+impl DurableObject for FollowerShard {
+    fn new(state: State, _env: Env) -> Self {
+        FollowerShard { state, object: ShardObject::default() }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let request: ShardRequest = match crate::platform::do_read(&mut req).await? {
+            Ok(r) => r,
+            Err(answer) => return Ok(answer),
+        };
+        let answer = self.object.handle(&DoSql(self.state.storage().sql()), request);
+        // Something to forget later: a delivery's answer, or a broadcast's bookings.
+        if matches!(answer, Ok(ShardResponse::Claim { delivery: Delivery::First, .. } | ShardResponse::Booked { .. })) {
+            let storage = self.state.storage();
+            if storage.get_alarm().await?.is_none() {
+                storage.set_alarm((ANSWER_SECS * 1000) as i64).await?;
+            }
+        }
+        do_answer(answer)
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let storage = self.state.storage();
+        match self.object.handle(&DoSql(storage.sql()), ShardRequest::Sweep { now: crate::platform::now_secs() }) {
+            Ok(ShardResponse::Swept { left, .. }) if left > 0 => storage.set_alarm((ANSWER_SECS * 1000) as i64).await?,
+            Ok(_) => {}
+            Err(e) => {
+                worker::console_error!("follower shard sweep: {e}");
+                storage.set_alarm((ANSWER_SECS * 1000) as i64).await?;
+            }
+        }
+        Response::ok("swept")
+    }
+}
+
+/// The object's SQLite database (`ctx.storage.sql`) as core's SQL port.
+struct DoSql(SqlStorage);
+
+impl Sql for DoSql {
+    fn exec(&self, sql: &str, params: &[SqlValue]) -> std::result::Result<Vec<Vec<SqlValue>>, String> {
+        let bound: Vec<SqlStorageValue> = params
+            .iter()
+            .map(|p| match p {
+                SqlValue::Null => SqlStorageValue::Null,
+                SqlValue::Int(i) => SqlStorageValue::Integer(*i),
+                SqlValue::Real(r) => SqlStorageValue::Float(*r),
+                SqlValue::Text(t) => SqlStorageValue::String(t.clone()),
+            })
+            .collect();
+        let cursor = self.0.exec(sql, bound).map_err(|e| e.to_string())?;
+        cursor
+            .raw()
+            .map(|row| {
+                let row = row.map_err(|e| e.to_string())?;
+                Ok(row
+                    .into_iter()
+                    .map(|v| match v {
+                        SqlStorageValue::Null => SqlValue::Null,
+                        SqlStorageValue::Boolean(b) => SqlValue::Int(i64::from(b)),
+                        SqlStorageValue::Integer(i) => SqlValue::Int(i),
+                        SqlStorageValue::Float(f) => SqlValue::Real(f),
+                        SqlStorageValue::String(s) => SqlValue::Text(s),
+                        SqlStorageValue::Blob(b) => SqlValue::Text(String::from_utf8_lossy(&b).into_owned()),
+                    })
+                    .collect())
+            })
+            .collect()
     }
 }

@@ -1,5 +1,5 @@
-//! What the worker keeps in KV: the rules (cached per isolate) and the follower records. The key
-//! formats are `wxedge_core::keys`.
+//! What the worker keeps: the rules in KV (cached per isolate) and the follower records in the
+//! follower shards. The key formats are `wxedge_core::keys`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -8,9 +8,10 @@ use worker::{Env, Result};
 use wxedge_core::flows::{Followers, Level, Log};
 use wxedge_core::follower::FollowerRecord;
 use wxedge_core::rules::Rules;
+use wxedge_core::shard::{ShardRequest, ShardResponse};
 use wxedge_core::{keys, Error};
 
-use crate::platform::KV;
+use crate::platform::{do_request, KV};
 
 /// How long an isolate trusts its copy of the rules before reading KV again. Edits show up
 /// within this time everywhere (KV itself may take up to 60 s to propagate).
@@ -47,35 +48,55 @@ pub async fn put_rules(env: &Env, rules: &Rules) -> Result<()> {
     Ok(())
 }
 
-/// The follower records in KV, as the flows' `Followers` port.
-pub struct FollowerKv<'a>(pub &'a Env);
+/// The follower records, as the flows' `Followers` port: each in its follower's shard (a
+/// `FollowerShard` object of `FOLLOWER_SHARDS`), and for a follower whose shard has no row yet,
+/// the record the version before the shards kept in KV (`f:<openid>`), moved into the shard by
+/// their next push.
+pub struct FollowerStore<'a> {
+    pub env: &'a Env,
+    pub shards: u32,
+}
 
 fn failed(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Storage(format!("{what}: {e}"))
 }
 
-impl Followers for FollowerKv<'_> {
+pub const SHARD_BINDING: &str = "FOLLOWERS";
+
+impl FollowerStore<'_> {
+    pub async fn call(&self, openid: &str, request: &ShardRequest) -> wxedge_core::Result<ShardResponse> {
+        do_request(self.env, SHARD_BINDING, &keys::follower_shard(openid, self.shards), request).await
+    }
+}
+
+impl Followers for FollowerStore<'_> {
     async fn load(&self, openid: &str) -> wxedge_core::Result<Option<FollowerRecord>> {
-        let kv = self.0.kv(KV).map_err(|e| failed("KV", e))?;
+        match self.call(openid, &ShardRequest::Load { openid: openid.to_owned() }).await? {
+            ShardResponse::Record { record: Some(r) } => Ok(Some(r)),
+            ShardResponse::Record { record: None } => self.legacy(openid).await,
+            other => Err(Error::Storage(format!("follower shard answered {} to a load", other.name()))),
+        }
+    }
+
+    async fn save(&self, record: &FollowerRecord) -> wxedge_core::Result<()> {
+        self.call(&record.openid, &ShardRequest::Save { record: record.clone(), now: crate::platform::now_secs() }).await.map(|_| ())
+    }
+
+    async fn legacy(&self, openid: &str) -> wxedge_core::Result<Option<FollowerRecord>> {
+        let kv = self.env.kv(KV).map_err(|e| failed("KV", e))?;
         let raw = kv.get(&keys::follower(openid)).text().await.map_err(|e| failed("follower record", e))?;
         // A record that no longer parses is treated as new: it only held retry answers.
         Ok(raw.and_then(|s| serde_json::from_str(&s).ok()))
     }
-
-    async fn save(&self, record: &FollowerRecord) -> wxedge_core::Result<()> {
-        let json = serde_json::to_string(record).map_err(|e| failed("follower record", e))?;
-        let kv = self.0.kv(KV).map_err(|e| failed("KV", e))?;
-        kv.put(&keys::follower(&record.openid), json).map_err(|e| failed("KV put", e))?.execute().await.map_err(|e| failed("KV put", e))
-    }
 }
 
-impl Log for FollowerKv<'_> {
+impl Log for FollowerStore<'_> {
     fn log(&self, level: Level, line: &str) {
         crate::platform::EdgeLog.log(level, line)
     }
 }
 
 /// Counts a customer-service message the owner sent against the follower's window.
-pub async fn note_cs_sent(env: &Env, openid: &str) {
-    wxedge_core::flows::push::note_cs_sent(&FollowerKv(env), openid, crate::platform::now_secs()).await
+pub async fn note_cs_sent(env: &Env, shards: u32, openid: &str) {
+    wxedge_core::flows::push::note_cs_sent(&FollowerStore { env, shards }, openid, crate::platform::now_secs()).await
 }

@@ -7,6 +7,7 @@
 //! - [`Ledger`]: the ledger object, by its typed protocol;
 //! - [`Visits`]: the widget's visits object (a scan of a pooled code);
 //! - [`Followers`]: the per-follower records;
+//! - [`Deliveries`]: the follower's shard, where each push's delivery is claimed and answered;
 //! - [`RulesSource`]: the auto-reply rules;
 //! - [`Backend`]: the owner's backend behind a `forward` rule;
 //! - [`CustomerService`]: WeChat's customer-service send (late replies);
@@ -64,9 +65,33 @@ pub trait Visits {
     async fn scan(&self, idx: u32, follow: bool, now: u64) -> Result<Option<ScanAnswer>>;
 }
 
+/// The per-follower records: in the follower's shard, or — a follower the shard has no row for
+/// yet — in the layout before issue 14 (KV `f:<openid>`), read once and then kept in the shard.
 pub trait Followers {
+    /// The record wherever it is (the shard's row, else the old layout's).
     async fn load(&self, openid: &str) -> Result<Option<FollowerRecord>>;
+    /// Writes it to the follower's shard.
     async fn save(&self, record: &FollowerRecord) -> Result<()>;
+    /// The old layout's record only.
+    async fn legacy(&self, openid: &str) -> Result<Option<FollowerRecord>>;
+}
+
+/// The follower's shard (`crate::shard`): one atomic claim per push, so two deliveries of one
+/// push never both do its work, and the follower's record with it.
+pub trait Deliveries {
+    /// Claims the delivery; the first delivery also gets the record as the shard holds it.
+    async fn begin(&self, key: &str, openid: &str, now: u64) -> Result<Claimed>;
+    /// The claimed delivery's answer, or `None`: given up unanswered (the push answered 500);
+    /// with the record when the push changed it, in the same call.
+    async fn finish(&self, key: &str, openid: &str, answer: Option<&str>, record: Option<&FollowerRecord>) -> Result<()>;
+}
+
+/// A claim as `Deliveries::begin` answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub delivery: crate::shard::Delivery,
+    /// With `Delivery::First`: the follower's record in the shard (`None`: no row there yet).
+    pub record: Option<FollowerRecord>,
 }
 
 pub trait RulesSource {

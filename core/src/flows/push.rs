@@ -1,6 +1,9 @@
 //! One push from WeChat, from de-duplication to the answer.
 //!
-//! 1. The follower's record: was this delivery answered before? Then the same answer again.
+//! 1. The delivery is claimed in the follower's shard (one atomic call, which also brings the
+//!    follower's record; a follower it has no row for is read from the old KV layout once): answered before → the
+//!    same answer again; another delivery of it in progress (WeChat sends duplicates at once) →
+//!    wait for that one's answer, within the reply budget, and never repeat its side effects.
 //! 2. A scan of one of the widget's pooled codes: the visit names the page and scene label.
 //! 3. The follower index (follow, unfollow, or a first sign of someone followed before wxedge)
 //!    before anything else: if it cannot be updated the push is answered 500 with nothing done,
@@ -8,9 +11,10 @@
 //! 4. The rules pick a reply, or forward to the owner's backend under the 5-second guard: asked in
 //!    a background task racing `reply_budget_ms`; late → `success` now and the reply follows as a
 //!    customer-service message inside the follower's window.
-//! 5. The record (with the answer, for retries) is written after the answer has gone.
+//! 5. After the answer has gone: the answer (for retries) and the record, if it changed, go to the
+//!    shard in one call. A push answered 500 releases its claim first, so the retry does it all.
 //!
-//! MASSSENDJOBFINISH goes to the ledger instead (idempotent there, so no de-duplication).
+//! MASSSENDJOBFINISH goes to the ledger instead (idempotent there, so no claim).
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -19,7 +23,7 @@ use futures_channel::oneshot;
 use futures_util::future::{select, Either};
 
 use super::replay::{Replays, Seen};
-use super::{Backend, CustomerService, Followers, Ledger, Level, Log, MassJobs, RulesSource, Tasks, Visits};
+use super::{Backend, CustomerService, Deliveries, Followers, Ledger, Level, Log, MassJobs, RulesSource, Tasks, Visits};
 use crate::api::messages::custom_message;
 use crate::callback::{self, Inbound};
 use crate::config::Config;
@@ -31,17 +35,24 @@ use crate::message::{Event, Kind, Message};
 use crate::ports::Clock;
 use crate::reply::Reply;
 use crate::rules::{Forward, Route};
+use crate::shard::Delivery;
 use crate::Entropy;
 
 /// A backend still silent after this long is given up on (waitUntil tasks get 30 s).
 pub const BACKEND_LIMIT_MS: u64 = 25_000;
 
+/// A delivery waiting for another delivery of its push asks the shard again this often.
+pub const WAIT_STEP_MS: u64 = 200;
+
 /// Every port a push uses. `Clone + 'static`: the guard's background task owns a copy.
 pub trait PushPorts:
-    Followers + Ledger + Visits + RulesSource + Backend + CustomerService + MassJobs + Replays + Tasks + Clock + Log + Clone + 'static
+    Followers + Deliveries + Ledger + Visits + RulesSource + Backend + CustomerService + MassJobs + Replays + Tasks + Clock + Log + Clone + 'static
 {
 }
-impl<T: Followers + Ledger + Visits + RulesSource + Backend + CustomerService + MassJobs + Replays + Tasks + Clock + Log + Clone + 'static> PushPorts for T {}
+impl<T: Followers + Deliveries + Ledger + Visits + RulesSource + Backend + CustomerService + MassJobs + Replays + Tasks + Clock + Log + Clone + 'static>
+    PushPorts for T
+{
+}
 
 /// What the push is answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,19 +83,94 @@ pub async fn handle<P: PushPorts>(p: &P, config: &Config, inbound: &Inbound, bod
         return job_finished(p, result, now).await;
     }
     let from = &inbound.message.from;
-    let mut record = match p.load(from).await {
-        Ok(r) => r.unwrap_or_else(|| FollowerRecord::new(from)),
+    let key = inbound.dedupe_key();
+    let record = match claim(p, config, &key, from, now).await {
+        Ok(Claim::Mine(record)) => record,
+        Ok(Claim::Answered(previous)) => return Answer::Body(previous),
+        Ok(Claim::Busy) => return Answer::Body("success".into()),
         Err(e) => return Answer::Retry(e),
     };
-    let delivery = inbound.dedupe_key();
-    if let Some(previous) = record.answered(&delivery) {
-        return Answer::Body(previous.to_owned());
+    let (answer, changed) = claimed(p, config, inbound, body, record, now, entropy).await;
+    match &answer {
+        Answer::Body(b) => {
+            // After the answer, with the record if it changed (one call): a retry comes 5 s
+            // later, a waiting duplicate asks every 200 ms. Losing this write loses the retry's
+            // answer and the window bookkeeping, never the reply or the follow (in the ledger).
+            let (q, key, from, b) = (p.clone(), key.clone(), from.clone(), b.clone());
+            p.spawn(async move {
+                if let Err(e) = q.finish(&key, &from, Some(&b), changed.as_ref()).await {
+                    q.log(Level::Error, &format!("answer to {key} and the record of {from} not kept: {e}"));
+                }
+            });
+        }
+        // Nothing was done: the retry (or a waiting duplicate) must find the delivery free. If
+        // the shard cannot hear it, the claim goes stale after `shard::CLAIM_SECS`.
+        Answer::Retry(_) | Answer::Refused(_) => {
+            if let Err(e) = p.finish(&key, from, None, None).await {
+                p.log(Level::Error, &format!("claim on {key} not released: {e}"));
+            }
+        }
     }
+    answer
+}
+
+enum Claim {
+    /// This delivery does the push's work; the follower's record as the shard holds it.
+    Mine(Option<FollowerRecord>),
+    /// Another delivery did: its answer.
+    Answered(String),
+    /// Another delivery is still at it after the whole reply budget.
+    Busy,
+}
+
+/// Claims the delivery, waiting (within the reply budget) while another delivery of the same push
+/// is being handled: its answer is then this one's too. A claim whose holder let go (answered
+/// 500) or died is taken over.
+async fn claim(p: &impl PushPorts, config: &Config, key: &str, from: &str, now: u64) -> crate::Result<Claim> {
+    let started = p.now_ms();
+    let mut at = now;
+    loop {
+        let claimed = p.begin(key, from, at).await?;
+        match claimed.delivery {
+            Delivery::First => return Ok(Claim::Mine(claimed.record)),
+            Delivery::Answered { answer } => return Ok(Claim::Answered(answer)),
+            Delivery::InProgress { .. } if p.now_ms().saturating_sub(started) + WAIT_STEP_MS > config.reply_budget_ms => {
+                p.log(Level::Warn, &format!("push {key} still being handled by another delivery: answered success, nothing repeated"));
+                return Ok(Claim::Busy);
+            }
+            Delivery::InProgress { .. } => {
+                p.sleep(WAIT_STEP_MS).await;
+                at = now + p.now_ms().saturating_sub(started) / 1000;
+            }
+        }
+    }
+}
+
+/// The push's work, once its delivery is claimed: the answer, and the record if it changed.
+async fn claimed<P: PushPorts>(
+    p: &P,
+    config: &Config,
+    inbound: &Inbound,
+    body: &[u8],
+    record: Option<FollowerRecord>,
+    now: u64,
+    entropy: &mut impl Entropy,
+) -> (Answer, Option<FollowerRecord>) {
+    let from = &inbound.message.from;
+    // No row in the shard: a follower of the old layout (moved into the shard now), or someone new.
+    let (mut record, moved) = match record {
+        Some(r) => (r, false),
+        None => match p.legacy(from).await {
+            Ok(Some(r)) => (r, true),
+            Ok(None) => (FollowerRecord::new(from), false),
+            Err(e) => return (Answer::Retry(e), None),
+        },
+    };
     // The rules first: they say which widget labels are the owner's scenes, and a push that
     // cannot be answered keeps nothing (WeChat's retry does it all).
     let rules = match p.rules().await {
         Ok(r) => r,
-        Err(e) => return Answer::Retry(e),
+        Err(e) => return (Answer::Retry(e), None),
     };
     let visit = widget_visit(p, &inbound.message, &rules.welcome.widget_scenes, now).await;
     let patched;
@@ -102,7 +188,7 @@ pub async fn handle<P: PushPorts>(p: &P, config: &Config, inbound: &Inbound, bod
     if let Some(c) = index_change(msg, &record, change) {
         if let Err(e) = p.call(LedgerRequest::Apply { changes: vec![c] }).await {
             p.log(Level::Error, &format!("follower index update for {} failed ({e}); answering 500 so WeChat retries", msg.from));
-            return Answer::Retry(e);
+            return (Answer::Retry(e), None);
         }
     }
     let reply = match rules.route(msg, &config.welcome_text) {
@@ -120,18 +206,7 @@ pub async fn handle<P: PushPorts>(p: &P, config: &Config, inbound: &Inbound, bod
             "success".to_owned()
         }),
     };
-    if change.dirty || answer != "success" {
-        record.remember(&delivery, &answer);
-        // Written after the answer (WeChat's first retry comes 5 s later): losing this write loses
-        // only the retry answer and the window bookkeeping, never the reply or the follow.
-        let q = p.clone();
-        p.spawn(async move {
-            if let Err(e) = q.save(&record).await {
-                q.log(Level::Error, &format!("follower record {} not written: {e}", record.openid));
-            }
-        });
-    }
-    Answer::Body(answer)
+    (Answer::Body(answer), (change.dirty || moved).then_some(record))
 }
 
 /// MASSSENDJOBFINISH. One of ours lands on its batch. One the ledger does not know is counted for

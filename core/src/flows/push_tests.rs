@@ -12,11 +12,13 @@ use crate::callback::Query;
 use crate::error::Result;
 use crate::flows::replay::{ReplayRequest, ReplayResponse, Replays, Seen};
 use crate::flows::testkit::{self, run, VirtualClock, MID_NOVEMBER};
+use crate::flows::Claimed;
 use crate::flows::LocalLedger;
 use crate::ledger::object::LedgerResponse;
 use crate::ledger::{load_shards, DayStats};
 use crate::ports::MemoryStore;
 use crate::rules::Rules;
+use crate::sql::Sql;
 use crate::visits::ScanAnswer;
 use crate::SplitMix;
 
@@ -28,10 +30,13 @@ struct Faults {
     visits: Cell<bool>,
     rules: Cell<bool>,
     custom: Cell<bool>,
+    shard: Cell<bool>,
 }
 
 struct Inner {
-    records: RefCell<BTreeMap<String, FollowerRecord>>,
+    /// The layout before issue 14: records in KV, read once per follower the shard lacks.
+    legacy: RefCell<BTreeMap<String, FollowerRecord>>,
+    legacy_reads: Cell<u32>,
     ledger: LocalLedger<MemoryStore>,
     ledger_calls: Cell<u32>,
     visits: RefCell<BTreeMap<u32, ScanAnswer>>,
@@ -43,6 +48,10 @@ struct Inner {
     /// Sends WeChat knows (`message/mass/get`), by msg_id; `None`: WeChat unreachable.
     mass_known: RefCell<Option<BTreeMap<u64, String>>>,
     replays: MemoryStore,
+    /// The follower shard: the object's own code over rusqlite (one shard: routing is the
+    /// worker's).
+    shard: (crate::sql::Sqlite, crate::shard::ShardObject),
+    shard_calls: Cell<u32>,
     clock: Rc<VirtualClock>,
     logs: RefCell<Vec<(Level, String)>>,
     faults: Faults,
@@ -57,7 +66,8 @@ impl World {
         let clock = VirtualClock::at(MID_NOVEMBER);
         testkit::use_clock(&clock);
         World(Rc::new(Inner {
-            records: RefCell::default(),
+            legacy: RefCell::default(),
+            legacy_reads: Cell::new(0),
             ledger: LocalLedger(MemoryStore::default()),
             ledger_calls: Cell::new(0),
             visits: RefCell::default(),
@@ -68,10 +78,22 @@ impl World {
             custom_sent: RefCell::default(),
             mass_known: RefCell::new(Some(BTreeMap::new())),
             replays: MemoryStore::default(),
+            shard: (crate::sql::Sqlite::memory(), crate::shard::ShardObject::default()),
+            shard_calls: Cell::new(0),
             clock,
             logs: RefCell::default(),
             faults: Faults::default(),
         }))
+    }
+
+    /// The follower's record in the shard.
+    fn record(&self, openid: &str) -> Option<FollowerRecord> {
+        crate::shard::record(&self.0.shard.0, openid).unwrap()
+    }
+
+    /// Rows in the shard's followers table.
+    fn records(&self) -> i64 {
+        self.0.shard.0.exec("SELECT COUNT(*) FROM followers", &[]).map(|r| r[0][0].as_i64().unwrap()).unwrap_or(0)
     }
 
     fn rules(&self, json: &str) {
@@ -96,16 +118,54 @@ impl World {
 impl Followers for World {
     async fn load(&self, openid: &str) -> Result<Option<FollowerRecord>> {
         if self.0.faults.load.get() {
-            return Err(Error::Storage("KV read failed (injected)".into()));
+            return Err(Error::Storage("shard read failed (injected)".into()));
         }
-        Ok(self.0.records.borrow().get(openid).cloned())
+        match self.shard(crate::shard::ShardRequest::Load { openid: openid.into() })? {
+            crate::shard::ShardResponse::Record { record: Some(r) } => Ok(Some(r)),
+            _ => self.legacy(openid).await,
+        }
     }
     async fn save(&self, record: &FollowerRecord) -> Result<()> {
         if self.0.faults.save.get() {
-            return Err(Error::Storage("KV write failed (injected)".into()));
+            return Err(Error::Storage("shard write failed (injected)".into()));
         }
-        self.0.records.borrow_mut().insert(record.openid.clone(), record.clone());
-        Ok(())
+        self.shard(crate::shard::ShardRequest::Save { record: record.clone(), now: self.0.clock.now_ms() / 1000 }).map(|_| ())
+    }
+    async fn legacy(&self, openid: &str) -> Result<Option<FollowerRecord>> {
+        if self.0.faults.load.get() {
+            return Err(Error::Storage("KV read failed (injected)".into()));
+        }
+        self.0.legacy_reads.set(self.0.legacy_reads.get() + 1);
+        Ok(self.0.legacy.borrow().get(openid).cloned())
+    }
+}
+
+impl World {
+    fn shard(&self, request: crate::shard::ShardRequest) -> Result<crate::shard::ShardResponse> {
+        if self.0.faults.shard.get() {
+            return Err(Error::Storage("follower shard unreachable (injected)".into()));
+        }
+        self.0.shard_calls.set(self.0.shard_calls.get() + 1);
+        self.0.shard.1.handle(&self.0.shard.0, request)
+    }
+}
+
+impl Deliveries for World {
+    async fn begin(&self, key: &str, openid: &str, now: u64) -> Result<Claimed> {
+        // A round trip to the object: other deliveries run meanwhile.
+        self.0.clock.sleep(1).await;
+        match self.shard(crate::shard::ShardRequest::Begin { key: key.into(), openid: openid.into(), now })? {
+            crate::shard::ShardResponse::Claim { delivery, record } => Ok(Claimed { delivery, record }),
+            other => panic!("{other:?}"),
+        }
+    }
+    async fn finish(&self, key: &str, _openid: &str, answer: Option<&str>, record: Option<&FollowerRecord>) -> Result<()> {
+        self.0.clock.sleep(1).await;
+        if record.is_some() && self.0.faults.save.get() {
+            return Err(Error::Storage("shard write failed (injected)".into()));
+        }
+        let now = self.0.clock.now_ms() / 1000;
+        self.shard(crate::shard::ShardRequest::Finish { key: key.into(), answer: answer.map(str::to_owned), record: record.cloned(), now }).map(|_| ())
     }
 }
 
@@ -262,13 +322,76 @@ fn a_follow_is_welcomed_indexed_recorded_and_a_retry_gets_the_same_answer() {
     let first = answer(&w, &c, &subscribe("oNew", None));
     assert!(body(&first).contains("Welcome!"));
     assert_eq!((w.following(), w.follows_today("-")), (1, 1));
-    let record = w.0.records.borrow().get("oNew").cloned().expect("record written after the answer");
-    assert!(record.following && record.answered(&push(&c, &subscribe("oNew", None)).dedupe_key()).is_some());
+    let record = w.record("oNew").expect("record written after the answer");
+    assert!(record.following);
+    let key = push(&c, &subscribe("oNew", None)).dedupe_key();
+    let kept = w.0.shard.0.exec("SELECT answer FROM deliveries WHERE key = ?1", &[key.as_str().into()]).unwrap();
+    assert_eq!(kept[0][0].as_str(), Some(body(&first)), "the answer is kept in the follower's shard");
     // WeChat's retry: byte-identical, no second follow counted, the ledger not asked again.
     let calls = w.0.ledger_calls.get();
     let again = answer(&w, &c, &subscribe("oNew", None));
     assert_eq!(again, first);
     assert_eq!((w.follows_today("-"), w.0.ledger_calls.get()), (1, calls));
+}
+
+/// `n` deliveries of one push at once, as WeChat sends them when it retries before the first
+/// answer came back (or a load balancer duplicates), each answered.
+fn at_once(w: &World, c: &Config, xml: &str, n: usize) -> Vec<Answer> {
+    let deliveries: Vec<_> = (0..n)
+        .map(|i| {
+            let (w, c, inbound, body) = (w.clone(), c.clone(), push(c, xml), xml.as_bytes().to_vec());
+            async move { handle(&w, &c, &inbound, &body, MID_NOVEMBER, &mut SplitMix(i as u64)).await }
+        })
+        .collect();
+    run(futures::future::join_all(deliveries))
+}
+
+#[test]
+fn eight_deliveries_of_one_message_at_once_ask_the_backend_once_and_all_get_its_reply() {
+    let (w, c) = (World::new(), config(4000));
+    w.rules(r#"{"forward":{"url":"https://backend.example/wechat"}}"#);
+    w.0.backend_delay_ms.set(700);
+    let answers = at_once(&w, &c, &text("oDup", "where is my order", 77), 8);
+    assert_eq!(w.0.backend_asks.get(), 1, "the owner's backend asked once");
+    let first = body(&answers[0]).to_owned();
+    assert!(first.contains("from the backend"));
+    assert!(answers.iter().all(|a| body(a) == first), "every delivery answered the one reply: {answers:?}");
+    assert_eq!((w.following(), w.follows_today("-")), (1, 0), "indexed once (an import, not a follow)");
+    assert!(w.0.custom_sent.borrow().is_empty(), "no late copy either");
+}
+
+#[test]
+fn eight_subscribes_at_once_count_one_follow_and_one_welcome() {
+    let (w, c) = (World::new(), config(4000));
+    let answers = at_once(&w, &c, &subscribe("oBurst", Some("expo")), 8);
+    assert!(answers.iter().all(|a| body(a).contains("Welcome!")));
+    assert_eq!((w.following(), w.follows_today("expo")), (1, 1));
+    assert_eq!(w.0.ledger_calls.get(), 1, "one index change");
+}
+
+#[test]
+fn a_duplicate_waiting_past_the_budget_answers_success_and_repeats_nothing() {
+    let (w, c) = (World::new(), config(1000));
+    w.rules(r#"{"forward":{"url":"https://backend.example/wechat"}}"#);
+    w.0.backend_delay_ms.set(2500);
+    let answers = at_once(&w, &c, &text("oSlow", "slow", 78), 3);
+    assert!(answers.iter().all(|a| body(a) == "success"), "{answers:?}");
+    assert_eq!(w.0.backend_asks.get(), 1);
+    assert_eq!(w.0.custom_sent.borrow().len(), 1, "one late reply, from the delivery that asked");
+}
+
+#[test]
+fn a_shard_that_cannot_be_reached_answers_500_with_nothing_done() {
+    let (w, c) = (World::new(), config(4000));
+    w.rules(r#"{"forward":{"url":"https://backend.example/wechat"}}"#);
+    w.0.faults.shard.set(true);
+    let a = answer(&w, &c, &text("oS", "hello", 79));
+    assert!(matches!(a, Answer::Retry(Error::Storage(_))), "{a:?}");
+    assert_eq!((w.0.backend_asks.get(), w.0.ledger_calls.get(), w.following()), (0, 0, 0));
+    assert!(w.records() == 0);
+    w.0.faults.shard.set(false);
+    assert!(body(&answer(&w, &c, &text("oS", "hello", 79))).contains("from the backend"), "the retry does it");
+    assert_eq!(w.0.backend_asks.get(), 1);
 }
 
 #[test]
@@ -280,7 +403,7 @@ fn an_index_failure_answers_500_with_nothing_done_and_the_retry_does_it_once() {
     let a = answer(&w, &c, &text("oOld", "hello", 1));
     assert!(matches!(a, Answer::Retry(Error::Storage(_))), "{a:?}");
     assert_eq!(w.0.backend_asks.get(), 0, "no backend asked");
-    assert!(w.0.records.borrow().is_empty(), "no record written");
+    assert!(w.records() == 0, "no record written");
     w.0.faults.ledger.set(false);
     let a = answer(&w, &c, &text("oOld", "hello", 1));
     assert!(body(&a).contains("from the backend"));
@@ -297,7 +420,7 @@ fn a_record_that_cannot_be_read_answers_500_and_one_that_cannot_be_written_is_lo
     w.0.faults.save.set(true);
     let a = answer(&w, &c, &subscribe("oA", None));
     assert!(body(&a).contains("Welcome!"), "the reply does not wait for the record");
-    assert!(w.logged("follower record oA not written"));
+    assert!(w.logged("record of oA not kept"));
     assert_eq!(w.following(), 1, "the follow is in the index regardless");
 }
 
@@ -334,7 +457,7 @@ fn a_late_backend_gets_success_now_and_its_reply_as_a_customer_service_message()
     let sent = w.0.custom_sent.borrow().clone();
     assert_eq!(sent.len(), 1, "the late reply followed");
     assert_eq!((sent[0]["touser"].as_str(), sent[0]["text"]["content"].as_str()), (Some("oL"), Some("from the backend")));
-    assert_eq!(w.0.records.borrow()["oL"].cs_since_message, 1, "counted against the window");
+    assert_eq!(w.record("oL").unwrap().cs_since_message, 1, "counted against the window");
     // WeChat's retry of the same message gets the stored `success`, not a second backend call.
     assert_eq!(body(&answer(&w, &c, &text("oL", "slow question", 8))), "success");
     assert_eq!(w.0.backend_asks.get(), 1);
@@ -371,7 +494,7 @@ fn a_widget_scan_takes_the_visits_page_and_label_and_survives_the_visits_object_
     w.rules(r#"{"welcome":{"scenes":{"pricing":{"type":"text","content":"Pricing welcome"}},"widget_scenes":["pricing"]}}"#);
     w.0.visits.borrow_mut().insert(17, ScanAnswer { visit: "v1".into(), page: "/pricing".into(), scene: "pricing".into() });
     assert!(body(&answer(&w, &c, &subscribe("oW1", Some("w17")))).contains("Pricing welcome"));
-    let r = w.0.records.borrow()["oW1"].clone();
+    let r = w.record("oW1").unwrap();
     assert_eq!((r.scene.as_deref(), r.page.as_deref()), (Some("pricing"), Some("/pricing")));
     assert_eq!(w.follows_today("pricing"), 1);
     w.0.faults.visits.set(true);
@@ -388,7 +511,7 @@ fn a_label_the_owner_did_not_declare_is_only_a_funnel_label() {
     w.0.visits.borrow_mut().insert(5, ScanAnswer { visit: "v5".into(), page: "/".into(), scene: "vip-coupon".into() });
     let a = body(&answer(&w, &c, &subscribe("oV", Some("w5")))).to_owned();
     assert!(a.contains("Welcome!") && !a.contains("VIP"), "{a}");
-    let r = w.0.records.borrow()["oV"].clone();
+    let r = w.record("oV").unwrap();
     assert_eq!((r.scene.as_deref(), r.page.as_deref()), (Some(WIDGET_SCENE), Some("/")));
     assert_eq!((w.follows_today("vip-coupon"), w.follows_today(WIDGET_SCENE)), (0, 1));
     // The owner's own code with that scene still gets its welcome.
@@ -403,7 +526,7 @@ fn mass_send_job_reports_go_to_the_ledger_and_a_failure_asks_for_the_retry() {
     assert!(matches!(answer(&w, &c, &xml), Answer::Retry(_)));
     w.0.faults.ledger.set(false);
     assert_eq!(body(&answer(&w, &c, &xml)), "success");
-    assert!(w.0.records.borrow().is_empty(), "no follower record for a system event");
+    assert!(w.records() == 0, "no follower record for a system event");
 }
 
 fn job_finish(msg_id: u64) -> String {
@@ -452,7 +575,7 @@ fn a_signed_query_replayed_with_another_body_is_refused_and_changes_nothing() {
         }
     }
     assert_eq!(w.following(), 1, "the forged follow was not kept");
-    assert!(!w.0.records.borrow().contains_key("oForged"));
+    assert!(w.record("oForged").is_none());
     // The cache failing: nothing done, WeChat retries.
     w.0.replays.fail_after.set(Some(0));
     let other = subscribe("oLater", None);
@@ -466,7 +589,7 @@ fn an_unfollow_is_indexed_and_gets_no_reply() {
     let xml = format!("<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[oU]]></FromUserName><CreateTime>{}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[unsubscribe]]></Event></xml>", MID_NOVEMBER + 1);
     assert_eq!(body(&answer(&w, &c, &xml)), "success");
     assert_eq!(w.following(), 0);
-    assert!(!w.0.records.borrow()["oU"].following);
+    assert!(!w.record("oU").unwrap().following);
 }
 
 fn event(from: &str, at: u64, name: &str, extra: &str) -> String {
@@ -488,7 +611,7 @@ fn a_menu_click_is_answered_by_its_rule_and_opens_the_one_minute_window() {
     answer(&w, &c, &subscribe("oC", None));
     let a = answer(&w, &c, &event("oC", MID_NOVEMBER + 5, "CLICK", "<EventKey><![CDATA[TODAY]]></EventKey>"));
     assert!(body(&a).contains("Today's tea"));
-    let window = w.0.records.borrow()["oC"].cs_window(MID_NOVEMBER + 30);
+    let window = w.record("oC").unwrap().cs_window(MID_NOVEMBER + 30);
     assert!(window.open);
 }
 
@@ -507,7 +630,7 @@ fn a_message_from_someone_never_seen_is_an_import_not_a_follow() {
     let (w, c) = (World::new(), config(4000));
     answer(&w, &c, &text("oOlder", "hi", 30));
     assert_eq!((w.following(), w.follows_today("-")), (1, 0));
-    assert!(w.0.records.borrow()["oOlder"].following);
+    assert!(w.record("oOlder").unwrap().following);
 }
 
 #[test]
@@ -518,7 +641,7 @@ fn a_refollow_after_an_unfollow_counts_again() {
     let again = event("oR2", MID_NOVEMBER + 2, "subscribe", "<EventKey><![CDATA[]]></EventKey>");
     assert!(body(&answer(&w, &c, &again)).contains("Welcome!"));
     assert_eq!((w.following(), w.follows_today("-")), (1, 2));
-    assert_eq!(w.0.records.borrow()["oR2"].follows, 2);
+    assert_eq!(w.record("oR2").unwrap().follows, 2);
 }
 
 #[test]
@@ -557,7 +680,7 @@ fn the_late_reply_is_dropped_when_the_window_closed_meanwhile() {
     // window is spent (three messages sent since the click).
     let mut r = FollowerRecord::new("oW");
     r.following = true;
-    w.0.records.borrow_mut().insert("oW".into(), r);
+    w.0.legacy.borrow_mut().insert("oW".into(), r);
     w.0.backend_delay_ms.set(20_000);
     let click = event("oW", MID_NOVEMBER, "CLICK", "<EventKey><![CDATA[NO_RULE]]></EventKey>");
     let w2 = w.clone();
@@ -620,7 +743,7 @@ fn a_location_or_link_message_gets_the_default_reply_and_opens_the_48_hour_windo
     answer(&w, &c, &subscribe("oL2", None));
     let xml = format!("<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[oL2]]></FromUserName><CreateTime>{}</CreateTime><MsgType><![CDATA[location]]></MsgType><Location_X>31.2</Location_X><Location_Y>121.4</Location_Y><Scale>15</Scale><Label><![CDATA[Shanghai]]></Label><MsgId>90</MsgId></xml>", MID_NOVEMBER + 4);
     assert!(body(&answer(&w, &c, &xml)).contains("thanks"));
-    let window = w.0.records.borrow()["oL2"].cs_window(MID_NOVEMBER + 47 * 3600);
+    let window = w.record("oL2").unwrap().cs_window(MID_NOVEMBER + 47 * 3600);
     assert!(window.open, "a follower's own message opens 48 h");
 }
 
@@ -631,4 +754,32 @@ fn a_view_event_changes_no_follow_and_is_answered_success() {
     let a = answer(&w, &c, &event("oV", MID_NOVEMBER + 3, "VIEW", "<EventKey><![CDATA[https://acme.example/teas]]></EventKey><MenuId>1</MenuId>"));
     assert_eq!(body(&a), "success");
     assert_eq!((w.following(), w.follows_today("-")), (1, 1));
+}
+
+#[test]
+fn a_follower_of_the_old_kv_layout_moves_into_the_shard_on_their_first_push() {
+    let (w, c) = (World::new(), config(4000));
+    // Written by the version before the shards: following since October, from the expo code,
+    // with the old layout's retry answers.
+    let mut old = FollowerRecord::new("oKv");
+    old.following = true;
+    old.followed_at = Some(MID_NOVEMBER - 30 * 86_400);
+    old.scene = Some("expo".into());
+    old.follows = 1;
+    old.remember("oKv:msg:1", "<xml>an old answer</xml>");
+    w.0.legacy.borrow_mut().insert("oKv".into(), old.clone());
+    w.rules(r#"{"default":{"type":"text","content":"hi"}}"#);
+    assert!(body(&answer(&w, &c, &text("oKv", "hello", 90))).contains("hi"));
+    assert_eq!(w.0.ledger_calls.get(), 0, "already following: no index change, no import");
+    let moved = w.record("oKv").expect("now in the shard");
+    assert_eq!((moved.following, moved.followed_at, moved.scene.as_deref(), moved.follows), (true, old.followed_at, Some("expo"), 1));
+    assert!(moved.recent.is_empty() && moved.last_message_at == Some(MID_NOVEMBER), "the window opened by this message");
+    let reads = w.0.legacy_reads.get();
+    assert!(body(&answer(&w, &c, &text("oKv", "again", 91))).contains("hi"));
+    assert_eq!(w.0.legacy_reads.get(), reads, "the old layout is read once");
+    // Even a push that changes nothing moves the record.
+    w.0.legacy.borrow_mut().insert("oQuiet".into(), FollowerRecord { following: true, ..FollowerRecord::new("oQuiet") });
+    let location = event("oQuiet", MID_NOVEMBER, "LOCATION", "<Latitude>23.1</Latitude><Longitude>113.3</Longitude><Precision>50</Precision>");
+    assert_eq!(body(&answer(&w, &c, &location)), "success");
+    assert!(w.record("oQuiet").is_some_and(|r| r.following));
 }

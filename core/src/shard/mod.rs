@@ -1,5 +1,5 @@
-//! One follower shard as SQLite rows (issue 14, first part: the rows, the push's atomic claim,
-//! the segments; not yet wired into the worker). An account's followers are spread over N shard
+//! One follower shard as SQLite rows (issue 14): the followers' records, the push's atomic claim,
+//! the segments. An account's followers are spread over N shard
 //! objects by a hash of the OpenID (`shard_of`); each holds its followers' follow state, scene
 //! and page, tags, this China month's mass count, the customer-service window and the answers to
 //! the latest pushes, with an index per segment the planner counts.
@@ -9,11 +9,20 @@
 //! already answered gets the same answer (`finish` stored it). One call, atomic in the object,
 //! where the KV record was eventually consistent and written after the answer.
 
+use std::cell::Cell;
+
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
+use crate::follower::FollowerRecord;
 use crate::sql::{Sql, SqlValue};
 
 /// The shard layout's version, kept in `meta` (Durable Objects' SQLite refuses most PRAGMAs).
 pub const SCHEMA_VERSION: i64 = 1;
+
+/// Follower shards when `FOLLOWER_SHARDS` is not set.
+pub const DEFAULT_SHARDS: u32 = 16;
+pub const MAX_SHARDS: u32 = 1024;
 
 /// A claim older than this is taken to belong to a delivery that died (its isolate was evicted
 /// mid-push): the next delivery may take it over. A push answers within WeChat's 5 s.
@@ -34,12 +43,16 @@ const SCHEMA: &[&str] = &[
         month_count INTEGER NOT NULL DEFAULT 0,
         window_until INTEGER NOT NULL DEFAULT 0,
         window_kind TEXT,
+        record TEXT,
         updated INTEGER NOT NULL
     )",
-    "CREATE INDEX IF NOT EXISTS followers_scene ON followers (scene) WHERE following = 1",
-    "CREATE INDEX IF NOT EXISTS followers_page ON followers (page) WHERE following = 1",
-    "CREATE INDEX IF NOT EXISTS followers_since ON followers (since) WHERE following = 1",
-    "CREATE INDEX IF NOT EXISTS followers_window ON followers (window_until) WHERE following = 1",
+    // One index per segment, each ending in this month's count so a plan's counts read the
+    // index alone (`mass::counts`).
+    "CREATE INDEX IF NOT EXISTS followers_month ON followers (month, month_count) WHERE following = 1",
+    "CREATE INDEX IF NOT EXISTS followers_scene ON followers (scene, month, month_count) WHERE following = 1",
+    "CREATE INDEX IF NOT EXISTS followers_page ON followers (page, month, month_count) WHERE following = 1",
+    "CREATE INDEX IF NOT EXISTS followers_since ON followers (since, month, month_count) WHERE following = 1",
+    "CREATE INDEX IF NOT EXISTS followers_window ON followers (window_until, month, month_count) WHERE following = 1",
     "CREATE TABLE IF NOT EXISTS tags (openid TEXT NOT NULL, tag INTEGER NOT NULL, PRIMARY KEY (openid, tag))",
     "CREATE INDEX IF NOT EXISTS tags_tag ON tags (tag)",
     "CREATE TABLE IF NOT EXISTS deliveries (
@@ -49,6 +62,18 @@ const SCHEMA: &[&str] = &[
         at INTEGER NOT NULL
     )",
     "CREATE INDEX IF NOT EXISTS deliveries_at ON deliveries (at)",
+    // A broadcast's bookings: its followers appended in one statement, so their rowids run from
+    // `first` without a gap and batch k is rowids first + k·size ..; no index to keep up while
+    // millions are booked. One follower once per broadcast (each follower row is selected once,
+    // and a broadcast is booked once).
+    "CREATE TABLE IF NOT EXISTS bookings (
+        broadcast TEXT PRIMARY KEY,
+        first INTEGER NOT NULL,
+        followers INTEGER NOT NULL,
+        batch_size INTEGER NOT NULL,
+        until INTEGER NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS reservations (broadcast TEXT NOT NULL, openid TEXT NOT NULL)",
 ];
 
 fn db_err(e: String) -> Error {
@@ -77,14 +102,15 @@ pub fn shard_of(openid: &str, shards: u32) -> u32 {
 }
 
 /// A push's delivery, as its follower's shard sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "delivery")]
 pub enum Delivery {
-    /// Nobody handles it yet: this delivery does (and must `finish`).
+    /// Nobody handles it yet: this delivery does (and must `finish` or `release`).
     First,
     /// Another delivery of the same push is being handled since `since`: repeat nothing.
     InProgress { since: u64 },
     /// Already answered: answer the same.
-    Answered(String),
+    Answered { answer: String },
 }
 
 /// Claims delivery `key` (the push's retry key) of `openid`'s push at `now`.
@@ -92,7 +118,7 @@ pub fn begin(db: &impl Sql, key: &str, openid: &str, now: u64) -> Result<Deliver
     let rows = db.exec("SELECT answer, at FROM deliveries WHERE key = ?1", &[key.into()]).map_err(db_err)?;
     match rows.first() {
         Some(r) => match (&r[0], r[1].as_i64().unwrap_or(0) as u64) {
-            (SqlValue::Text(answer), _) => Ok(Delivery::Answered(answer.clone())),
+            (SqlValue::Text(answer), _) => Ok(Delivery::Answered { answer: answer.clone() }),
             (_, at) if now.saturating_sub(at) < CLAIM_SECS => Ok(Delivery::InProgress { since: at }),
             _ => {
                 // The claimer died mid-push: this delivery takes it over.
@@ -113,10 +139,151 @@ pub fn finish(db: &impl Sql, key: &str, answer: &str) -> Result<()> {
     Ok(())
 }
 
-/// Forgets answers WeChat can no longer ask for again.
-pub fn forget_answers(db: &impl Sql, now: u64) -> Result<()> {
-    db.exec("DELETE FROM deliveries WHERE at < ?1", &[now.saturating_sub(ANSWER_SECS).into()]).map_err(db_err)?;
+/// Gives a claimed delivery up unanswered (its push was answered 500, nothing kept): WeChat's
+/// retry, or a delivery waiting for this one, does it all again.
+pub fn release(db: &impl Sql, key: &str) -> Result<()> {
+    db.exec("DELETE FROM deliveries WHERE key = ?1 AND answer IS NULL", &[key.into()]).map_err(db_err)?;
     Ok(())
+}
+
+/// Forgets answers WeChat can no longer ask for again; answers how many deliveries are left.
+pub fn forget_answers(db: &impl Sql, now: u64) -> Result<u64> {
+    db.exec("DELETE FROM deliveries WHERE at < ?1", &[now.saturating_sub(ANSWER_SECS).into()]).map_err(db_err)?;
+    let left = db.exec("SELECT COUNT(*) FROM deliveries", &[]).map_err(db_err)?;
+    Ok(left.first().and_then(|r| r[0].as_i64()).unwrap_or(0) as u64)
+}
+
+/// The follower shard object's protocol: what the worker's `FollowerShard` class and the push
+/// flow's ports exchange (JSON, like the other objects').
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShardRequest {
+    /// Claims a push's delivery (`begin`); the first delivery also gets the follower's record.
+    Begin { key: String, openid: String, now: u64 },
+    /// The claimed delivery's answer (`finish`), or `None`: given up unanswered (`release`);
+    /// with the follower's record when the push changed it, written in the same call.
+    Finish {
+        key: String,
+        answer: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        record: Option<FollowerRecord>,
+        now: u64,
+    },
+    /// The follower's record (the console, a late reply's window check).
+    Load { openid: String },
+    /// Writes the follower's record (a customer-service message counted against its window).
+    Save { record: FollowerRecord, now: u64 },
+    /// A segment's followers here, by mass messages this month (`mass::counts`).
+    Counts { segment: Segment, month: u32, now: u64 },
+    /// Books the segment's followers with quota left for broadcast `id` (`mass::reserve`).
+    Reserve(mass::Booking),
+    /// One batch's followers (`mass::recipients`).
+    Recipients { id: String, batch: u32 },
+    /// One batch's outcome (`mass::settle`).
+    Settle { id: String, batch: u32, sent: bool, month: u32 },
+    /// Drops a broadcast's bookings (`mass::release`).
+    Release { id: String },
+    /// Forgets old answers and expired bookings (the object's alarm).
+    Sweep { now: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShardResponse {
+    /// The claim; `record` only with `Delivery::First` (`None`: the shard has no record of them).
+    Claim {
+        delivery: Delivery,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        record: Option<FollowerRecord>,
+    },
+    Record {
+        record: Option<FollowerRecord>,
+    },
+    Done,
+    Counts {
+        by_used: [u64; mass::MONTHLY_LIMIT as usize + 1],
+    },
+    Booked {
+        followers: u64,
+        batches: u32,
+    },
+    Recipients {
+        openids: Vec<String>,
+    },
+    Settled {
+        followers: u64,
+    },
+    /// `left`: deliveries and bookings still kept (the alarm comes back while there are any).
+    Swept {
+        left: u64,
+    },
+}
+
+impl ShardResponse {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ShardResponse::Claim { .. } => "claim",
+            ShardResponse::Record { .. } => "record",
+            ShardResponse::Done => "done",
+            ShardResponse::Counts { .. } => "counts",
+            ShardResponse::Booked { .. } => "booked",
+            ShardResponse::Recipients { .. } => "recipients",
+            ShardResponse::Settled { .. } => "settled",
+            ShardResponse::Swept { .. } => "swept",
+        }
+    }
+}
+
+/// One shard object's behaviour over its database. Migrates on its first request (an object's
+/// instance lives as long as its isolate keeps it; each new one checks the schema once).
+#[derive(Debug, Default)]
+pub struct ShardObject {
+    migrated: Cell<bool>,
+}
+
+impl ShardObject {
+    pub fn handle(&self, db: &impl Sql, request: ShardRequest) -> Result<ShardResponse> {
+        if !self.migrated.get() {
+            migrate(db)?;
+            self.migrated.set(true);
+        }
+        match request {
+            ShardRequest::Begin { key, openid, now } => {
+                if key.len() > 256 || openid.len() > 128 {
+                    return Err(Error::Invalid("a delivery key is at most 256 bytes, an OpenID 128".into()));
+                }
+                let delivery = begin(db, &key, &openid, now)?;
+                let record = if delivery == Delivery::First { record(db, &openid)? } else { None };
+                Ok(ShardResponse::Claim { delivery, record })
+            }
+            ShardRequest::Finish { key, answer, record, now } => {
+                if let Some(r) = &record {
+                    put_record(db, r, now)?;
+                }
+                match answer {
+                    Some(answer) => finish(db, &key, &answer)?,
+                    None => release(db, &key)?,
+                }
+                Ok(ShardResponse::Done)
+            }
+            ShardRequest::Load { openid } => record(db, &openid).map(|record| ShardResponse::Record { record }),
+            ShardRequest::Save { record, now } => put_record(db, &record, now).map(|()| ShardResponse::Done),
+            ShardRequest::Counts { segment, month, now } => mass::counts(db, &segment, month, now).map(|c| ShardResponse::Counts { by_used: c.by_used }),
+            ShardRequest::Reserve(booking) => {
+                let b = mass::reserve(db, &booking)?;
+                Ok(ShardResponse::Booked { followers: b.followers, batches: b.batches })
+            }
+            ShardRequest::Recipients { id, batch } => mass::recipients(db, &id, batch).map(|openids| ShardResponse::Recipients { openids }),
+            ShardRequest::Settle { id, batch, sent, month } => mass::settle(db, &id, batch, sent, month).map(|followers| ShardResponse::Settled { followers }),
+            ShardRequest::Release { id } => mass::release(db, &id).map(|()| ShardResponse::Done),
+            ShardRequest::Sweep { now } => {
+                mass::expire(db, now)?;
+                let left = forget_answers(db, now)?;
+                let booked = db.exec("SELECT COUNT(*) FROM bookings", &[]).map_err(db_err)?;
+                Ok(ShardResponse::Swept { left: left + booked.first().and_then(|r| r[0].as_i64()).unwrap_or(0) as u64 })
+            }
+        }
+    }
 }
 
 /// A follow (`subscribe`); answers whether it is a new follow (a retry or a follower already
@@ -159,8 +326,44 @@ pub fn open_window(db: &impl Sql, openid: &str, until: u64, kind: &str) -> Resul
     Ok(())
 }
 
+/// The follower's record as its shard holds it; `None`: no row, or a row the index made without
+/// a record (a follower known from an import or the benchmark's bulk follows).
+pub fn record(db: &impl Sql, openid: &str) -> Result<Option<FollowerRecord>> {
+    let rows = db.exec("SELECT record FROM followers WHERE openid = ?1", &[openid.into()]).map_err(db_err)?;
+    let Some(SqlValue::Text(json)) = rows.into_iter().next().and_then(|r| r.into_iter().next()) else { return Ok(None) };
+    serde_json::from_str(&json).map(Some).map_err(|e| db_err(format!("record of {openid}: {e}")))
+}
+
+/// Writes the follower's record and the columns the segments read from it, in one statement.
+/// Retry answers (`recent`, the old KV layout's) are dropped: the shard keeps answers in
+/// `deliveries`.
+pub fn put_record(db: &impl Sql, record: &FollowerRecord, now: u64) -> Result<()> {
+    let mut kept = record.clone();
+    kept.recent.clear();
+    let json = serde_json::to_string(&kept).map_err(|e| db_err(e.to_string()))?;
+    let following = i64::from(record.following);
+    db.exec(
+        "INSERT INTO followers (openid, following, since, scene, page, window_until, record, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (openid) DO UPDATE SET following = excluded.following, since = excluded.since, scene = excluded.scene, page = excluded.page,
+         window_until = excluded.window_until, record = excluded.record, updated = excluded.updated",
+        &[
+            record.openid.as_str().into(),
+            following.into(),
+            record.followed_at.map_or(SqlValue::Null, SqlValue::from),
+            record.scene.as_deref().into(),
+            record.page.as_deref().into(),
+            record.window_closes().into(),
+            json.as_str().into(),
+            now.into(),
+        ],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
 /// The segments the planner counts, each served by an index.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Segment {
     All,
     Scene(String),
@@ -184,5 +387,7 @@ pub fn count(db: &impl Sql, segment: &Segment) -> Result<u64> {
     Ok(rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0) as u64)
 }
 
-#[cfg(all(test, feature = "sqlite"))]
+pub mod mass;
+
+#[cfg(test)]
 mod tests;

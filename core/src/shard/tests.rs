@@ -28,7 +28,7 @@ fn eight_deliveries_of_one_push_at_once_do_its_work_once() {
     assert_eq!(claims[0], Delivery::First);
     assert!(claims[1..].iter().all(|c| *c == Delivery::InProgress { since: NOW }), "{claims:?}");
     finish(&db, key, "<xml>the reply</xml>").unwrap();
-    assert_eq!(begin(&db, key, "oA", NOW + 5).unwrap(), Delivery::Answered("<xml>the reply</xml>".into()), "WeChat's retry gets the same answer");
+    assert_eq!(begin(&db, key, "oA", NOW + 5).unwrap(), Delivery::Answered { answer: "<xml>the reply</xml>".into() }, "WeChat's retry gets the same answer");
     assert_eq!(begin(&db, "oA:msg:4243", "oA", NOW).unwrap(), Delivery::First, "another push is another claim");
 }
 
@@ -39,60 +39,70 @@ fn a_claim_whose_handler_died_is_taken_over_and_old_answers_are_forgotten() {
     assert_eq!(begin(&db, "k", "oB", NOW + CLAIM_SECS - 1).unwrap(), Delivery::InProgress { since: NOW });
     assert_eq!(begin(&db, "k", "oB", NOW + CLAIM_SECS).unwrap(), Delivery::First, "the first handler never finished");
     finish(&db, "k", "success").unwrap();
-    forget_answers(&db, NOW + CLAIM_SECS + ANSWER_SECS + 1).unwrap();
+    assert_eq!(forget_answers(&db, NOW + CLAIM_SECS + ANSWER_SECS + 1).unwrap(), 0);
     assert_eq!(db.exec("SELECT COUNT(*) FROM deliveries", &[]).unwrap()[0][0], SqlValue::Int(0));
 }
 
 #[test]
-fn follows_count_once_and_segments_count_what_they_name() {
+fn a_released_claim_is_free_again_but_an_answer_is_never_released() {
     let db = shard();
-    for i in 0..100 {
-        let scene = if i % 4 == 0 { Some("expo") } else { None };
-        assert!(follow(&db, &format!("o{i}"), NOW + i, scene, Some(if i % 2 == 0 { "/pricing" } else { "/" })).unwrap());
-    }
-    assert!(!follow(&db, "o1", NOW + 500, Some("expo"), None).unwrap(), "a retried follow changes nothing");
-    assert!(unfollow(&db, "o0", NOW + 600).unwrap());
-    assert!(!unfollow(&db, "o0", NOW + 601).unwrap());
-    assert!(!unfollow(&db, "nobody", NOW).unwrap());
-    for i in 0..10 {
-        tag(&db, &format!("o{i}"), 7, false).unwrap();
-    }
-    tag(&db, "o1", 7, true).unwrap();
-    open_window(&db, "o3", NOW + 3600, "message").unwrap();
-    open_window(&db, "o3", NOW + 60, "click").unwrap();
-    assert_eq!(count(&db, &Segment::All).unwrap(), 99);
-    assert_eq!(count(&db, &Segment::Scene("expo".into())).unwrap(), 24, "o0 left");
-    assert_eq!(count(&db, &Segment::Page("/pricing".into())).unwrap(), 49);
-    assert_eq!(count(&db, &Segment::Tag(7)).unwrap(), 8, "o0 left, o1 untagged");
-    assert_eq!(count(&db, &Segment::FollowedSince(NOW + 90)).unwrap(), 10);
-    assert_eq!(count(&db, &Segment::WindowOpen { now: NOW + 100 }).unwrap(), 1, "a shorter window never shortens a longer one");
-    // A refollow takes the new scene.
-    assert!(follow(&db, "o0", NOW + 700, Some("mall"), None).unwrap());
-    assert_eq!(count(&db, &Segment::Scene("mall".into())).unwrap(), 1);
+    assert_eq!(begin(&db, "k", "oC", NOW).unwrap(), Delivery::First);
+    release(&db, "k").unwrap();
+    assert_eq!(begin(&db, "k", "oC", NOW + 1).unwrap(), Delivery::First, "WeChat's retry does it all again");
+    finish(&db, "k", "<xml>done</xml>").unwrap();
+    release(&db, "k").unwrap();
+    assert_eq!(begin(&db, "k", "oC", NOW + 2).unwrap(), Delivery::Answered { answer: "<xml>done</xml>".into() });
 }
 
 #[test]
-fn the_segments_use_their_indexes() {
-    let db = shard();
-    for (sql, index) in [
-        ("SELECT COUNT(*) FROM followers WHERE following = 1 AND scene = 'x'", "followers_scene"),
-        ("SELECT COUNT(*) FROM followers WHERE following = 1 AND page = 'x'", "followers_page"),
-        ("SELECT COUNT(*) FROM followers WHERE following = 1 AND since >= 5", "followers_since"),
-        ("SELECT COUNT(*) FROM tags JOIN followers USING (openid) WHERE tag = 7 AND following = 1", "tags_tag"),
-    ] {
-        let plan = db.exec(&format!("EXPLAIN QUERY PLAN {sql}"), &[]).unwrap();
-        let text: Vec<String> = plan.iter().filter_map(|r| r.last().and_then(|v| v.as_str()).map(str::to_owned)).collect();
-        assert!(text.iter().any(|t| t.contains(index)), "{sql}: {text:?}");
-    }
+fn the_object_speaks_its_protocol_as_json_and_refuses_oversized_keys() {
+    let db = Sqlite::memory();
+    let object = ShardObject::default();
+    let wire = |r: &ShardRequest| serde_json::from_str::<ShardRequest>(&serde_json::to_string(r).unwrap()).unwrap();
+    let begin = ShardRequest::Begin { key: "oD:msg:1".into(), openid: "oD".into(), now: NOW };
+    let first = ShardResponse::Claim { delivery: Delivery::First, record: None };
+    assert_eq!(object.handle(&db, wire(&begin)).unwrap(), first, "migrated on the first request; no record yet");
+    let answer = serde_json::to_string(&object.handle(&db, begin.clone()).unwrap()).unwrap();
+    assert_eq!(answer, r#"{"claim":{"delivery":{"delivery":"in_progress","since":1763200000}}}"#);
+    let mut record = FollowerRecord::new("oD");
+    record.following = true;
+    record.followed_at = Some(NOW);
+    record.scene = Some("expo".into());
+    record.remember("old-kv-key", "an answer of the old layout");
+    let finish = ShardRequest::Finish { key: "oD:msg:1".into(), answer: Some("success".into()), record: Some(record.clone()), now: NOW };
+    assert_eq!(object.handle(&db, wire(&finish)).unwrap(), ShardResponse::Done);
+    let answered = ShardResponse::Claim { delivery: Delivery::Answered { answer: "success".into() }, record: None };
+    assert_eq!(object.handle(&db, begin).unwrap(), answered);
+    let stored = match object.handle(&db, ShardRequest::Load { openid: "oD".into() }).unwrap() {
+        ShardResponse::Record { record: Some(r) } => r,
+        other => panic!("{other:?}"),
+    };
+    assert!(stored.recent.is_empty(), "the old layout's answers are dropped");
+    record.recent.clear();
+    assert_eq!(stored, record);
+    assert_eq!(count(&db, &Segment::Scene("expo".into())).unwrap(), 1, "the record's columns feed the segments");
+    let next = ShardRequest::Begin { key: "oD:msg:2".into(), openid: "oD".into(), now: NOW + 1 };
+    assert_eq!(object.handle(&db, next).unwrap(), ShardResponse::Claim { delivery: Delivery::First, record: Some(record) }, "the claim brings the record");
+    assert_eq!(object.handle(&db, ShardRequest::Sweep { now: NOW + ANSWER_SECS + 2 }).unwrap(), ShardResponse::Swept { left: 0 });
+    let long = ShardRequest::Begin { key: "k".repeat(257), openid: "oD".into(), now: NOW };
+    assert!(matches!(object.handle(&db, long), Err(Error::Invalid(_))));
 }
 
 #[test]
-fn openids_spread_evenly_and_stably_over_shards() {
-    let mut n = [0u32; 16];
-    for i in 0..16_000 {
-        n[shard_of(&format!("oFollower{i:06}"), 16) as usize] += 1;
-    }
-    assert!(n.iter().all(|c| (800..1200).contains(c)), "{n:?}");
-    assert_eq!(shard_of("oAbc", 16), shard_of("oAbc", 16));
-    assert_eq!(shard_of("oAbc", 1), 0);
+fn a_record_keeps_the_window_column_the_segment_counts() {
+    let db = shard();
+    let mut r = FollowerRecord::new("oW");
+    r.following = true;
+    r.last_message_at = Some(NOW);
+    put_record(&db, &r, NOW).unwrap();
+    assert_eq!(count(&db, &Segment::WindowOpen { now: NOW + 3600 }).unwrap(), 1, "48 hours after a message");
+    assert_eq!(count(&db, &Segment::WindowOpen { now: NOW + 48 * 3600 }).unwrap(), 0);
+    r.cs_since_message = crate::follower::MESSAGE_WINDOW_SENDS;
+    put_record(&db, &r, NOW).unwrap();
+    assert_eq!(count(&db, &Segment::WindowOpen { now: NOW + 3600 }).unwrap(), 0, "its five messages are used up");
+    r.following = false;
+    put_record(&db, &r, NOW).unwrap();
+    assert_eq!(count(&db, &Segment::All).unwrap(), 0);
+    assert_eq!(record(&db, "oW").unwrap().map(|r| r.following), Some(false));
+    assert_eq!(record(&db, "nobody").unwrap(), None);
 }
