@@ -33,6 +33,8 @@ visits=$(node --experimental-websocket --no-warnings bench/visits_load.mjs 5 64 
 say "the sharded ledger (SQL over rusqlite, as a shard object runs it): plan and reserve everyone, 1,000,000 and 10,000,000 followers over 16 shards"
 shards1m=$(target/release/wxedge-bench shards 1000000 16)
 shards10m=$(target/release/wxedge-bench shards 10000000 16)
+say "CPU per callback: wxedge in workerd (minus a hello-world worker in the same wrangler dev) vs wechatpy, co-wechat"
+cpu=$(node bench/cpu_bench.mjs "$PY_VENV/bin/python" "${CPU_REQUESTS:-3000}" 8)
 say "callbacks through workerd (wrangler dev, local KV), sequential"
 workerd=$(node bench/workerd_bench.mjs 1000)
 
@@ -46,6 +48,7 @@ cat > target/bench/results.json <<JSON
   "visits_load": $visits,
   "qr_svg_ns": $qr,
   "http": $http,
+  "callback_cpu_us": $cpu,
   "ledger": [$shards1m, $shards10m],
   "ledger_single_object": [$ledger100k, $ledger1m],
   "sizes_bytes": {
@@ -69,6 +72,7 @@ console.log(`workerd: ${w.requests} follow callbacks, mean ${w.mean_ms.toFixed(2
 const h = r.http;
 console.table(Object.keys(h).map((k) => ({ server: k, "requests/s": h[k].rps.toFixed(0), "p50 ms": h[k].p50_ms, "p99 ms": h[k].p99_ms,
   "wxedge ×": k.startsWith("wxedge") ? "" : (h.wxedge.rps / h[k].rps).toFixed(2), errors: h[k].non_2xx + (h[k].socket_errors ? " / " + h[k].socket_errors : "") })));
+{ const c = r.callback_cpu_us; console.log(`CPU per callback: wxedge ${c.wxedge.toFixed(0)} µs marginal in local workerd (${c.wxedge_process.toFixed(0)} µs for the whole wrangler dev stack, ${c.hello_world_process.toFixed(0)} µs for a hello-world worker in it; target ≤ co-wechat), co-wechat ${c["co-wechat"].toFixed(0)} µs, wechatpy ${c.wechatpy.toFixed(0)} µs per request: wxedge ÷ co-wechat = ${(c.wxedge / c["co-wechat"]).toFixed(1)}`); }
 const wt = r.widget_time;
 console.log(`widget (Chromium, warm caches, ${wt.runs} loads): script → QR ${wt.script_to_qr_ms.median.toFixed(1)} ms median (p95 ${wt.script_to_qr_ms.p95.toFixed(1)}; target ≤ 100), click → parametric QR ${wt.click_to_qr_ms.median.toFixed(1)} ms; a page loads ${wt.page_loads_gzip_bytes.total} B gzip (target ≤ 40,960)`);
 for (const [k, v] of Object.entries(r.visits_load)) {

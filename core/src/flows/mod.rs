@@ -28,6 +28,7 @@ use crate::rules::{Forward, Rules};
 use crate::visits::ScanAnswer;
 
 pub mod broadcast;
+pub mod fanout;
 pub mod import;
 pub mod push;
 pub mod replay;

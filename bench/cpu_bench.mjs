@@ -1,0 +1,136 @@
+// CPU microseconds per callback (issue 14's `callback_cpu_us`): the same distinct, signed text
+// messages (a fresh nonce each, one of 5,000 followers, answered with a text reply) sent to each
+// server at the same concurrency, and the CPU its processes used (utime + stime from /proc,
+// every process of the server's process group) divided by the requests answered.
+// - wxedge: wrangler dev (workerd, local KV and Durable Objects: the replay cache, the follower
+//   shard's claim and answer; every follower already known), minus a hello-world worker's CPU per request under the same
+//   wrangler dev and the same load — the marginal CPU of wxedge's work, the shard calls included;
+// - wechatpy (Python http.server) and co-wechat (Koa): their process CPU per request.
+// Usage: node bench/cpu_bench.mjs PYTHON [REQUESTS] [CONCURRENCY]; prints JSON.
+import { spawn, execFileSync } from "node:child_process";
+import { readFileSync, readdirSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startStack, freePort, sha1Signature, ROOT } from "../tests/support/stack.mjs";
+
+const [python, requests = "3000", concurrency = "8"] = process.argv.slice(2);
+const N = Number(requests), C = Number(concurrency);
+const TOKEN = "benchtoken", APPID = "wx00000000000000b1";
+const TICK_US = 1e6 / Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim());
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** CPU ticks used so far by every process whose process group is `pgid` (or the one `pid`). */
+function ticks({ pgid, pid }) {
+  let total = 0;
+  for (const p of pid ? [String(pid)] : readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    let stat;
+    try { stat = readFileSync(`/proc/${p}/stat`, "utf8"); } catch { continue; }
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // fields from the 3rd on
+    if (pgid && Number(f[2]) !== pgid) continue;
+    total += Number(f[11]) + Number(f[12]); // utime, stime
+  }
+  return total;
+}
+
+let serial = 0;
+/** One distinct text message under its own signed query, as WeChat sends them. */
+function message() {
+  const n = ++serial, ts = String(Math.floor(Date.now() / 1000)), nonce = `${process.pid}${n}`;
+  const query = new URLSearchParams({ signature: sha1Signature(TOKEN, ts, nonce), timestamp: ts, nonce });
+  const body = `<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[oBench${String(n % 5000).padStart(5, "0")}]]></FromUserName>` +
+    `<CreateTime>${ts}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hello]]></Content><MsgId>${9_000_000_000 + n}</MsgId></xml>`;
+  return { query, body };
+}
+
+/** `n` messages at concurrency `C`; answers how many were answered 200. */
+async function load(base, n) {
+  let sent = 0, ok = 0;
+  const worker = async () => {
+    while (sent < n) {
+      sent++;
+      const { query, body } = message();
+      const r = await fetch(`${base}?${query}`, { method: "POST", body });
+      if (r.status === 200) ok++;
+      await r.arrayBuffer();
+    }
+  };
+  await Promise.all(Array.from({ length: C }, worker));
+  return ok;
+}
+
+/** CPU µs per request of `who` (a process group or a pid) under `n` requests to `base`. */
+async function measure(who, base, warm = 300) {
+  await load(base, warm); // warm: JIT, isolates, connections (and for wxedge every follower known)
+  const before = ticks(who);
+  const start = Date.now();
+  const ok = await load(base, N);
+  const cpu = (ticks(who) - before) * TICK_US;
+  if (ok < N * 0.99) throw new Error(`${base}: only ${ok} of ${N} answered 200`);
+  return { cpu_us: cpu / ok, requests: ok, wall_s: (Date.now() - start) / 1000 };
+}
+
+async function waitFor(url) {
+  for (let i = 0; i < 300; i++) {
+    try { await fetch(url, { method: "POST", body: "" }); return; } catch { await sleep(100); }
+  }
+  throw new Error(`${url} did not start`);
+}
+
+/** A hello-world worker under the same wrangler dev: answers every POST `success`. */
+async function helloWorld() {
+  const dir = mkdtempSync(join(tmpdir(), "wxedge-hello-"));
+  writeFileSync(join(dir, "index.js"), `export default { async fetch(req) { await req.text(); return new Response("success"); } };\n`);
+  writeFileSync(join(dir, "wrangler.toml"), `name = "hello"\nmain = "index.js"\ncompatibility_date = "2026-04-20"\n`);
+  const port = await freePort();
+  const child = spawn(join(ROOT, "node_modules", ".bin", "wrangler"), ["dev", "--ip", "127.0.0.1", "--port", String(port), "--show-interactive-dev-session=false", "--persist-to", join(dir, "state")], {
+    cwd: dir, env: { ...process.env, WRANGLER_SEND_METRICS: "false" }, stdio: ["ignore", "ignore", "inherit"], detached: true,
+  });
+  const base = `http://127.0.0.1:${port}/wechat`;
+  try {
+    await waitFor(base);
+    return await measure({ pgid: child.pid }, base);
+  } finally {
+    try { process.kill(-child.pid, "SIGTERM"); } catch { child.kill("SIGTERM"); }
+    await new Promise((r) => (child.exitCode !== null ? r() : child.once("exit", r)));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function peer(cmd, args) {
+  const port = await freePort();
+  const child = spawn(cmd, args.map((a) => String(a).replace("PORT", port)), { cwd: join(ROOT, "bench"), stdio: ["ignore", "ignore", "inherit"] });
+  try {
+    const base = `http://127.0.0.1:${port}/wechat`;
+    await waitFor(base);
+    return await measure({ pid: child.pid }, base);
+  } finally {
+    child.kill("SIGTERM");
+  }
+}
+
+const s = await startStack({ WECHAT_TOKEN: TOKEN, WECHAT_APPID: APPID, WECHAT_APPSECRET: "bench" });
+let wxedge;
+try {
+  const put = await s.admin("/rules", { method: "PUT", body: { default: { type: "text", content: "hello back" } } });
+  if (put.status !== 200) throw new Error("rules: " + (await put.text()));
+  const { query, body } = message();
+  const check = await (await fetch(`${s.base}/wechat?${query}`, { method: "POST", body })).text();
+  if (!check.includes("hello back")) throw new Error(`wxedge answered ${check.slice(0, 200)}`);
+  // Warmed with one message from each of the 5,000 followers: measured is a push from a follower
+  // wxedge knows (its shard has their row), not each follower's first contact (an import into
+  // the index, the old layout's KV read), which happens once per follower.
+  wxedge = await measure({ pgid: s.pgid }, `${s.base}/wechat`, 5000);
+} finally {
+  await s.stop();
+}
+const hello = await helloWorld();
+const wechatpy = await peer(python, [join(ROOT, "bench", "wechatpy_server.py"), "PORT", TOKEN]);
+const cowechat = await peer(process.execPath, [join(ROOT, "bench", "co_wechat_server.mjs"), "PORT", TOKEN, APPID]);
+console.log(JSON.stringify({
+  wxedge: wxedge.cpu_us - hello.cpu_us,
+  "co-wechat": cowechat.cpu_us,
+  wechatpy: wechatpy.cpu_us,
+  wxedge_process: wxedge.cpu_us,
+  hello_world_process: hello.cpu_us,
+  requests: N, concurrency: C,
+}));

@@ -1,0 +1,116 @@
+//! The coordinator over four shards in this process, with a shard failing and two broadcasts at
+//! once.
+
+use std::collections::BTreeSet;
+
+use super::*;
+use crate::shard::mass::{MONTHLY_LIMIT, RESERVATION_SECS};
+use crate::shard::{follow, tag};
+use crate::sql::Sql;
+
+const NOW: u64 = 1_763_200_000;
+const MONTH: u32 = 202_511;
+
+fn openid(i: usize) -> String {
+    format!("oF{i:06}")
+}
+
+/// `n` followers over 4 shards, every fourth from the expo, every tenth tagged 7.
+fn shards(n: usize) -> LocalShards {
+    let s = LocalShards::memory(4);
+    for i in 0..n {
+        let db = s.db_of(&openid(i));
+        follow(db, &openid(i), NOW - 100, (i % 4 == 0).then_some("expo"), None).unwrap();
+        if i % 10 == 0 {
+            tag(db, &openid(i), 7, false).unwrap();
+        }
+    }
+    s
+}
+
+fn booking(id: &str, segment: Segment, batch_size: u32) -> Booking {
+    Booking { id: id.into(), segment, limit: MONTHLY_LIMIT, month: MONTH, now: NOW, until: NOW + RESERVATION_SECS, batch_size }
+}
+
+fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+    futures::executor::block_on(f)
+}
+
+#[test]
+fn a_plan_adds_every_shards_counts() {
+    let s = shards(1000);
+    let all = run(plan(&s, &Segment::All, MONTH, NOW)).unwrap();
+    assert_eq!((all.total(), all.by_used[0]), (1000, 1000));
+    assert_eq!(run(plan(&s, &Segment::Scene("expo".into()), MONTH, NOW)).unwrap().total(), 250);
+    assert_eq!(run(plan(&s, &Segment::Tag(7), MONTH, NOW)).unwrap().total(), 100);
+    assert!(s.dbs.iter().all(|(db, _)| crate::shard::count(db, &Segment::All).unwrap() > 150), "spread over the shards");
+}
+
+#[test]
+fn every_follower_in_exactly_one_batch_of_at_most_the_size_and_counted_once() {
+    let s = shards(2500);
+    let layout = run(reserve(&s, &booking("b1", Segment::All, 300))).unwrap();
+    assert_eq!(layout.followers(), 2500);
+    let mut seen = BTreeSet::new();
+    for n in 0..layout.batches() {
+        let batch = run(recipients(&s, "b1", &layout, n)).unwrap();
+        assert!(!batch.is_empty() && batch.len() <= 300, "batch {n}: {}", batch.len());
+        for o in batch {
+            assert!(seen.insert(o), "a follower in two batches");
+        }
+    }
+    assert_eq!(seen.len(), 2500);
+    assert!(matches!(run(recipients(&s, "b1", &layout, layout.batches())), Err(Error::NotFound(_))));
+    let settled: u64 = (0..layout.batches()).map(|n| run(settle(&s, "b1", &layout, n, true, MONTH)).unwrap()).sum();
+    assert_eq!(settled, 2500);
+    let again: u64 = (0..layout.batches()).map(|n| run(settle(&s, "b1", &layout, n, true, MONTH)).unwrap()).sum();
+    assert_eq!(again, 0, "a retried settle counts nothing");
+    assert_eq!(run(plan(&s, &Segment::All, MONTH, NOW)).unwrap().by_used[1], 2500);
+}
+
+#[test]
+fn two_broadcasts_at_once_never_book_one_follower_past_the_quota() {
+    let s = shards(800);
+    for (db, _) in &s.dbs {
+        db.exec("UPDATE followers SET month = ?1, month_count = 3", &[MONTH.into()]).unwrap();
+    }
+    let (a, b) = run(futures::future::join(reserve(&s, &booking("a", Segment::All, 100)), reserve(&s, &booking("b", Segment::Scene("expo".into()), 100))));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.followers() + b.followers(), 800, "each follower's last message booked once: {} + {}", a.followers(), b.followers());
+    let left = run(plan(&s, &Segment::All, MONTH, NOW)).unwrap();
+    assert_eq!(left.reachable(MONTHLY_LIMIT), 0);
+}
+
+#[test]
+fn a_shard_down_fails_the_booking_the_retry_completes_it_and_nothing_is_booked_twice() {
+    let s = shards(1200);
+    s.down.set(Some(2));
+    assert!(matches!(run(reserve(&s, &booking("r", Segment::All, 500))), Err(Error::Storage(_))));
+    assert!(matches!(run(plan(&s, &Segment::All, MONTH, NOW)), Err(Error::Storage(_))), "a plan needs every shard too");
+    s.down.set(None);
+    let held = run(plan(&s, &Segment::All, MONTH, NOW)).unwrap();
+    assert!(held.by_used[1] > 0 && held.by_used[0] > 0, "the other shards' bookings are held: {held:?}");
+    let layout = run(reserve(&s, &booking("r", Segment::All, 500))).unwrap();
+    assert_eq!(layout.followers(), 1200, "the retry books the missing shard and re-answers the others");
+    assert_eq!(run(plan(&s, &Segment::All, MONTH, NOW)).unwrap().by_used[1], 1200);
+}
+
+#[test]
+fn a_coordinator_that_never_comes_back_leaves_nothing_booked_past_the_expiry() {
+    let s = shards(600);
+    let layout = run(reserve(&s, &booking("lost", Segment::All, 200))).unwrap();
+    run(settle(&s, "lost", &layout, 0, true, MONTH)).unwrap();
+    // The coordinator dies here. Each shard's alarm sweeps at the booking's end.
+    let later = NOW + RESERVATION_SECS;
+    for k in 0..s.shards() {
+        run(s.call(k, ShardRequest::Sweep { now: later })).unwrap();
+    }
+    let c = run(plan(&s, &Segment::All, MONTH, later)).unwrap();
+    assert_eq!(c.by_used[0] + c.by_used[1], 600, "only what was sent is counted; the rest is free: {c:?}");
+    assert!(c.by_used[1] > 0 && c.by_used[1] <= 200);
+    // A release is for a broadcast given up on purpose.
+    let other = run(reserve(&s, &booking("other", Segment::All, 200))).unwrap();
+    assert!(other.followers() > 0);
+    run(release(&s, "other")).unwrap();
+    assert_eq!(run(plan(&s, &Segment::All, MONTH, later)).unwrap(), c);
+}
