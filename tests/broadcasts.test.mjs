@@ -57,6 +57,15 @@ describe("service account: a month of segmented broadcasts", () => {
     assert.equal(p.method, "sendall");
     const pricing = await json(await plan({ kind: "scene", scene: "pricing" }));
     assert.equal(pricing.eligible, 5);
+    // The follower shards hold the same audience: the imported by the import, the new by their
+    // pushes' records (written just after each answer).
+    let shards;
+    for (let i = 0; i < 20 && shards?.followers !== 35; i++) {
+      if (i) await sleep(100);
+      shards = (await json(await plan({ kind: "all" }))).shards;
+    }
+    assert.deepEqual(shards, { followers: 35, reachable: 35, by_used: [35, 0, 0, 0, 0] });
+    assert.equal((await json(await plan({ kind: "scene", scene: "pricing" }))).shards.followers, 5);
     // The KV mirror the default plan reads catches up within the flush delay.
     await sleep(1800);
     assert.equal((await json(await plan({ kind: "all" }, false))).eligible, 35);
@@ -71,6 +80,7 @@ describe("service account: a month of segmented broadcasts", () => {
     const tag = await json(await s.admin("/tags", { method: "POST", body: { name: "vip" } }));
     const vips = everyone.slice(0, 10);
     await json(await s.admin(`/tags/${tag.id}/members`, { method: "POST", body: { openids: vips } }));
+    assert.equal((await json(await plan({ kind: "tag", tag_id: tag.id }))).shards.followers, 10, "the shards learn the tag too");
 
     const m1 = await json(await send("m1", { kind: "all" }));
     assert.equal(m1.method, "sendall");

@@ -217,22 +217,12 @@ impl Config {
                 return Err(bad("FOLLOW_QR_URL", format!("{u:?} is not an http(s) URL")));
             }
         }
-        let visit_shards = match opt("VISIT_SHARDS") {
-            None => crate::visits::DEFAULT_SHARDS,
-            Some(v) => v
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=crate::visits::MAX_SHARDS).contains(n))
-                .ok_or_else(|| bad("VISIT_SHARDS", format!("must be a number from 1 to {}", crate::visits::MAX_SHARDS)))?,
+        let count = |setting: &'static str, default: u32, max: u32| match opt(setting) {
+            None => Ok(default),
+            Some(v) => v.parse::<u32>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| bad(setting, format!("must be a number from 1 to {max}"))),
         };
-        let follower_shards = match opt("FOLLOWER_SHARDS") {
-            None => crate::shard::DEFAULT_SHARDS,
-            Some(v) => v
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=crate::shard::MAX_SHARDS).contains(n))
-                .ok_or_else(|| bad("FOLLOWER_SHARDS", format!("must be a number from 1 to {}", crate::shard::MAX_SHARDS)))?,
-        };
+        let visit_shards = count("VISIT_SHARDS", crate::visits::DEFAULT_SHARDS, crate::visits::MAX_SHARDS)?;
+        let follower_shards = count("FOLLOWER_SHARDS", crate::shard::DEFAULT_SHARDS, crate::shard::MAX_SHARDS)?;
         Ok(Config {
             visit_shards,
             follower_shards,

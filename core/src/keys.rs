@@ -87,7 +87,12 @@ pub fn visits_object(shard: u32) -> String {
 
 /// The name of the follower shard object (of `shards`) holding `openid`.
 pub fn follower_shard(openid: &str, shards: u32) -> String {
-    format!("followers-{}", crate::shard::shard_of(openid, shards))
+    follower_shard_at(crate::shard::shard_of(openid, shards))
+}
+
+/// The name of follower shard object `k`.
+pub fn follower_shard_at(k: u32) -> String {
+    format!("followers-{k}")
 }
 
 /// The replay object (of 16) a signed query's key belongs to.

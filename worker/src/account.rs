@@ -94,11 +94,14 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
         (Method::Post, ["tags", id, "members"]) => match (id.parse::<u64>(), body::<MembersBody>(req).await?) {
             (Ok(id), Ok(b)) => match api.tag_followers(id, &b.openids, !b.remove).await {
                 Ok(()) => {
-                    // The audience index learns the tag too, so broadcasts to it can be planned.
+                    // The audience index learns the tag too, so broadcasts to it can be planned:
+                    // the ledger's and the follower shards'.
                     let changes = vec![wxedge_core::ledger::IndexChange::Tag { tag_id: id, openids: b.openids.clone(), remove: b.remove }];
-                    crate::ledger::call(env, &wxedge_core::ledger::object::LedgerRequest::Apply { changes })
-                        .await
-                        .map(|_| json!({ "ok": true, "count": b.openids.len() }))
+                    let shards = crate::store::FollowerStore { env, shards: config.follower_shards };
+                    match crate::ledger::call(env, &wxedge_core::ledger::object::LedgerRequest::Apply { changes: changes.clone() }).await {
+                        Ok(_) => wxedge_core::flows::fanout::apply(&shards, &changes).await.map(|()| json!({ "ok": true, "count": b.openids.len() })),
+                        Err(e) => Err(e),
+                    }
                 }
                 Err(e) => Err(e),
             },

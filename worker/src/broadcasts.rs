@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use worker::{Env, Method, Request, Response, Result};
 use wxedge_core::api::Credentials;
 use wxedge_core::china;
-use wxedge_core::config::Config;
+use wxedge_core::config::{AccountKind, Config};
 use wxedge_core::flows::{broadcast, import, unexpected, Followers};
 use wxedge_core::keys;
 use wxedge_core::ledger::object::{LedgerRequest, LedgerResponse};
@@ -64,6 +64,7 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
                 Ok(b) => b,
                 Err(r) => return Ok(Some(r)),
             };
+            let shard_segment = b.exact.then(|| wxedge_core::shard::Segment::of(&b.segment)).flatten();
             let plan = if b.exact {
                 match ask(LedgerRequest::Plan { kind, segment: b.segment, now }).await {
                     Ok(LedgerResponse::Plan { plan }) => Ok(plan),
@@ -79,7 +80,18 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
                 }
                 .await
             };
-            answer(plan.map(|p| to_value(&p)))?
+            let mut plan = plan.map(|p| to_value(&p));
+            // The follower shards' count of the same audience, side by side while broadcasts
+            // move onto them (docs/scale.md).
+            if let (Ok(view), Some(segment)) = (&mut plan, shard_segment) {
+                let shards = FollowerStore { env, shards: config.follower_shards };
+                let limit = if kind == AccountKind::Service { wxedge_core::shard::mass::MONTHLY_LIMIT } else { u8::MAX };
+                view["shards"] = match wxedge_core::flows::fanout::plan(&shards, &segment, china::month(now), now).await {
+                    Ok(c) => json!({ "followers": c.total(), "reachable": c.reachable(limit), "by_used": c.by_used }),
+                    Err(e) => json!({ "error": e.to_string() }),
+                };
+            }
+            answer(plan)?
         }
         (Method::Post, ["broadcasts"]) => {
             let request: SendRequest = match body(req).await? {
@@ -204,5 +216,6 @@ async fn import_step(req: &mut Request, env: &Env, config: &Config, now: u64) ->
     let edge = Edge { env };
     let credentials = Credentials::from_config(config);
     let api = client(&edge, &credentials, 20_000);
-    answer(import::step(&crate::ledger::Remote(env), &api, restart, now).await.map(|c| to_value(&c)))
+    let shards = FollowerStore { env, shards: config.follower_shards };
+    answer(import::step(&crate::ledger::Remote(env), &shards, &api, restart, now).await.map(|c| to_value(&c)))
 }

@@ -119,7 +119,7 @@ impl Followers for EdgePorts {
 /// The follower's shard: one `FollowerShard` object of `FOLLOWER_SHARDS`, by the OpenID's hash.
 impl Deliveries for EdgePorts {
     async fn begin(&self, key: &str, openid: &str, now: u64) -> wxedge_core::Result<Claimed> {
-        match self.followers().call(openid, &ShardRequest::Begin { key: key.to_owned(), openid: openid.to_owned(), now }).await? {
+        match self.followers().ask(openid, &ShardRequest::Begin { key: key.to_owned(), openid: openid.to_owned(), now }).await? {
             ShardResponse::Claim { delivery, record } => Ok(Claimed { delivery, record }),
             other => Err(Error::Storage(format!("follower shard answered {} to a claim", other.name()))),
         }
@@ -127,7 +127,7 @@ impl Deliveries for EdgePorts {
 
     async fn finish(&self, key: &str, openid: &str, answer: Option<&str>, record: Option<&FollowerRecord>) -> wxedge_core::Result<()> {
         let request = ShardRequest::Finish { key: key.to_owned(), answer: answer.map(str::to_owned), record: record.cloned(), now: now_secs() };
-        self.followers().call(openid, &request).await.map(|_| ())
+        self.followers().ask(openid, &request).await.map(|_| ())
     }
 }
 

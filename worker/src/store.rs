@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use worker::{Env, Result};
+use wxedge_core::flows::fanout::Shards;
 use wxedge_core::flows::{Followers, Level, Log};
 use wxedge_core::follower::FollowerRecord;
 use wxedge_core::rules::Rules;
@@ -64,14 +65,26 @@ fn failed(what: &str, e: impl std::fmt::Display) -> Error {
 pub const SHARD_BINDING: &str = "FOLLOWERS";
 
 impl FollowerStore<'_> {
-    pub async fn call(&self, openid: &str, request: &ShardRequest) -> wxedge_core::Result<ShardResponse> {
+    /// Asks the shard holding `openid`.
+    pub async fn ask(&self, openid: &str, request: &ShardRequest) -> wxedge_core::Result<ShardResponse> {
         do_request(self.env, SHARD_BINDING, &keys::follower_shard(openid, self.shards), request).await
+    }
+}
+
+/// Every follower shard, as the coordinator's port (`flows::fanout`).
+impl Shards for FollowerStore<'_> {
+    fn shards(&self) -> u32 {
+        self.shards
+    }
+
+    async fn call(&self, shard: u32, request: ShardRequest) -> wxedge_core::Result<ShardResponse> {
+        do_request(self.env, SHARD_BINDING, &keys::follower_shard_at(shard), &request).await
     }
 }
 
 impl Followers for FollowerStore<'_> {
     async fn load(&self, openid: &str) -> wxedge_core::Result<Option<FollowerRecord>> {
-        match self.call(openid, &ShardRequest::Load { openid: openid.to_owned() }).await? {
+        match self.ask(openid, &ShardRequest::Load { openid: openid.to_owned() }).await? {
             ShardResponse::Record { record: Some(r) } => Ok(Some(r)),
             ShardResponse::Record { record: None } => self.legacy(openid).await,
             other => Err(Error::Storage(format!("follower shard answered {} to a load", other.name()))),
@@ -79,7 +92,7 @@ impl Followers for FollowerStore<'_> {
     }
 
     async fn save(&self, record: &FollowerRecord) -> wxedge_core::Result<()> {
-        self.call(&record.openid, &ShardRequest::Save { record: record.clone(), now: crate::platform::now_secs() }).await.map(|_| ())
+        self.ask(&record.openid, &ShardRequest::Save { record: record.clone(), now: crate::platform::now_secs() }).await.map(|_| ())
     }
 
     async fn legacy(&self, openid: &str) -> wxedge_core::Result<Option<FollowerRecord>> {

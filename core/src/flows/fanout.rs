@@ -18,6 +18,7 @@ use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::ledger::IndexChange;
 use crate::shard::mass::{Booking, Counts};
 use crate::shard::{Segment, ShardRequest, ShardResponse};
 
@@ -30,6 +31,43 @@ pub trait Shards {
 
 fn unexpected(what: &str, answer: &ShardResponse) -> Error {
     Error::Storage(format!("follower shard answered {} to {what}", answer.name()))
+}
+
+/// Index changes (imports, tags), each split by the shard of its followers and sent to the
+/// shards concerned at once, one call each.
+pub async fn apply(s: &impl Shards, changes: &[IndexChange]) -> Result<()> {
+    let n = s.shards();
+    let mut parts: Vec<Vec<IndexChange>> = vec![Vec::new(); n as usize];
+    let of = |openid: &str| crate::shard::shard_of(openid, n) as usize;
+    for change in changes {
+        match change {
+            IndexChange::Follow { openid, .. } | IndexChange::Unfollow { openid, .. } => parts[of(openid)].push(change.clone()),
+            IndexChange::Import { openids, at } => {
+                for (k, openids) in split(openids, n) {
+                    parts[k].push(IndexChange::Import { openids, at: *at });
+                }
+            }
+            IndexChange::Tag { tag_id, openids, remove } => {
+                for (k, openids) in split(openids, n) {
+                    parts[k].push(IndexChange::Tag { tag_id: *tag_id, openids, remove: *remove });
+                }
+            }
+        }
+    }
+    let calls = (0..n).zip(parts).filter(|(_, p)| !p.is_empty()).map(|(k, changes)| s.call(k, ShardRequest::Apply { changes }));
+    for answer in join_all(calls).await {
+        answer?;
+    }
+    Ok(())
+}
+
+/// `openids` by shard, each shard's in their order.
+fn split(openids: &[String], n: u32) -> Vec<(usize, Vec<String>)> {
+    let mut by: std::collections::BTreeMap<usize, Vec<String>> = std::collections::BTreeMap::new();
+    for o in openids {
+        by.entry(crate::shard::shard_of(o, n) as usize).or_default().push(o.clone());
+    }
+    by.into_iter().collect()
 }
 
 /// The segment across every shard, by mass messages had this month.

@@ -114,3 +114,25 @@ fn a_coordinator_that_never_comes_back_leaves_nothing_booked_past_the_expiry() {
     run(release(&s, "other")).unwrap();
     assert_eq!(run(plan(&s, &Segment::All, MONTH, later)).unwrap(), c);
 }
+
+#[test]
+fn imports_and_tags_reach_each_followers_shard_in_one_call_each() {
+    let s = LocalShards::memory(4);
+    let openids: Vec<String> = (0..500).map(openid).collect();
+    let tagged: Vec<String> = openids.iter().step_by(5).cloned().collect();
+    let changes = [
+        IndexChange::Import { openids: openids.clone(), at: NOW },
+        IndexChange::Tag { tag_id: 9, openids: tagged.clone(), remove: false },
+        IndexChange::Unfollow { openid: openid(0), at: NOW + 1 },
+    ];
+    run(apply(&s, &changes)).unwrap();
+    assert_eq!(run(plan(&s, &Segment::All, MONTH, NOW)).unwrap().total(), 499);
+    assert_eq!(run(plan(&s, &Segment::Tag(9), MONTH, NOW)).unwrap().total(), 99, "the unfollower is in no segment");
+    // An import again changes nothing (a follower's own row is kept).
+    run(apply(&s, &[IndexChange::Import { openids: openids.clone(), at: NOW + 2 }])).unwrap();
+    assert_eq!(run(plan(&s, &Segment::All, MONTH, NOW)).unwrap().total(), 499);
+    run(apply(&s, &[IndexChange::Tag { tag_id: 9, openids: tagged, remove: true }])).unwrap();
+    assert_eq!(run(plan(&s, &Segment::Tag(9), MONTH, NOW)).unwrap().total(), 0);
+    s.down.set(Some(1));
+    assert!(run(apply(&s, &[IndexChange::Import { openids, at: NOW }])).is_err(), "a shard down fails the call: the caller retries");
+}

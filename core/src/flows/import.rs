@@ -1,6 +1,8 @@
 //! The import of followers who followed before wxedge: one `user/get` page (10,000) per step,
-//! resumable from the cursor the ledger keeps; then one sweep of the tags.
+//! resumable from the cursor the ledger keeps; then one sweep of the tags. Each page goes to the
+//! ledger's index and to the follower shards (`fanout::apply`), which take over the index.
 
+use super::fanout::{self, Shards};
 use super::{unexpected, Ledger};
 use crate::api::Client;
 use crate::error::Result;
@@ -8,9 +10,10 @@ use crate::ledger::object::{ImportCursor, ImportPhase, LedgerRequest, LedgerResp
 use crate::ledger::IndexChange;
 use crate::ports::{Clock, Http, Kv};
 
-/// One step. The cursor is saved only after the page's followers are in the index, so a failure
-/// at any point repeats the page (importing is idempotent) and loses none.
-pub async fn step<L: Ledger, P: Http + Kv + Clock>(ledger: &L, api: &Client<'_, P>, restart: bool, now: u64) -> Result<ImportCursor> {
+/// One step. The cursor is saved only after the page's followers are in the index and the
+/// shards, so a failure at any point repeats the page (importing is idempotent in both) and loses
+/// none.
+pub async fn step<L: Ledger, S: Shards, P: Http + Kv + Clock>(ledger: &L, shards: &S, api: &Client<'_, P>, restart: bool, now: u64) -> Result<ImportCursor> {
     let mut cursor = match ledger.call(LedgerRequest::ImportCursor).await? {
         LedgerResponse::ImportCursor { cursor } => cursor,
         other => return Err(unexpected("import cursor", &other)),
@@ -63,7 +66,8 @@ pub async fn step<L: Ledger, P: Http + Kv + Clock>(ledger: &L, api: &Client<'_, 
         }
     }
     if !changes.is_empty() {
-        ledger.call(LedgerRequest::Apply { changes }).await?;
+        ledger.call(LedgerRequest::Apply { changes: changes.clone() }).await?;
+        fanout::apply(shards, &changes).await?;
     }
     match ledger.call(LedgerRequest::SaveImportCursor { cursor }).await? {
         LedgerResponse::ImportCursor { cursor } => Ok(cursor),
@@ -74,51 +78,58 @@ pub async fn step<L: Ledger, P: Http + Kv + Clock>(ledger: &L, api: &Client<'_, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flows::fanout::{plan, LocalShards};
     use crate::flows::testkit::{run, Harness, MID_NOVEMBER};
 
     #[test]
     fn pages_then_tags_then_done_and_a_failure_repeats_the_page() {
-        let h = Harness::new();
+        let (h, s) = (Harness::new(), LocalShards::memory(4));
         h.wechat.seed_followers(25_000);
         h.wechat.seed_tag(7, 30);
-        let c = run(step(&h.ledger, &h.client(), false, MID_NOVEMBER)).unwrap();
+        let c = run(step(&h.ledger, &s, &h.client(), false, MID_NOVEMBER)).unwrap();
         assert_eq!((c.imported, c.phase, c.done), (10_000, ImportPhase::Users, false));
         // WeChat fails the second page: the cursor stays, nothing is lost or doubled.
         h.wechat.fail_next("/cgi-bin/user/get", 45009);
-        assert!(run(step(&h.ledger, &h.client(), false, MID_NOVEMBER)).is_err());
-        let c = run(step(&h.ledger, &h.client(), false, MID_NOVEMBER)).unwrap();
+        assert!(run(step(&h.ledger, &s, &h.client(), false, MID_NOVEMBER)).is_err());
+        let c = run(step(&h.ledger, &s, &h.client(), false, MID_NOVEMBER)).unwrap();
         assert_eq!(c.imported, 20_000);
         // The index takes the page even if saving the cursor fails: the page repeats, harmlessly.
         h.store().fail_after.set(Some(h.store().writes.get() + 1));
-        assert!(run(step(&h.ledger, &h.client(), false, MID_NOVEMBER)).is_err());
+        assert!(run(step(&h.ledger, &s, &h.client(), false, MID_NOVEMBER)).is_err());
         h.store().fail_after.set(None);
-        let c = run(step(&h.ledger, &h.client(), false, MID_NOVEMBER)).unwrap();
+        let c = run(step(&h.ledger, &s, &h.client(), false, MID_NOVEMBER)).unwrap();
         assert_eq!((c.imported, c.phase), (25_000, ImportPhase::Tags));
-        let c = run(step(&h.ledger, &h.client(), false, MID_NOVEMBER)).unwrap();
+        let c = run(step(&h.ledger, &s, &h.client(), false, MID_NOVEMBER)).unwrap();
         assert_eq!((c.done, c.tags), (true, Some(1)));
         assert_eq!(h.quota_view(MID_NOVEMBER).followers, 25_000);
-        let c = run(step(&h.ledger, &h.client(), false, MID_NOVEMBER)).unwrap();
+        let month = crate::china::month(MID_NOVEMBER);
+        assert_eq!(run(plan(&s, &crate::shard::Segment::All, month, MID_NOVEMBER)).unwrap().total(), 25_000, "the shards have them too");
+        // A shard down: the step fails and its page repeats.
+        s.down.set(Some(0));
+        assert!(run(step(&h.ledger, &s, &h.client(), true, MID_NOVEMBER)).is_err());
+        s.down.set(None);
+        let c = run(step(&h.ledger, &s, &h.client(), false, MID_NOVEMBER)).unwrap();
         assert!(c.done, "a finished import stays finished");
-        let c = run(step(&h.ledger, &h.client(), true, MID_NOVEMBER)).unwrap();
+        let c = run(step(&h.ledger, &s, &h.client(), true, MID_NOVEMBER)).unwrap();
         assert_eq!((c.imported, c.done), (10_000, false), "restart begins again");
     }
 
     #[test]
     fn an_account_without_followers_or_tags_finishes_in_two_steps() {
-        let h = Harness::new();
-        let c = run(step(&h.ledger, &h.client(), false, MID_NOVEMBER)).unwrap();
+        let (h, s) = (Harness::new(), LocalShards::memory(4));
+        let c = run(step(&h.ledger, &s, &h.client(), false, MID_NOVEMBER)).unwrap();
         assert_eq!((c.imported, c.phase), (0, ImportPhase::Tags));
-        let c = run(step(&h.ledger, &h.client(), false, MID_NOVEMBER)).unwrap();
+        let c = run(step(&h.ledger, &s, &h.client(), false, MID_NOVEMBER)).unwrap();
         assert_eq!((c.done, c.tags), (true, Some(0)));
     }
 
     #[test]
     fn imported_followers_keep_the_tags_wechat_has_for_them() {
-        let h = Harness::new();
+        let (h, s) = (Harness::new(), LocalShards::memory(4));
         h.wechat.seed_followers(40);
         h.wechat.seed_tag(3, 12);
-        run(step(&h.ledger, &h.client(), false, MID_NOVEMBER)).unwrap();
-        run(step(&h.ledger, &h.client(), false, MID_NOVEMBER)).unwrap();
+        run(step(&h.ledger, &s, &h.client(), false, MID_NOVEMBER)).unwrap();
+        run(step(&h.ledger, &s, &h.client(), false, MID_NOVEMBER)).unwrap();
         let plan = match run(h.ledger.call(LedgerRequest::Plan {
             kind: crate::config::AccountKind::Service,
             segment: crate::ledger::Segment::Tag { tag_id: 3 },
@@ -130,5 +141,7 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(plan.eligible, 12);
+        let month = crate::china::month(MID_NOVEMBER);
+        assert_eq!(run(super::fanout::plan(&s, &crate::shard::Segment::Tag(3), month, MID_NOVEMBER)).unwrap().total(), 12, "and in the shards");
     }
 }

@@ -173,6 +173,8 @@ pub enum ShardRequest {
     Load { openid: String },
     /// Writes the follower's record (a customer-service message counted against its window).
     Save { record: FollowerRecord, now: u64 },
+    /// Index changes for this shard's followers (imports, tags; `apply`).
+    Apply { changes: Vec<crate::ledger::IndexChange> },
     /// A segment's followers here, by mass messages this month (`mass::counts`).
     Counts { segment: Segment, month: u32, now: u64 },
     /// Books the segment's followers with quota left for broadcast `id` (`mass::reserve`).
@@ -268,6 +270,7 @@ impl ShardObject {
             }
             ShardRequest::Load { openid } => record(db, &openid).map(|record| ShardResponse::Record { record }),
             ShardRequest::Save { record, now } => put_record(db, &record, now).map(|()| ShardResponse::Done),
+            ShardRequest::Apply { changes } => changes.iter().try_for_each(|c| apply(db, c)).map(|()| ShardResponse::Done),
             ShardRequest::Counts { segment, month, now } => mass::counts(db, &segment, month, now).map(|c| ShardResponse::Counts { by_used: c.by_used }),
             ShardRequest::Reserve(booking) => {
                 let b = mass::reserve(db, &booking)?;
@@ -310,6 +313,29 @@ pub fn unfollow(db: &impl Sql, openid: &str, at: u64) -> Result<bool> {
     }
     db.exec("UPDATE followers SET following = 0, updated = ?2 WHERE openid = ?1", &[openid.into(), at.into()]).map_err(db_err)?;
     Ok(true)
+}
+
+/// Applies one index change (the ledger's vocabulary, so imports, tags and the migration of the
+/// ledger's index speak it here too) to this shard's rows; the openids not in this shard are the
+/// caller's to leave out (`flows::fanout::apply` splits by shard).
+pub fn apply(db: &impl Sql, change: &crate::ledger::IndexChange) -> Result<()> {
+    use crate::ledger::IndexChange;
+    match change {
+        IndexChange::Follow { openid, at, scene, page } => follow(db, openid, *at, scene.as_deref(), page.as_deref()).map(|_| ()),
+        IndexChange::Unfollow { openid, at } => unfollow(db, openid, *at).map(|_| ()),
+        // Following since before wxedge: no follow time, no scene; a row already there is kept.
+        IndexChange::Import { openids, at } => {
+            for openid in openids {
+                db.exec(
+                    "INSERT INTO followers (openid, following, updated) VALUES (?1, 1, ?2) ON CONFLICT (openid) DO NOTHING",
+                    &[openid.as_str().into(), (*at).into()],
+                )
+                .map_err(db_err)?;
+            }
+            Ok(())
+        }
+        IndexChange::Tag { tag_id, openids, remove } => openids.iter().try_for_each(|o| tag(db, o, *tag_id, *remove)),
+    }
 }
 
 /// Adds or removes a tag.
@@ -371,6 +397,21 @@ pub enum Segment {
     Tag(u64),
     FollowedSince(u64),
     WindowOpen { now: u64 },
+}
+
+impl Segment {
+    /// The ledger's segment as the shards count it; `None` for a list of OpenIDs (no segment:
+    /// the list is the audience).
+    pub fn of(segment: &crate::ledger::Segment) -> Option<Segment> {
+        use crate::ledger::Segment as L;
+        match segment {
+            L::All => Some(Segment::All),
+            L::Tag { tag_id } => Some(Segment::Tag(*tag_id)),
+            L::Scene { scene } => Some(Segment::Scene(scene.clone())),
+            L::Page { page } => Some(Segment::Page(page.clone())),
+            L::OpenIds { .. } => None,
+        }
+    }
 }
 
 /// How many of the shard's followers are in `segment`.
