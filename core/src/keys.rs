@@ -1,10 +1,10 @@
 //! Every storage key wxedge writes, in one place: Workers KV (eventually consistent, read often)
-//! and the two Durable Objects' storage (transactional, the truth). A key format changes here or
+//! and the Durable Objects' storage (transactional, the truth). A key format changes here or
 //! nowhere; the per-push cost table in docs/callback.md is written from this list.
 //!
 //! | where          | key                          | what                                                    |
 //! |----------------|------------------------------|---------------------------------------------------------|
-//! | KV             | `f:<openid>`                 | follower record (dedupe answers, CS window, scene)      |
+//! | KV             | `f:<openid>`                 | follower record before issue 14 (read once, then moved) |
 //! | KV             | `rules`                      | auto-reply rules                                        |
 //! | KV             | `token:<appid>`              | the shared access token and its expiry                  |
 //! | KV             | `menu:public`                | the menu the widget previews (5 min)                    |
@@ -17,10 +17,13 @@
 //! | Ledger         | `st:<YYYYMMDD>`              | follows and unfollows that China day                    |
 //! | Ledger         | `dirty`                      | keys waiting for the alarm to mirror them to KV         |
 //! | Ledger         | `import`                     | the follower import's cursor                            |
+//! | Ledger         | `migrate`                    | how far its index has moved into the follower shards    |
 //! | Visits         | `c:<idx>`                    | one pooled QR code                                      |
 //! | Visits         | `v:<visit>`                  | one visit's state                                       |
 //! | Visits         | `fn:<YYYYMMDD>`              | that day's widget funnel                                |
 //! | Replay (16)    | `rp:<sha1 of signed query>`  | a plain-mode query seen, with its body's hash (2 min)   |
+//! | FollowerShard  | object `followers-<k>`       | SQLite tables, not keys: `shard::SCHEMA` (followers,    |
+//! |                | (`follower_shard`)           | tags, deliveries, bookings, reservations)               |
 
 pub const RULES: &str = "rules";
 pub const MENU_PREVIEW: &str = "menu:public";
@@ -28,6 +31,8 @@ pub const DAY_LEDGER: &str = "qd";
 pub const HISTORY: &str = "bh";
 pub const DIRTY: &str = "dirty";
 pub const IMPORT_CURSOR: &str = "import";
+/// The ledger object's move of its index into the follower shards (`flows::migrate`).
+pub const MIGRATION: &str = "migrate";
 pub const CODE_PREFIX: &str = "c:";
 pub const REPLAY_PREFIX: &str = "rp:";
 

@@ -122,6 +122,11 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
             Err(e) => Err(e),
         })?,
         (Method::Get, ["funnel"]) => answer(funnel(env, config, last_days(req, now)).await.map(|days| to_value(&days)))?,
+        (Method::Get, ["followers", "migration"]) => answer(match ask(LedgerRequest::Migration).await {
+            Ok(LedgerResponse::Migration { cursor }) => Ok(to_value(&cursor)),
+            Ok(other) => Err(unexpected("migration", &other)),
+            Err(e) => Err(e),
+        })?,
         (Method::Get, ["followers", openid]) => follower_view(env, config, openid, now).await?,
         (Method::Post, ["followers", "import"]) => import_step(req, env, config, now).await?,
         _ => return Ok(None),

@@ -35,10 +35,13 @@ use worker::{
 };
 use wxedge_core::api::qr::{QrRequest, Scene};
 use wxedge_core::api::Credentials;
+use wxedge_core::flows::fanout::Shards;
+use wxedge_core::flows::migrate;
 use wxedge_core::flows::replay::{self, ReplayRequest, ReplayResponse, REMEMBER_SECS};
 use wxedge_core::flows::visit::{QrMaker, VisitsObject};
+use wxedge_core::keys;
 use wxedge_core::ledger::object::{self, LedgerRequest};
-use wxedge_core::ports::{Kv, Read};
+use wxedge_core::ports::{Kv, Read, Store};
 use wxedge_core::shard::{Delivery, ShardObject, ShardRequest, ShardResponse, ANSWER_SECS};
 use wxedge_core::sql::{Sql, SqlValue};
 use wxedge_core::visits::{live_message, VisitsRequest, VisitsResponse, LIVE_PING};
@@ -46,16 +49,36 @@ use wxedge_core::visits::{live_message, VisitsRequest, VisitsResponse, LIVE_PING
 use crate::platform::{client, do_answer, load_config, DoStore, Edge, EdgeLog, WebCrypto};
 
 const FLUSH_DELAY_MS: i64 = 1000;
+const MIGRATION_STEP_MS: i64 = 100;
+const MIGRATION_RETRY_MS: i64 = 30_000;
+
+/// The follower shards, as the ledger object reaches them for its migration.
+struct ObjectShards<'a> {
+    env: &'a Env,
+    n: u32,
+}
+
+impl Shards for ObjectShards<'_> {
+    fn shards(&self) -> u32 {
+        self.n
+    }
+
+    async fn call(&self, shard: u32, request: ShardRequest) -> wxedge_core::Result<ShardResponse> {
+        crate::platform::do_request(self.env, "FOLLOWERS", &keys::follower_shard_at(shard), &request).await
+    }
+}
 
 #[durable_object]
 pub struct Ledger {
     state: State,
     env: Env,
+    /// Whether this instance has checked that its index moved into the follower shards.
+    migration_checked: std::cell::Cell<bool>,
 }
 
 impl DurableObject for Ledger {
     fn new(state: State, env: Env) -> Self {
-        Ledger { state, env }
+        Ledger { state, env, migration_checked: std::cell::Cell::new(false) }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -64,6 +87,7 @@ impl DurableObject for Ledger {
             Err(answer) => return Ok(answer),
         };
         let storage = self.state.storage();
+        self.check_migration().await?;
         let handled = object::handle(&DoStore(&storage), request).await;
         match handled {
             Ok(h) => {
@@ -93,11 +117,61 @@ impl DurableObject for Ledger {
                 storage.set_alarm(FLUSH_DELAY_MS).await?;
             }
         }
+        self.migration_step().await?;
         Response::ok("flushed")
     }
 }
 
 impl Ledger {
+    /// On an instance's first request: if the index has not all moved into the follower shards,
+    /// the alarm does it, a step at a time (`flows::migrate`).
+    async fn check_migration(&self) -> Result<()> {
+        if self.migration_checked.replace(true) {
+            return Ok(());
+        }
+        let storage = self.state.storage();
+        let cursor = object::migration(&DoStore(&storage)).await.map_err(|e| worker::Error::RustError(e.to_string()))?;
+        if !cursor.done && storage.get_alarm().await?.is_none() {
+            storage.set_alarm(MIGRATION_STEP_MS).await?;
+        }
+        Ok(())
+    }
+
+    /// One step of the move, from the alarm; the alarm comes back until it is done. A failed step
+    /// (a shard unreachable) is tried again later: it is idempotent.
+    async fn migration_step(&self) -> Result<()> {
+        let storage = self.state.storage();
+        let store = DoStore(&storage);
+        let step = async {
+            let cursor = object::migration(&store).await?;
+            if cursor.done {
+                return Ok(true);
+            }
+            let shards = ObjectShards { env: &self.env, n: load_config(&self.env)?.follower_shards };
+            let next = migrate::step(&store, &shards, cursor, crate::platform::now_secs()).await?;
+            store
+                .put(keys::MIGRATION, &serde_json::to_string(&next).map_err(|e| wxedge_core::Error::Storage(e.to_string()))?)
+                .await
+                .map_err(wxedge_core::Error::Storage)?;
+            if next.done {
+                worker::console_log!("ledger index moved into the follower shards: {} followers", next.followers);
+            }
+            Ok::<bool, wxedge_core::Error>(next.done)
+        };
+        let delay = match step.await {
+            Ok(true) => return Ok(()),
+            Ok(false) => MIGRATION_STEP_MS,
+            Err(e) => {
+                worker::console_error!("ledger index migration step failed, trying again: {e}");
+                MIGRATION_RETRY_MS
+            }
+        };
+        if storage.get_alarm().await?.is_none() {
+            storage.set_alarm(delay).await?;
+        }
+        Ok(())
+    }
+
     /// Marks keys to copy to KV and makes sure an alarm will copy them.
     async fn mark_dirty(&self, keys: Vec<String>) -> Result<()> {
         let storage = self.state.storage();

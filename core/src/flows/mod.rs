@@ -30,6 +30,7 @@ use crate::visits::ScanAnswer;
 pub mod broadcast;
 pub mod fanout;
 pub mod import;
+pub mod migrate;
 pub mod push;
 pub mod replay;
 #[cfg(test)]

@@ -82,7 +82,7 @@ impl Shard {
     }
 }
 
-fn parse_shards(raw: &[Option<String>]) -> Result<Vec<Shard>> {
+pub(crate) fn parse_shards(raw: &[Option<String>]) -> Result<Vec<Shard>> {
     raw.iter()
         .map(|s| match s {
             Some(json) => serde_json::from_str(json).map_err(|e| Error::Storage(format!("follower shard: {e}"))),

@@ -93,6 +93,8 @@ pub enum LedgerRequest {
     SaveImportCursor {
         cursor: ImportCursor,
     },
+    /// How far the index has moved into the follower shards (`flows::migrate`).
+    Migration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +137,9 @@ pub enum LedgerResponse {
     ImportCursor {
         cursor: ImportCursor,
     },
+    Migration {
+        cursor: crate::flows::migrate::MigrationCursor,
+    },
 }
 
 /// What a request answered and which stored keys it changed that KV mirrors.
@@ -146,6 +151,12 @@ pub struct Handled {
 
 fn mirror_of(touched: &Touched, with_day: bool) -> Vec<String> {
     touched.iter().map(|n| keys::shard(*n)).chain(with_day.then(|| keys::DAY_LEDGER.to_owned())).collect()
+}
+
+/// The migration's cursor as the object keeps it.
+pub async fn migration(store: &impl Read) -> Result<crate::flows::migrate::MigrationCursor> {
+    let raw = store.get(keys::MIGRATION).await.map_err(Error::Storage)?;
+    Ok(raw.map(|s| serde_json::from_str(&s).map_err(|e| Error::Storage(format!("migration cursor: {e}")))).transpose()?.unwrap_or_default())
 }
 
 /// Handles one request, one at a time (the object's input gate makes it so).
@@ -195,6 +206,7 @@ pub async fn handle(store: &impl Store, request: LedgerRequest) -> Result<Handle
             let cursor = raw.map(|s| serde_json::from_str(&s).map_err(|e| Error::Storage(format!("import cursor: {e}")))).transpose()?.unwrap_or_default();
             plain(LedgerResponse::ImportCursor { cursor })
         }
+        LedgerRequest::Migration => plain(LedgerResponse::Migration { cursor: migration(store).await? }),
         LedgerRequest::SaveImportCursor { cursor } => {
             store.put(keys::IMPORT_CURSOR, &super::to_json(&cursor)?).await.map_err(Error::Storage)?;
             plain(LedgerResponse::ImportCursor { cursor })
@@ -230,6 +242,7 @@ impl LedgerResponse {
             LedgerResponse::Quota { .. } => "quota",
             LedgerResponse::Stats { .. } => "stats",
             LedgerResponse::ImportCursor { .. } => "import_cursor",
+            LedgerResponse::Migration { .. } => "migration",
         }
     }
 }

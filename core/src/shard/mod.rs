@@ -173,6 +173,8 @@ pub enum ShardRequest {
     Load { openid: String },
     /// Writes the follower's record (a customer-service message counted against its window).
     Save { record: FollowerRecord, now: u64 },
+    /// Followers brought over from the single ledger object (`migrate_follower`).
+    Migrate { followers: Vec<Migrated>, now: u64 },
     /// Index changes for this shard's followers (imports, tags; `apply`).
     Apply { changes: Vec<crate::ledger::IndexChange> },
     /// A segment's followers here, by mass messages this month (`mass::counts`).
@@ -270,6 +272,7 @@ impl ShardObject {
             }
             ShardRequest::Load { openid } => record(db, &openid).map(|record| ShardResponse::Record { record }),
             ShardRequest::Save { record, now } => put_record(db, &record, now).map(|()| ShardResponse::Done),
+            ShardRequest::Migrate { followers, now } => followers.iter().try_for_each(|m| migrate_follower(db, m, now)).map(|()| ShardResponse::Done),
             ShardRequest::Apply { changes } => changes.iter().try_for_each(|c| apply(db, c)).map(|()| ShardResponse::Done),
             ShardRequest::Counts { segment, month, now } => mass::counts(db, &segment, month, now).map(|c| ShardResponse::Counts { by_used: c.by_used }),
             ShardRequest::Reserve(booking) => {
@@ -336,6 +339,49 @@ pub fn apply(db: &impl Sql, change: &crate::ledger::IndexChange) -> Result<()> {
         }
         IndexChange::Tag { tag_id, openids, remove } => openids.iter().try_for_each(|o| tag(db, o, *tag_id, *remove)),
     }
+}
+
+/// A follower as the single ledger object's index knew them: what the migration brings over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Migrated {
+    pub openid: String,
+    pub following: bool,
+    /// When they (last) followed or were imported (0: unknown).
+    pub since: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scene: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<u64>,
+    /// The China month its count is of, and the count.
+    pub month: u32,
+    pub month_count: u8,
+}
+
+/// Brings one follower over from the ledger's index. A row already here is newer (a push since
+/// the upgrade wrote it): its follow state is kept; the month's count is the later of the two
+/// (the larger within one month), so running the migration again changes nothing.
+pub fn migrate_follower(db: &impl Sql, m: &Migrated, now: u64) -> Result<()> {
+    db.exec(
+        "INSERT INTO followers (openid, following, since, scene, page, month, month_count, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (openid) DO UPDATE SET
+           month_count = CASE WHEN excluded.month > month THEN excluded.month_count
+                              WHEN excluded.month = month THEN MAX(month_count, excluded.month_count) ELSE month_count END,
+           month = MAX(month, excluded.month)",
+        &[
+            m.openid.as_str().into(),
+            i64::from(m.following).into(),
+            if m.since == 0 { SqlValue::Null } else { m.since.into() },
+            m.scene.as_deref().into(),
+            m.page.as_deref().into(),
+            m.month.into(),
+            i64::from(m.month_count).into(),
+            now.into(),
+        ],
+    )
+    .map_err(db_err)?;
+    m.tags.iter().try_for_each(|t| tag(db, &m.openid, *t, false))
 }
 
 /// Adds or removes a tag.
