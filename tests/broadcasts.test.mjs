@@ -66,6 +66,15 @@ describe("service account: a month of segmented broadcasts", () => {
     }
     assert.deepEqual(shards, { followers: 35, reachable: 35, by_used: [35, 0, 0, 0, 0] });
     assert.equal((await json(await plan({ kind: "scene", scene: "pricing" }))).shards.followers, 5);
+    // Each shard copies its quota view to KV within 10 s of a change; the quota view adds them up.
+    let quota;
+    for (let i = 0; i < 60 && quota?.shards?.followers !== 35; i++) {
+      if (i) await sleep(500);
+      quota = await json(await s.admin("/quota"));
+    }
+    assert.equal(quota.shards.followers, 35, JSON.stringify(quota.shards));
+    assert.deepEqual(quota.shards.by_used, [35, 0, 0, 0, 0]);
+    assert.ok(quota.shards.shards >= 1 && quota.shards.of === 16 && quota.shards.as_of > 0, JSON.stringify(quota.shards));
     // The KV mirror the default plan reads catches up within the flush delay.
     await sleep(1800);
     assert.equal((await json(await plan({ kind: "all" }, false))).eligible, 35);

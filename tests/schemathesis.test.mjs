@@ -4,7 +4,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
-import { startStack } from "./support/stack.mjs";
+import { readFileSync } from "node:fs";
+import { startStack, ROOT } from "./support/stack.mjs";
 
 test("schemathesis finds no server error in /api/openapi.json's operations", async () => {
   assert.ok(process.env.WXEDGE_PYTHON, "WXEDGE_PYTHON must point at the venv with schemathesis (scripts/test.sh sets it)");
@@ -24,7 +25,12 @@ test("schemathesis finds no server error in /api/openapi.json's operations", asy
     const summary = out.text.split("\n").filter((l) => /generated|passed|Server error|Tested:/.test(l)).join("\n");
     console.log(summary);
     assert.equal(out.code, 0, out.text.slice(-4000));
-    assert.match(out.text, /Tested: 3\d/);
+    // Every documented operation is exercised (one may be left out: the dialog's WebSocket
+    // upgrade, which schemathesis does not speak); counted from the document, not hard-coded.
+    const doc = JSON.parse(readFileSync(join(ROOT, "www", "openapi.json"), "utf8"));
+    const operations = Object.values(doc.paths).flatMap((p) => Object.keys(p).filter((m) => ["get", "post", "put", "delete", "patch"].includes(m))).length;
+    const tested = Number((out.text.match(/Tested: (\d+)/) || [])[1]);
+    assert.ok(tested >= operations - 1, `schemathesis tested ${tested} of the ${operations} documented operations`);
   } finally {
     await s.stop();
   }

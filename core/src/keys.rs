@@ -8,6 +8,7 @@
 //! | KV             | `rules`                      | auto-reply rules                                        |
 //! | KV             | `token:<appid>`              | the shared access token and its expiry                  |
 //! | KV             | `menu:public`                | the menu the widget previews (5 min)                    |
+//! | KV             | `fq:followers-<k>`           | shard k's quota view, copied ≤ 10 s after a change      |
 //! | KV + Ledger    | `fs:000` … `fs:255`          | follower shards (index + month counts); KV is a mirror  |
 //! | KV + Ledger    | `qd`                         | a subscription account's day ledger                     |
 //! | Ledger         | `b:<id>`                     | a broadcast and its batches                             |
@@ -93,6 +94,11 @@ pub fn visits_object(shard: u32) -> String {
 /// The name of the follower shard object (of `shards`) holding `openid`.
 pub fn follower_shard(openid: &str, shards: u32) -> String {
     follower_shard_at(crate::shard::shard_of(openid, shards))
+}
+
+/// KV: follower shard object `name`'s quota view (`shard::mass::QuotaMirror`).
+pub fn shard_quota(name: &str) -> String {
+    format!("fq:{name}")
 }
 
 /// The name of follower shard object `k`.

@@ -111,11 +111,17 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
             Ok(other) => Err(unexpected("broadcast", &other)),
             Err(e) => Err(e),
         })?,
-        (Method::Get, ["quota"]) => answer(match ask(LedgerRequest::Quota { kind, now }).await {
-            Ok(LedgerResponse::Quota { quota }) => Ok(to_value(&quota)),
-            Ok(other) => Err(unexpected("quota", &other)),
-            Err(e) => Err(e),
-        })?,
+        (Method::Get, ["quota"]) => {
+            let mut view = match ask(LedgerRequest::Quota { kind, now }).await {
+                Ok(LedgerResponse::Quota { quota }) => Ok(to_value(&quota)),
+                Ok(other) => Err(unexpected("quota", &other)),
+                Err(e) => Err(e),
+            };
+            if let Ok(v) = &mut view {
+                v["shards"] = shards_quota(env, config, now).await;
+            }
+            answer(view)?
+        }
         (Method::Get, ["stats"]) => answer(match ask(LedgerRequest::Stats { days: last_days(req, now) }).await {
             Ok(LedgerResponse::Stats { days }) => Ok(to_value(&days)),
             Ok(other) => Err(unexpected("stats", &other)),
@@ -173,6 +179,31 @@ async fn send(env: &Env, config: &Config, request: SendRequest, now: u64) -> Res
         out["message"] = json!(sent.broadcast.broadcast.batches.iter().find_map(|b| b.error.clone()).unwrap_or_default());
     }
     Ok(Response::from_json(&out)?.with_status(code))
+}
+
+/// The follower shards' quota views as they copied them to KV (each ≤ 10 s after its last
+/// change, then KV's propagation): followers by mass messages had this month, summed; `shards`
+/// how many had copied one for this month, `as_of` the oldest copy.
+async fn shards_quota(env: &Env, config: &Config, now: u64) -> Value {
+    let keys: Vec<String> = (0..config.follower_shards).map(|k| keys::shard_quota(&keys::follower_shard_at(k))).collect();
+    let raw = match (Edge { env }).get_many(&keys).await {
+        Ok(r) => r,
+        Err(e) => return json!({ "error": e }),
+    };
+    let month = china::month(now);
+    let mut by_used = [0u64; wxedge_core::shard::mass::MONTHLY_LIMIT as usize + 1];
+    let (mut reporting, mut as_of) = (0u32, u64::MAX);
+    for view in raw.iter().flatten().filter_map(|s| serde_json::from_str::<wxedge_core::shard::mass::QuotaMirror>(s).ok()) {
+        if view.month == month {
+            by_used.iter_mut().zip(view.by_used).for_each(|(a, b)| *a += b);
+        } else {
+            // Copied last month and not changed since: nobody has had a message this month.
+            by_used[0] += view.by_used.iter().sum::<u64>();
+        }
+        reporting += 1;
+        as_of = as_of.min(view.at);
+    }
+    json!({ "followers": by_used.iter().sum::<u64>(), "by_used": by_used, "shards": reporting, "of": config.follower_shards, "as_of": (reporting > 0).then_some(as_of) })
 }
 
 /// What wxedge knows about one follower: the callback record, the index entry and this month's

@@ -373,12 +373,17 @@ impl DurableObject for Replay {
 #[durable_object]
 pub struct FollowerShard {
     state: State,
+    env: Env,
     object: ShardObject,
 }
 
+/// A shard copies its quota view to KV this long after a change (at most this often while it
+/// changes): what the console's quota view reads is at most this stale, plus KV's propagation.
+const QUOTA_MIRROR_MS: i64 = 10_000;
+
 impl DurableObject for FollowerShard {
-    fn new(state: State, _env: Env) -> Self {
-        FollowerShard { state, object: ShardObject::default() }
+    fn new(state: State, env: Env) -> Self {
+        FollowerShard { state, env, object: ShardObject::default() }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -386,20 +391,44 @@ impl DurableObject for FollowerShard {
             Ok(r) => r,
             Err(answer) => return Ok(answer),
         };
+        // What changes the rows a quota view counts: records, imports, tags, the move from the
+        // ledger, bookings and settles.
+        let counted = match &request {
+            ShardRequest::Finish { record, .. } => record.is_some(),
+            ShardRequest::Begin { .. }
+            | ShardRequest::Load { .. }
+            | ShardRequest::Counts { .. }
+            | ShardRequest::Recipients { .. }
+            | ShardRequest::Sweep { .. } => false,
+            _ => true,
+        };
         let answer = self.object.handle(&DoSql(self.state.storage().sql()), request);
-        // Something to forget later: a delivery's answer, or a broadcast's bookings.
-        if matches!(answer, Ok(ShardResponse::Claim { delivery: Delivery::First, .. } | ShardResponse::Booked { .. })) {
-            let storage = self.state.storage();
-            if storage.get_alarm().await?.is_none() {
-                storage.set_alarm((ANSWER_SECS * 1000) as i64).await?;
+        let storage = self.state.storage();
+        // Something to forget later (a delivery's answer, a broadcast's bookings), or a quota
+        // view to copy soon.
+        let due = if counted && answer.is_ok() {
+            Some(QUOTA_MIRROR_MS)
+        } else if matches!(answer, Ok(ShardResponse::Claim { delivery: Delivery::First, .. })) {
+            Some((ANSWER_SECS * 1000) as i64)
+        } else {
+            None
+        };
+        if let Some(ms) = due {
+            let at = js_sys::Date::now() as i64 + ms;
+            if storage.get_alarm().await?.is_none_or(|t| t > at) {
+                storage.set_alarm(ms).await?;
             }
         }
         do_answer(answer)
     }
 
+    /// Forgets old answers and expired bookings, and copies the shard's quota view to KV.
     async fn alarm(&self) -> Result<Response> {
         let storage = self.state.storage();
-        match self.object.handle(&DoSql(storage.sql()), ShardRequest::Sweep { now: crate::platform::now_secs() }) {
+        let db = DoSql(storage.sql());
+        let now = crate::platform::now_secs();
+        self.mirror_quota(&db, now).await;
+        match self.object.handle(&db, ShardRequest::Sweep { now }) {
             Ok(ShardResponse::Swept { left, .. }) if left > 0 => storage.set_alarm((ANSWER_SECS * 1000) as i64).await?,
             Ok(_) => {}
             Err(e) => {
@@ -408,6 +437,25 @@ impl DurableObject for FollowerShard {
             }
         }
         Response::ok("swept")
+    }
+}
+
+impl FollowerShard {
+    /// `fq:<object name>` in KV: this shard's followers by mass messages had this China month.
+    async fn mirror_quota(&self, db: &DoSql, now: u64) {
+        let Some(name) = self.state.id().name() else { return };
+        let month = wxedge_core::china::month(now);
+        let view = self.object.handle(db, ShardRequest::Counts { segment: wxedge_core::shard::Segment::All, month, now }).map(|answer| match answer {
+            ShardResponse::Counts { by_used } => wxedge_core::shard::mass::QuotaMirror { month, by_used, at: now },
+            _ => wxedge_core::shard::mass::QuotaMirror { month, by_used: Default::default(), at: now },
+        });
+        let written = match view.and_then(|v| serde_json::to_string(&v).map_err(|e| wxedge_core::Error::Storage(e.to_string()))) {
+            Ok(json) => Edge { env: &self.env }.put(&keys::shard_quota(&name), &json, None).await.map_err(wxedge_core::Error::Storage),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            worker::console_error!("follower shard {name}: quota view not copied to KV: {e}");
+        }
     }
 }
 

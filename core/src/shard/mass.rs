@@ -45,6 +45,15 @@ fn any_booked(db: &impl Sql, now: u64) -> Result<bool> {
     Ok(rows.first().and_then(|r| r[0].as_i64()) == Some(1))
 }
 
+/// One shard's quota view as it copies it to KV (`keys::shard_quota`): its followers by mass
+/// messages had in `month` (bookings counted), as of `at`. The console's quota view adds them up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaMirror {
+    pub month: u32,
+    pub by_used: [u64; MONTHLY_LIMIT as usize + 1],
+    pub at: u64,
+}
+
 /// A segment in one shard, by how many mass messages each follower in it has had this month
 /// (`by_used[k]`: followers with `k`, bookings counted; 4 and more in the last).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
