@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use worker::{Env, Method, Request, Response, Result};
 use wxedge_core::api::Credentials;
 use wxedge_core::china;
-use wxedge_core::config::{AccountKind, Config};
+use wxedge_core::config::Config;
 use wxedge_core::flows::{broadcast, import, unexpected, Followers};
 use wxedge_core::keys;
 use wxedge_core::ledger::object::{LedgerRequest, LedgerResponse};
@@ -85,9 +85,8 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
             // move onto them (docs/scale.md).
             if let (Ok(view), Some(segment)) = (&mut plan, shard_segment) {
                 let shards = FollowerStore { env, shards: config.follower_shards };
-                let limit = if kind == AccountKind::Service { wxedge_core::shard::mass::MONTHLY_LIMIT } else { u8::MAX };
                 view["shards"] = match wxedge_core::flows::fanout::plan(&shards, &segment, china::month(now), now).await {
-                    Ok(c) => json!({ "followers": c.total(), "reachable": c.reachable(limit), "by_used": c.by_used }),
+                    Ok(c) => json!({ "followers": c.total(), "reachable": c.reachable(ledger::follower_limit(kind)), "by_used": c.by_used }),
                     Err(e) => json!({ "error": e.to_string() }),
                 };
             }

@@ -375,6 +375,9 @@ pub struct FollowerShard {
     state: State,
     env: Env,
     object: ShardObject,
+    /// When this instance knows its alarm will fire (epoch ms): a push whose claim needs an alarm
+    /// no later than that costs no storage call to check it.
+    alarm_at: std::cell::Cell<Option<i64>>,
 }
 
 /// A shard copies its quota view to KV this long after a change (at most this often while it
@@ -383,7 +386,7 @@ const QUOTA_MIRROR_MS: i64 = 10_000;
 
 impl DurableObject for FollowerShard {
     fn new(state: State, env: Env) -> Self {
-        FollowerShard { state, env, object: ShardObject::default() }
+        FollowerShard { state, env, object: ShardObject::default(), alarm_at: std::cell::Cell::new(None) }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -403,7 +406,6 @@ impl DurableObject for FollowerShard {
             _ => true,
         };
         let answer = self.object.handle(&DoSql(self.state.storage().sql()), request);
-        let storage = self.state.storage();
         // Something to forget later (a delivery's answer, a broadcast's bookings), or a quota
         // view to copy soon.
         let due = if counted && answer.is_ok() {
@@ -414,26 +416,25 @@ impl DurableObject for FollowerShard {
             None
         };
         if let Some(ms) = due {
-            let at = js_sys::Date::now() as i64 + ms;
-            if storage.get_alarm().await?.is_none_or(|t| t > at) {
-                storage.set_alarm(ms).await?;
-            }
+            self.arm(ms).await?;
         }
         do_answer(answer)
     }
 
     /// Forgets old answers and expired bookings, and copies the shard's quota view to KV.
     async fn alarm(&self) -> Result<Response> {
+        // This alarm is spent; whatever the requests meanwhile set is asked for again.
+        self.alarm_at.set(None);
         let storage = self.state.storage();
         let db = DoSql(storage.sql());
         let now = crate::platform::now_secs();
         self.mirror_quota(&db, now).await;
         match self.object.handle(&db, ShardRequest::Sweep { now }) {
-            Ok(ShardResponse::Swept { left, .. }) if left > 0 => storage.set_alarm((ANSWER_SECS * 1000) as i64).await?,
+            Ok(ShardResponse::Swept { left, .. }) if left > 0 => self.arm((ANSWER_SECS * 1000) as i64).await?,
             Ok(_) => {}
             Err(e) => {
                 worker::console_error!("follower shard sweep: {e}");
-                storage.set_alarm((ANSWER_SECS * 1000) as i64).await?;
+                self.arm((ANSWER_SECS * 1000) as i64).await?;
             }
         }
         Response::ok("swept")
@@ -441,6 +442,24 @@ impl DurableObject for FollowerShard {
 }
 
 impl FollowerShard {
+    /// Makes sure the alarm fires within `ms`: storage is asked only when this instance does not
+    /// already know of one that soon.
+    async fn arm(&self, ms: i64) -> Result<()> {
+        let at = js_sys::Date::now() as i64 + ms;
+        if self.alarm_at.get().is_some_and(|t| t <= at) {
+            return Ok(());
+        }
+        let storage = self.state.storage();
+        match storage.get_alarm().await? {
+            Some(t) if t <= at => self.alarm_at.set(Some(t)),
+            _ => {
+                storage.set_alarm(ms).await?;
+                self.alarm_at.set(Some(at));
+            }
+        }
+        Ok(())
+    }
+
     /// `fq:<object name>` in KV: this shard's followers by mass messages had this China month.
     async fn mirror_quota(&self, db: &DoSql, now: u64) {
         let Some(name) = self.state.id().name() else { return };

@@ -54,7 +54,12 @@ pub async fn apply(s: &impl Shards, changes: &[IndexChange]) -> Result<()> {
             }
         }
     }
-    let calls = (0..n).zip(parts).filter(|(_, p)| !p.is_empty()).map(|(k, changes)| s.call(k, ShardRequest::Apply { changes }));
+    to_each(s, parts, |changes| ShardRequest::Apply { changes }).await
+}
+
+/// Sends shard k its part `parts[k]` (the shards with a part, at once); fails if any fails.
+pub async fn to_each<T>(s: &impl Shards, parts: Vec<Vec<T>>, request: impl Fn(Vec<T>) -> ShardRequest) -> Result<()> {
+    let calls = (0..).zip(parts).filter(|(_, p)| !p.is_empty()).map(|(k, part)| s.call(k, request(part)));
     for answer in join_all(calls).await {
         answer?;
     }

@@ -8,10 +8,9 @@
 //! state and the later month's count). Followers who write meanwhile are not held up: their
 //! pushes write their rows themselves.
 
-use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 
-use super::fanout::Shards;
+use super::fanout::{self, Shards};
 use crate::error::{Error, Result};
 use crate::ledger::{parse_shards, SHARDS};
 use crate::ports::Read;
@@ -59,10 +58,7 @@ pub async fn step(ledger: &impl Read, shards: &impl Shards, mut cursor: Migratio
             moved += 1;
         }
     }
-    let calls = (0..n).zip(parts).filter(|(_, p)| !p.is_empty()).map(|(k, followers)| shards.call(k, ShardRequest::Migrate { followers, now }));
-    for answer in join_all(calls).await {
-        answer?;
-    }
+    fanout::to_each(shards, parts, |followers| ShardRequest::Migrate { followers, now }).await?;
     cursor.followers += moved;
     cursor.next = end;
     cursor.done = end >= SHARDS;

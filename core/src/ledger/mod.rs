@@ -40,6 +40,16 @@ use crate::error::{Error, Result};
 pub const SHARDS: u32 = 256;
 /// A service account's followers receive at most this many mass messages a China month.
 pub const MONTHLY_LIMIT: u8 = 4;
+
+/// Mass messages one follower may have a month on this kind of account: a service account's 4;
+/// a subscription account's limit is the account's (one send a day), not the follower's.
+pub fn follower_limit(kind: crate::config::AccountKind) -> u8 {
+    if kind == crate::config::AccountKind::Service {
+        MONTHLY_LIMIT
+    } else {
+        u8::MAX
+    }
+}
 pub const HISTORY_LEN: usize = 200;
 /// Recipients are stored in chunks this large (one `send` batch at most).
 pub const CHUNK: usize = MAX_SEND_OPENIDS;

@@ -140,7 +140,7 @@ pub fn plan(kind: AccountKind, segment: &Segment, shards: &[Shard], day: Option<
         refused: None,
         recipients: Vec::new(),
     };
-    let limit = if kind == AccountKind::Service { MONTHLY_LIMIT } else { u8::MAX };
+    let limit = super::follower_limit(kind);
     let consider = |p: &mut Plan, openid: &str, shard: &Shard| {
         if shard.count(openid, month) >= limit {
             p.at_quota += 1;
