@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 use wxedge_core::callback::{open, seal, Query};
-use wxedge_core::config::{AccountKind, Config};
+use wxedge_core::config::Config;
 use wxedge_core::crypto::AesKey;
 use wxedge_core::rules::Rules;
 use wxedge_core::signature::sign;
@@ -94,53 +94,6 @@ fn run(inputs: &Value, seconds: f64) -> Value {
     Value::Object(out)
 }
 
-/// Runs a future whose every await is immediately ready (the in-memory store's are).
-fn ready<F: std::future::Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match f.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(v) => v,
-        std::task::Poll::Pending => panic!("the in-memory store never waits"),
-    }
-}
-
-/// The ledger at `followers` followers: the bytes a plan reads (all 256 shards), the time to
-/// parse them and plan a broadcast to everyone, and the time to reserve one (parse, count,
-/// write back). Native times; wasm in workerd is slower by a small factor.
-fn ledger(followers: usize) -> Value {
-    use wxedge_core::api::messages::MassMessage;
-    use wxedge_core::ledger::{self, IndexChange, Segment, SendRequest};
-    use wxedge_core::ports::{MemoryStore, Read};
-    let store = MemoryStore::default();
-    let now = 1_795_000_000;
-    let openids: Vec<String> = (0..followers).map(|i| format!("oSIM{:024x}", (i as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15))).collect();
-    for chunk in openids.chunks(50_000) {
-        ready(ledger::apply(&store, &[IndexChange::Import { openids: chunk.to_vec(), at: now }])).expect("import");
-    }
-    let keys: Vec<String> = (0..ledger::SHARDS).map(wxedge_core::keys::shard).collect();
-    let raw = ready(store.get_many(&keys)).expect("shards");
-    let sizes: Vec<usize> = raw.iter().map(|r| r.as_ref().map_or(0, String::len)).collect();
-    let start = Instant::now();
-    let shards = ready(ledger::load_shards(&store)).expect("load");
-    let plan = ledger::plan(AccountKind::Service, &Segment::All, &shards, None, now);
-    let plan_ms = start.elapsed().as_secs_f64() * 1e3;
-    assert_eq!(plan.eligible, followers);
-    let request = SendRequest { id: Some("bench".into()), segment: Segment::All, message: MassMessage::Text { content: "x".into() } };
-    let start = Instant::now();
-    ready(ledger::reserve(&store, AccountKind::Service, &request, now)).expect("reserve");
-    let reserve_ms = start.elapsed().as_secs_f64() * 1e3;
-    let after: usize = ready(store.get_many(&keys)).expect("shards").iter().map(|r| r.as_ref().map_or(0, String::len)).sum();
-    json!({
-        "followers": followers,
-        "kv_reads_per_plan": keys.len() + 1,
-        "shard_bytes_total": sizes.iter().sum::<usize>(),
-        "shard_bytes_max": sizes.iter().max(),
-        "shard_bytes_total_after_a_send": after,
-        "plan_ms": plan_ms,
-        "reserve_ms": reserve_ms,
-    })
-}
-
 /// The follower shards' SQL (core::shard over rusqlite, the statements a shard object runs, each
 /// shard a database file) at `followers` followers over `shards` shards: loading them; a plan
 /// (every shard's counts by messages had this month, summed) and a reservation of everyone for a
@@ -206,8 +159,7 @@ fn shards(followers: usize, shards: u32) -> Value {
     // A broadcast to everyone, end to end as the coordinator runs it: every shard asked at once
     // (here one thread per core; in workerd every shard object at once), the plan's counts
     // summed, then every shard booking its part.
-    let booking =
-        Booking { id: "bench".into(), segment: Segment::All, limit: mass::MONTHLY_LIMIT, month, now, until: now + mass::RESERVATION_SECS, batch_size: 10_000 };
+    let booking = Booking { id: "bench".into(), segment: Segment::All, limit: mass::MONTHLY_LIMIT, month, now, until: now + mass::RESERVATION_SECS };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(shards as usize);
     let in_parallel = |work: &(dyn Fn(&Sqlite) + Sync)| {
         let next = std::sync::atomic::AtomicU32::new(0);
@@ -231,17 +183,18 @@ fn shards(followers: usize, shards: u32) -> Value {
     });
     let plan_ms = start.elapsed().as_secs_f64() * 1e3;
     let planned = planned.into_inner().expect("counts");
-    let booked = std::sync::Mutex::new((0u64, 0u32));
+    let booked = std::sync::Mutex::new(0u64);
     let start = Instant::now();
     in_parallel(&|db| {
         db.exec("BEGIN", &[]).expect("begin");
         let b = mass::reserve(db, &booking).expect("reserve");
         db.exec("COMMIT", &[]).expect("commit");
-        let mut t = booked.lock().expect("booked");
-        *t = (t.0 + b.followers, t.1 + b.batches);
+        *booked.lock().expect("booked") += b.followers;
     });
     let reserve_ms = start.elapsed().as_secs_f64() * 1e3;
-    let (booked, batches) = booked.into_inner().expect("booked");
+    let booked = booked.into_inner().expect("booked");
+    // The coordinator lays the bookings end to end and cuts batches of at most 10,000.
+    let batches = wxedge_core::ledger::batch_sizes(booked as usize).len();
     in_parallel(&|db| mass::release(db, "bench").expect("release"));
     // Then one shard at a time, opened afresh as a Durable Object would be: its own times and its
     // peak memory, and one batch's recipients and settle.
@@ -259,11 +212,11 @@ fn shards(followers: usize, shards: u32) -> Value {
         db.exec("COMMIT", &[]).expect("commit");
         slowest_reserve = slowest_reserve.max(start.elapsed().as_secs_f64() * 1e3);
         let start = Instant::now();
-        let first = mass::recipients(&db, "bench", 0).expect("recipients");
+        let first = mass::recipients(&db, "bench", 0, 10_000).expect("recipients");
         recipients_ms = recipients_ms.max(start.elapsed().as_secs_f64() * 1e3);
         assert_eq!(first.len(), 10_000.min(b.followers as usize));
         let start = Instant::now();
-        mass::settle(&db, "bench", 0, true, month).expect("settle");
+        mass::settle(&db, "bench", 0, 10_000, true, month).expect("settle");
         settle_ms = settle_ms.max(start.elapsed().as_secs_f64() * 1e3);
         drop(first);
         drop(db);
@@ -362,10 +315,6 @@ fn main() {
             let seconds: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1.0);
             let inputs: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("read inputs")).expect("inputs JSON");
             println!("{}", run(&inputs, seconds));
-        }
-        Some("ledger") => {
-            let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(100_000);
-            println!("{}", ledger(n));
         }
         Some("shards") => {
             let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);

@@ -23,9 +23,6 @@ say "QR code to SVG: the widget's wasm vs qrcode and qrcode-generator (node)"
 qr=$(node bench/qr_bench.mjs "$seconds")
 say "callbacks over loopback HTTP, wrk -c16: wxedge in workerd vs wechatpy, co-wechat (Koa), wechat"
 http=$(node bench/http_bench.mjs "$PY_VENV/bin/python" "${HTTP_SECONDS:-5}" 16)
-say "today's single ledger object (JSON shards): plan and reserve a broadcast to everyone, at 100,000 and 1,000,000 followers"
-ledger100k=$(target/release/wxedge-bench ledger 100000)
-ledger1m=$(target/release/wxedge-bench ledger 1000000)
 say "the widget in Chromium: time to QR with warm caches, bytes a page loads"
 widget_time=$(node bench/widget_time.mjs 20)
 say "visits: 64 open dialogs polling, one shard vs eight; 2,000 open WebSockets on one shard (local workerd)"
@@ -50,7 +47,6 @@ cat > target/bench/results.json <<JSON
   "http": $http,
   "callback_cpu_us": $cpu,
   "ledger": [$shards1m, $shards10m],
-  "ledger_single_object": [$ledger100k, $ledger1m],
   "sizes_bytes": {
     "worker_wasm": $(size worker/build/index_bg.wasm), "worker_js": $(size worker/build/index.js),
     "objects_wasm": $(size worker/build-objects/index_bg.wasm), "objects_js": $(size worker/build-objects/index.js),
@@ -82,7 +78,6 @@ for (const [k, v] of Object.entries(r.visits_load)) {
 const q = r.qr_svg_ns;
 console.table(Object.keys(q).map((k) => ({ encoder: k, "µs per code": (q[k] / 1e3).toFixed(1), "× wxedge": (q[k] / q.wxedge).toFixed(2) })));
 for (const f of r.ledger) console.log(`sharded ledger, ${f.followers} followers over ${f.shards} shards (native): plan ${f.plan_ms.toFixed(0)} ms (target at 10M: 2,000), reserve ${f.reserve_ms.toFixed(0)} ms (target 10,000) in ${f.batches} batches, largest object peak ${(f.peak_object_bytes / 1048576).toFixed(1)} MiB (target 64); loaded in ${f.load_s.toFixed(0)} s, ${(f.bytes_max_shard / 1e6).toFixed(0)} MB the largest shard; counts: all ${f.count_all.ms.toFixed(0)} ms, a scene ${f.count_scene.ms.toFixed(0)} ms, the last hour ${f.count_since_1h.ms.toFixed(0)} ms, a tag ${f.count_tag.ms.toFixed(0)} ms; a push in its shard ${f.push_in_shard_us.toFixed(1)} µs`);
-for (const l of r.ledger_single_object) console.log(`single ledger object, ${l.followers} followers: a plan reads ${l.kv_reads_per_plan} keys, ${(l.shard_bytes_total / 1e6).toFixed(1)} MB (largest shard ${(l.shard_bytes_max / 1e3).toFixed(0)} KB); parse + plan ${l.plan_ms.toFixed(0)} ms, reserve ${l.reserve_ms.toFixed(0)} ms (native)`);
 for (const [k, v] of Object.entries(r.sizes_bytes)) console.log(`${k.padEnd(12)} ${String(v.raw).padStart(8)} B raw ${String(v.gzip).padStart(8)} B gzip`);
 console.log("written: target/bench/results.json");
 '

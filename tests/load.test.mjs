@@ -99,7 +99,7 @@ describe(`load: ${N} callbacks`, () => {
     for (const from of [followers[0], followers[followers.length >> 1], followers.at(-1)]) {
       const v = await (await s.admin(`/followers/${from}`)).json();
       assert.equal(v.record.follows, 1, `${from} followed once`);
-      assert.equal(v.index.f, true);
+      assert.equal(v.index.following, true);
     }
     const errors = s.logs.join("").split("\n").filter((l) => /✘|\[ERROR\]|panicked|Uncaught|RuntimeError|Reinitializing/.test(l));
     assert.deepEqual(errors.slice(0, 5), []);

@@ -66,7 +66,8 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "MAX_BODY_BYTES", required: false, default: "65536", about: "Callback bodies larger than this are refused before parsing." },
     Setting { name: "FOLLOW_QR_URL", required: false, default: "", about: "The account's ordinary follow QR code URL (http://weixin.qq.com/r/…), shown by the widget when the account cannot create QR codes (48001) or the page asks for static mode." },
     Setting { name: "VISIT_SHARDS", required: false, default: "8", about: "How many Durable Objects serve the widget's visits and codes (1 to 10). More spreads a busy site's dialogs; see docs/widget.md, \"Visits at scale\"." },
-    Setting { name: "FOLLOWER_SHARDS", required: false, default: "16", about: "How many Durable Objects hold the followers' shards (1 to 1024), by a hash of the OpenID. Each push makes one atomic call to its follower's shard. Pick it once: changing it on a live account is not supported yet (docs/scale.md)." },
+    Setting { name: "FOLLOWER_SHARDS", required: false, default: "16", about: "How many Durable Objects hold the followers' shards (1 to 1024), by a hash of the OpenID. Each push makes one atomic call to its follower's shard. To change it on a live account, set FOLLOWER_SHARDS_FROM to the old count with it (docs/scale.md)." },
+    Setting { name: "FOLLOWER_SHARDS_FROM", required: false, default: "", about: "Only while resharding: the FOLLOWER_SHARDS the followers are copied out of. The ledger copies them into the new layout by itself; GET /api/admin/followers/reshard shows how far; broadcasts wait until it is done; then remove this setting (docs/scale.md)." },
     Setting { name: "DEV_CLOCK", required: false, default: "false", about: "true lets admin requests set the clock with an `X-Wxedge-Now: <unix seconds>` header (tests and demos of China-day and month boundaries). Never in production." },
     Setting { name: "REPLY_BUDGET_MS", required: false, default: "4000", about: "How long a callback may work on its reply (500 to 4500 ms; WeChat waits 5 s). Past it the callback answers `success` and the reply follows as a customer-service message." },
 ];
@@ -95,6 +96,8 @@ pub struct Config {
     pub visit_shards: u32,
     /// Objects holding the followers (`shard::shard_of`).
     pub follower_shards: u32,
+    /// While resharding: the layout the followers are copied out of (`flows::reshard`).
+    pub follower_shards_from: Option<u32>,
 }
 
 fn bad(setting: &'static str, problem: impl Into<String>) -> Error {
@@ -223,9 +226,14 @@ impl Config {
         };
         let visit_shards = count("VISIT_SHARDS", crate::visits::DEFAULT_SHARDS, crate::visits::MAX_SHARDS)?;
         let follower_shards = count("FOLLOWER_SHARDS", crate::shard::DEFAULT_SHARDS, crate::shard::MAX_SHARDS)?;
+        let follower_shards_from = match opt("FOLLOWER_SHARDS_FROM") {
+            None => None,
+            Some(_) => Some(count("FOLLOWER_SHARDS_FROM", 0, crate::shard::MAX_SHARDS)?).filter(|n| *n != follower_shards),
+        };
         Ok(Config {
             visit_shards,
             follower_shards,
+            follower_shards_from,
             follow_qr_url,
             dev_clock,
             reply_budget_ms,
@@ -271,7 +279,7 @@ pub(crate) mod tests {
         assert_eq!(c.max_body_bytes, 65536);
         assert!(c.allowed_origins.is_empty());
         assert_eq!(c.visit_shards, crate::visits::DEFAULT_SHARDS);
-        assert_eq!(c.follower_shards, 16);
+        assert_eq!((c.follower_shards, c.follower_shards_from), (16, None));
     }
 
     #[test]
@@ -302,6 +310,7 @@ pub(crate) mod tests {
             ("VISIT_SHARDS", Some("eight"), "VISIT_SHARDS"),
             ("FOLLOWER_SHARDS", Some("0"), "FOLLOWER_SHARDS"),
             ("FOLLOWER_SHARDS", Some("1025"), "FOLLOWER_SHARDS"),
+            ("FOLLOWER_SHARDS_FROM", Some("0"), "FOLLOWER_SHARDS_FROM"),
         ];
         for (key, value, expected) in cases {
             let mut v = sample();

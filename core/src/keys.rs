@@ -8,7 +8,7 @@
 //! | KV             | `rules`                      | auto-reply rules                                        |
 //! | KV             | `token:<appid>`              | the shared access token and its expiry                  |
 //! | KV             | `menu:public`                | the menu the widget previews (5 min)                    |
-//! | KV             | `fq:followers-<k>`           | shard k's quota view, copied ≤ 10 s after a change      |
+//! | KV             | `fq:followers-<k>-of-<n>`    | shard k's quota view, copied ≤ 10 s after a change      |
 //! | KV + Ledger    | `fs:000` … `fs:255`          | follower shards (index + month counts); KV is a mirror  |
 //! | KV + Ledger    | `qd`                         | a subscription account's day ledger                     |
 //! | Ledger         | `b:<id>`                     | a broadcast and its batches                             |
@@ -19,12 +19,13 @@
 //! | Ledger         | `dirty`                      | keys waiting for the alarm to mirror them to KV         |
 //! | Ledger         | `import`                     | the follower import's cursor                            |
 //! | Ledger         | `migrate`                    | how far its index has moved into the follower shards    |
+//! | Ledger         | `reshard`                    | how far a reshard has copied the followers (`reshard`)  |
 //! | Visits         | `c:<idx>`                    | one pooled QR code                                      |
 //! | Visits         | `v:<visit>`                  | one visit's state                                       |
 //! | Visits         | `fn:<YYYYMMDD>`              | that day's widget funnel                                |
 //! | Replay (16)    | `rp:<sha1 of signed query>`  | a plain-mode query seen, with its body's hash (2 min)   |
-//! | FollowerShard  | object `followers-<k>`       | SQLite tables, not keys: `shard::SCHEMA` (followers,    |
-//! |                | (`follower_shard`)           | tags, deliveries, bookings, reservations)               |
+//! | FollowerShard  | object `followers-<k>-of-<n>`| SQLite tables, not keys: `shard::SCHEMA` (followers,    |
+//! |                | (`follower_shard`)           | tags, deliveries, bookings, reservations, day stats)    |
 
 pub const RULES: &str = "rules";
 pub const MENU_PREVIEW: &str = "menu:public";
@@ -34,6 +35,7 @@ pub const DIRTY: &str = "dirty";
 pub const IMPORT_CURSOR: &str = "import";
 /// The ledger object's move of its index into the follower shards (`flows::migrate`).
 pub const MIGRATION: &str = "migrate";
+pub const RESHARD: &str = "reshard";
 pub const CODE_PREFIX: &str = "c:";
 pub const REPLAY_PREFIX: &str = "rp:";
 
@@ -93,7 +95,7 @@ pub fn visits_object(shard: u32) -> String {
 
 /// The name of the follower shard object (of `shards`) holding `openid`.
 pub fn follower_shard(openid: &str, shards: u32) -> String {
-    follower_shard_at(crate::shard::shard_of(openid, shards))
+    follower_shard_at(crate::shard::shard_of(openid, shards), shards)
 }
 
 /// KV: follower shard object `name`'s quota view (`shard::mass::QuotaMirror`).
@@ -101,9 +103,10 @@ pub fn shard_quota(name: &str) -> String {
     format!("fq:{name}")
 }
 
-/// The name of follower shard object `k`.
-pub fn follower_shard_at(k: u32) -> String {
-    format!("followers-{k}")
+/// The name of follower shard object `k` of `n`: each layout its own objects, so a reshard
+/// copies into objects nobody wrote before (`flows::reshard`).
+pub fn follower_shard_at(k: u32, n: u32) -> String {
+    format!("followers-{k}-of-{n}")
 }
 
 /// The replay object (of 16) a signed query's key belongs to.
@@ -117,7 +120,7 @@ mod tests {
     fn formats_are_stable() {
         // Stored data is keyed by these: changing one orphans what is already stored.
         assert_eq!(super::shard(7), "fs:007");
-        assert_eq!(super::follower_shard("oABC", 16), format!("followers-{}", crate::shard::shard_of("oABC", 16)));
+        assert_eq!(super::follower_shard("oABC", 16), format!("followers-{}-of-16", crate::shard::shard_of("oABC", 16)));
         assert_eq!(super::members("b1", 2, 3), "bm:b1:2:3");
         assert_eq!(super::follower("oA"), "f:oA");
         assert_eq!(super::code(12), "c:12");

@@ -94,14 +94,10 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
         (Method::Post, ["tags", id, "members"]) => match (id.parse::<u64>(), body::<MembersBody>(req).await?) {
             (Ok(id), Ok(b)) => match api.tag_followers(id, &b.openids, !b.remove).await {
                 Ok(()) => {
-                    // The audience index learns the tag too, so broadcasts to it can be planned:
-                    // the ledger's and the follower shards'.
+                    // The follower shards learn the tag too, so broadcasts to it can be planned.
                     let changes = vec![wxedge_core::ledger::IndexChange::Tag { tag_id: id, openids: b.openids.clone(), remove: b.remove }];
-                    let shards = crate::store::FollowerStore { env, shards: config.follower_shards };
-                    match crate::ledger::call(env, &wxedge_core::ledger::object::LedgerRequest::Apply { changes: changes.clone() }).await {
-                        Ok(_) => wxedge_core::flows::fanout::apply(&shards, &changes).await.map(|()| json!({ "ok": true, "count": b.openids.len() })),
-                        Err(e) => Err(e),
-                    }
+                    let shards = crate::store::FollowerStore::of(env, config);
+                    wxedge_core::flows::fanout::apply(&shards, &changes).await.map(|()| json!({ "ok": true, "count": b.openids.len() }))
                 }
                 Err(e) => Err(e),
             },
@@ -117,7 +113,7 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
             Ok(b) => match custom_message(&b.touser, &b.reply) {
                 Some(m) => match api.send_custom(&m).await {
                     Ok(()) => {
-                        crate::store::note_cs_sent(env, config.follower_shards, &b.touser).await;
+                        crate::store::note_cs_sent(env, config, &b.touser).await;
                         Ok(json!({ "ok": true }))
                     }
                     Err(e) => Err(e),

@@ -1,6 +1,8 @@
-//! Admin routes for followers, quotas and broadcasts. Plans read the KV mirror (256 reads, any
-//! isolate, no contention); everything else asks the `Ledger` object by its typed protocol. The
-//! send and import flows are `wxedge_core::flows` (tested natively); this module routes to them.
+//! Admin routes for followers, quotas and broadcasts. The followers and their counts are the
+//! follower shards' (`FOLLOWERS`, asked at once by `flows::fanout`); previews read the copies
+//! the shards keep in KV; the broadcasts, a subscription account's day and the cursors are the
+//! `Ledger` object's. The send and import flows are `wxedge_core::flows` (tested natively); this
+//! module routes to them.
 
 use serde_json::{json, Value};
 use worker::{Env, Method, Request, Response, Result};
@@ -12,6 +14,7 @@ use wxedge_core::keys;
 use wxedge_core::ledger::object::{LedgerRequest, LedgerResponse};
 use wxedge_core::ledger::{self, BroadcastStatus, Segment, SendRequest};
 use wxedge_core::ports::Read;
+use wxedge_core::shard::mass::QuotaMirror;
 use wxedge_core::visits::{VisitsRequest, VisitsResponse};
 use wxedge_core::Error;
 
@@ -35,7 +38,8 @@ pub fn now(req: &Request, config: &Config) -> u64 {
 #[derive(serde::Deserialize)]
 struct PlanBody {
     segment: Segment,
-    /// Ask the ledger object instead of the KV mirror (exact, but contends with sends).
+    /// Ask every follower shard instead of their copies in KV (exact: bookings of broadcasts
+    /// being sent counted; the copies are ≤ 10 s behind).
     #[serde(default)]
     exact: bool,
 }
@@ -58,39 +62,40 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
     let kind = config.account_kind;
     let ledger = crate::ledger::Remote(env);
     let ask = |request: LedgerRequest| wxedge_core::flows::Ledger::call(&ledger, request);
+    // While followers are copied into a new layout of shards, its counts are not whole yet:
+    // plans, quotas and sends wait for the copy (docs/scale.md).
+    let counts_followers = matches!((req.method(), segments.as_slice()), (Method::Post, ["broadcasts", ..]) | (Method::Get, ["quota"]));
+    if counts_followers && config.follower_shards_from.is_some() {
+        match ask(LedgerRequest::Reshard).await {
+            Ok(LedgerResponse::Reshard { cursor: Some(c) }) if c.done && c.to == config.follower_shards => {}
+            Ok(LedgerResponse::Reshard { cursor }) => {
+                let (at, of) = cursor.map_or((0, 0), |c| (c.next, c.from));
+                return error_response(&Error::Busy(format!(
+                    "followers are being resharded ({at} of {of} old shards copied); try again when GET /api/admin/followers/reshard says done"
+                )))
+                .map(Some);
+            }
+            Ok(other) => return error_response(&unexpected("reshard", &other)).map(Some),
+            Err(e) => return error_response(&e).map(Some),
+        }
+    }
     let out = match (req.method(), segments.as_slice()) {
         (Method::Post, ["broadcasts", "plan"]) => {
             let b: PlanBody = match body(req).await? {
                 Ok(b) => b,
                 Err(r) => return Ok(Some(r)),
             };
-            let shard_segment = b.exact.then(|| wxedge_core::shard::Segment::of(&b.segment)).flatten();
-            let plan = if b.exact {
-                match ask(LedgerRequest::Plan { kind, segment: b.segment, now }).await {
-                    Ok(LedgerResponse::Plan { plan }) => Ok(plan),
-                    Ok(other) => Err(unexpected("plan", &other)),
-                    Err(e) => Err(e),
-                }
-            } else {
-                let edge = Edge { env };
-                async {
-                    let shards = ledger::load_shards(&edge).await?;
-                    let day = ledger::load_day(&edge).await?;
-                    Ok(ledger::plan(kind, &b.segment, &shards, day.as_ref(), now))
-                }
-                .await
+            let shards = FollowerStore::of(env, config);
+            let preview = if b.exact { None } else { preview(env, config, &b.segment, now).await };
+            let plan = match preview {
+                Some(p) => Ok((p, "kv")),
+                None => broadcast::plan(&ledger, &shards, kind, &b.segment, now).await.map(|p| (p, "shards")),
             };
-            let mut plan = plan.map(|p| to_value(&p));
-            // The follower shards' count of the same audience, side by side while broadcasts
-            // move onto them (docs/scale.md).
-            if let (Ok(view), Some(segment)) = (&mut plan, shard_segment) {
-                let shards = FollowerStore { env, shards: config.follower_shards };
-                view["shards"] = match wxedge_core::flows::fanout::plan(&shards, &segment, china::month(now), now).await {
-                    Ok(c) => json!({ "followers": c.total(), "reachable": c.reachable(ledger::follower_limit(kind)), "by_used": c.by_used }),
-                    Err(e) => json!({ "error": e.to_string() }),
-                };
-            }
-            answer(plan)?
+            answer(plan.map(|(p, source)| {
+                let mut v = to_value(&p);
+                v["source"] = json!(source);
+                v
+            }))?
         }
         (Method::Post, ["broadcasts"]) => {
             let request: SendRequest = match body(req).await? {
@@ -111,25 +116,43 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
             Err(e) => Err(e),
         })?,
         (Method::Get, ["quota"]) => {
-            let mut view = match ask(LedgerRequest::Quota { kind, now }).await {
-                Ok(LedgerResponse::Quota { quota }) => Ok(to_value(&quota)),
-                Ok(other) => Err(unexpected("quota", &other)),
-                Err(e) => Err(e),
+            let shards = FollowerStore::of(env, config);
+            let view = async {
+                let counts = wxedge_core::flows::fanout::plan(&shards, &wxedge_core::shard::Segment::All, china::month(now), now).await?;
+                let day = match ask(LedgerRequest::Today).await? {
+                    LedgerResponse::Today { day } => day,
+                    other => return Err(unexpected("today", &other)),
+                };
+                Ok(to_value(&ledger::quota_view(kind, &counts.by_used, day.as_ref(), now)))
             };
+            let mut view = view.await;
             if let Ok(v) = &mut view {
-                v["shards"] = shards_quota(env, config, now).await;
+                v["kv"] = kv_quota(env, config, now).await;
             }
             answer(view)?
         }
-        (Method::Get, ["stats"]) => answer(match ask(LedgerRequest::Stats { days: last_days(req, now) }).await {
-            Ok(LedgerResponse::Stats { days }) => Ok(to_value(&days)),
-            Ok(other) => Err(unexpected("stats", &other)),
-            Err(e) => Err(e),
-        })?,
+        (Method::Get, ["stats"]) => {
+            let days = last_days(req, now);
+            let shards = FollowerStore::of(env, config);
+            let counted = async {
+                let recent = wxedge_core::flows::fanout::stats(&shards, &days).await?;
+                let older = match ask(LedgerRequest::Stats { days: days.clone() }).await? {
+                    LedgerResponse::Stats { days } => days,
+                    other => return Err(unexpected("stats", &other)),
+                };
+                Ok(ledger::merge_days(&days, [recent, older]))
+            };
+            answer(counted.await.map(|d| to_value(&d)))?
+        }
         (Method::Get, ["funnel"]) => answer(funnel(env, config, last_days(req, now)).await.map(|days| to_value(&days)))?,
         (Method::Get, ["followers", "migration"]) => answer(match ask(LedgerRequest::Migration).await {
             Ok(LedgerResponse::Migration { cursor }) => Ok(to_value(&cursor)),
             Ok(other) => Err(unexpected("migration", &other)),
+            Err(e) => Err(e),
+        })?,
+        (Method::Get, ["followers", "reshard"]) => answer(match ask(LedgerRequest::Reshard).await {
+            Ok(LedgerResponse::Reshard { cursor }) => Ok(json!({ "resharding": config.follower_shards_from.is_some(), "cursor": cursor })),
+            Ok(other) => Err(unexpected("reshard", &other)),
             Err(e) => Err(e),
         })?,
         (Method::Get, ["followers", openid]) => follower_view(env, config, openid, now).await?,
@@ -166,7 +189,8 @@ async fn send(env: &Env, config: &Config, request: SendRequest, now: u64) -> Res
     let credentials = Credentials::from_config(config);
     let api = client(&edge, &credentials, SEND_BUDGET_MS);
     let ledger = crate::ledger::Remote(env);
-    let sent = match broadcast::send(&ledger, &api, &EdgeLog, config.account_kind, request, now).await {
+    let shards = FollowerStore::of(env, config);
+    let sent = match broadcast::send(&ledger, &shards, &api, &EdgeLog, config.account_kind, request, now).await {
         Ok(s) => s,
         Err(e) => return error_response(&e),
     };
@@ -180,52 +204,53 @@ async fn send(env: &Env, config: &Config, request: SendRequest, now: u64) -> Res
     Ok(Response::from_json(&out)?.with_status(code))
 }
 
-/// The follower shards' quota views as they copied them to KV (each ≤ 10 s after its last
-/// change, then KV's propagation): followers by mass messages had this month, summed; `shards`
-/// how many had copied one for this month, `as_of` the oldest copy.
-async fn shards_quota(env: &Env, config: &Config, now: u64) -> Value {
-    let keys: Vec<String> = (0..config.follower_shards).map(|k| keys::shard_quota(&keys::follower_shard_at(k))).collect();
-    let raw = match (Edge { env }).get_many(&keys).await {
-        Ok(r) => r,
-        Err(e) => return json!({ "error": e }),
-    };
-    let month = china::month(now);
-    let mut by_used = [0u64; wxedge_core::shard::mass::MONTHLY_LIMIT as usize + 1];
-    let (mut reporting, mut as_of) = (0u32, u64::MAX);
-    for view in raw.iter().flatten().filter_map(|s| serde_json::from_str::<wxedge_core::shard::mass::QuotaMirror>(s).ok()) {
-        if view.month == month {
-            by_used.iter_mut().zip(view.by_used).for_each(|(a, b)| *a += b);
-        } else {
-            // Copied last month and not changed since: nobody has had a message this month.
-            by_used[0] += view.by_used.iter().sum::<u64>();
-        }
-        reporting += 1;
-        as_of = as_of.min(view.at);
-    }
-    json!({ "followers": by_used.iter().sum::<u64>(), "by_used": by_used, "shards": reporting, "of": config.follower_shards, "as_of": (reporting > 0).then_some(as_of) })
+/// The shards' copies in KV (`keys::shard_quota`), one per shard (`None`: not copied yet).
+async fn mirrors(env: &Env, config: &Config) -> wxedge_core::Result<Vec<Option<QuotaMirror>>> {
+    let keys: Vec<String> = (0..config.follower_shards).map(|k| keys::shard_quota(&keys::follower_shard_at(k, config.follower_shards))).collect();
+    let raw = (Edge { env }).get_many(&keys).await.map_err(Error::Storage)?;
+    Ok(raw.into_iter().map(|r| r.and_then(|s| serde_json::from_str(&s).ok())).collect())
 }
 
-/// What wxedge knows about one follower: the callback record, the index entry and this month's
+/// The planner's preview from KV: the shards' copies and the ledger's copy of the day; `None`
+/// when they cannot answer it (a list, a rare segment, a shard with no copy yet).
+async fn preview(env: &Env, config: &Config, segment: &Segment, now: u64) -> Option<wxedge_core::ledger::Plan> {
+    let mirrors = mirrors(env, config).await.ok()?;
+    let day = ledger::load_day(&Edge { env }).await.ok()?;
+    broadcast::preview(&mirrors, config.account_kind, segment, day.as_ref(), now)
+}
+
+/// The quota view as the follower shards copied it to KV (each ≤ 10 s after its last change,
+/// then KV's propagation): followers by mass messages had this month, summed; `shards` how many
+/// had copied one, `as_of` the oldest copy.
+async fn kv_quota(env: &Env, config: &Config, now: u64) -> Value {
+    match mirrors(env, config).await {
+        Ok(m) => {
+            let (by_used, reporting, as_of) = broadcast::quota_from_mirrors(&m, china::month(now));
+            json!({ "followers": by_used.iter().sum::<u64>(), "by_used": by_used, "shards": reporting, "of": config.follower_shards, "as_of": as_of })
+        }
+        Err(e) => json!({ "error": e.to_string() }),
+    }
+}
+
+/// What wxedge knows about one follower: the callback record, the index row with this month's
 /// mass-message count, and the customer-service window now.
 async fn follower_view(env: &Env, config: &Config, openid: &str, now: u64) -> Result<Response> {
-    let edge = Edge { env };
-    let record = match (FollowerStore { env, shards: config.follower_shards }).load(openid).await {
-        Ok(r) => r,
-        Err(e) => return error_response(&e),
+    let shards = FollowerStore::of(env, config);
+    let (record, entry) = match futures_util::future::join(shards.load(openid), wxedge_core::flows::fanout::entry(&shards, openid)).await {
+        (Ok(r), Ok(e)) => (r, e),
+        (Err(e), _) | (_, Err(e)) => return error_response(&e),
     };
-    let raw = edge.get(&keys::shard(ledger::shard_of(openid))).await.map_err(worker::Error::RustError)?;
-    let shard: ledger::Shard = raw.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
-    let entry = shard.followers.get(openid);
     if record.is_none() && entry.is_none() {
         return json_error(404, "not_found", "wxedge has not seen this follower (import followers to include older ones)");
     }
     let month = china::month(now);
+    let had = entry.as_ref().filter(|e| e.month == month).map_or(0, |e| e.month_count);
     let mut v = json!({
         "openid": openid,
         "record": record,
         "index": entry,
-        "mass_this_month": shard.count(openid, month),
-        "mass_left_this_month": ledger::MONTHLY_LIMIT.saturating_sub(shard.count(openid, month)),
+        "mass_this_month": had,
+        "mass_left_this_month": ledger::MONTHLY_LIMIT.saturating_sub(had),
     });
     if let Some(r) = &record {
         let mut r = r.clone();
@@ -251,6 +276,6 @@ async fn import_step(req: &mut Request, env: &Env, config: &Config, now: u64) ->
     let edge = Edge { env };
     let credentials = Credentials::from_config(config);
     let api = client(&edge, &credentials, 20_000);
-    let shards = FollowerStore { env, shards: config.follower_shards };
+    let shards = FollowerStore::of(env, config);
     answer(import::step(&crate::ledger::Remote(env), &shards, &api, restart, now).await.map(|c| to_value(&c)))
 }

@@ -58,8 +58,13 @@ pub async fn handle(mut req: Request, env: &Env, ctx: Context, config: &Config) 
                 Ok(i) => i,
                 Err(e) => return refuse(&e),
             };
-            let ports =
-                EdgePorts { env: env.clone(), ctx: Rc::new(ctx), credentials: Rc::new(Credentials::from_config(config)), shards: config.follower_shards };
+            let ports = EdgePorts {
+                env: env.clone(),
+                ctx: Rc::new(ctx),
+                credentials: Rc::new(Credentials::from_config(config)),
+                shards: config.follower_shards,
+                from: config.follower_shards_from,
+            };
             match push::handle(&ports, config, &inbound, &body, now, &mut WebCrypto).await {
                 Answer::Body(b) => Response::ok(b),
                 Answer::Retry(e) => {
@@ -88,8 +93,9 @@ pub struct EdgePorts {
     pub env: Env,
     pub ctx: Rc<Context>,
     pub credentials: Rc<Credentials>,
-    /// `FOLLOWER_SHARDS`.
+    /// `FOLLOWER_SHARDS`, and `FOLLOWER_SHARDS_FROM` while resharding.
     pub shards: u32,
+    pub from: Option<u32>,
 }
 
 fn storage(what: &str, e: impl std::fmt::Display) -> Error {
@@ -98,7 +104,7 @@ fn storage(what: &str, e: impl std::fmt::Display) -> Error {
 
 impl EdgePorts {
     fn followers(&self) -> FollowerStore<'_> {
-        FollowerStore { env: &self.env, shards: self.shards }
+        FollowerStore { env: &self.env, shards: self.shards, from: self.from }
     }
 }
 
@@ -114,6 +120,10 @@ impl Followers for EdgePorts {
     async fn legacy(&self, openid: &str) -> wxedge_core::Result<Option<FollowerRecord>> {
         self.followers().legacy(openid).await
     }
+
+    async fn keep_moved(&self, record: &FollowerRecord) -> wxedge_core::Result<()> {
+        self.followers().keep_moved(record).await
+    }
 }
 
 /// The follower's shard: one `FollowerShard` object of `FOLLOWER_SHARDS`, by the OpenID's hash.
@@ -128,6 +138,17 @@ impl Deliveries for EdgePorts {
     async fn finish(&self, key: &str, openid: &str, answer: Option<&str>, record: Option<&FollowerRecord>) -> wxedge_core::Result<()> {
         let request = ShardRequest::Finish { key: key.to_owned(), answer: answer.map(str::to_owned), record: record.cloned(), now: now_secs() };
         self.followers().ask(openid, &request).await.map(|_| ())
+    }
+}
+
+/// Every follower shard (a MASSSENDJOBFINISH of a send made outside wxedge counts in each).
+impl wxedge_core::flows::fanout::Shards for EdgePorts {
+    fn shards(&self) -> u32 {
+        self.shards
+    }
+
+    async fn call(&self, shard: u32, request: ShardRequest) -> wxedge_core::Result<ShardResponse> {
+        wxedge_core::flows::fanout::Shards::call(&self.followers(), shard, request).await
     }
 }
 

@@ -5,21 +5,21 @@
 //!
 //! # Ledger
 //!
-//! The `Ledger` Durable Object: the one place where follower index changes, quota reservations
-//! and broadcast outcomes are applied, one event at a time, so two owners planning at once can
-//! never book the same follower twice. What it does is `wxedge_core::ledger::object` (typed
-//! requests and responses, tested natively); this class (de)serializes them and mirrors the keys
-//! they changed to KV, where dry-run plans read them.
-//!
-//! Follow events arrive in bursts and KV takes one write per second per key, so mirroring runs
-//! from an alarm a second later, one alarm at a time.
+//! The `Ledger` Durable Object: the broadcasts (their batches, clientmsgids and job outcomes), a
+//! subscription account's day, the statistics of the days before the follower shards and the
+//! import's and migration's cursors — no follower (those are the shards'). What it does is
+//! `wxedge_core::ledger::object` (typed requests and responses, tested natively); this class
+//! (de)serializes them and mirrors the day to KV, where the planner's preview reads it, from an
+//! alarm a second later (KV takes one write per second per key). On its first start it moves the
+//! index of the versions before the shards into them (`flows::migrate`).
 //!
 //! # FollowerShard
 //!
 //! One of `FOLLOWER_SHARDS` objects holding the followers whose OpenID hashes to it
 //! (`wxedge_core::shard`), in the object's SQLite database: every push's delivery is claimed here
-//! in one atomic call, so duplicates delivered at once never both do the push's work. An alarm
-//! forgets answers WeChat can no longer ask for.
+//! in one atomic call, so duplicates delivered at once never both do the push's work; a
+//! broadcast's followers are booked and counted here. An alarm forgets answers WeChat can no
+//! longer ask for, drops expired bookings and copies the shard's quota view to KV.
 //!
 //! # Visits
 //!
@@ -36,9 +36,9 @@ use worker::{
 use wxedge_core::api::qr::{QrRequest, Scene};
 use wxedge_core::api::Credentials;
 use wxedge_core::flows::fanout::Shards;
-use wxedge_core::flows::migrate;
 use wxedge_core::flows::replay::{self, ReplayRequest, ReplayResponse, REMEMBER_SECS};
 use wxedge_core::flows::visit::{QrMaker, VisitsObject};
+use wxedge_core::flows::{migrate, reshard};
 use wxedge_core::keys;
 use wxedge_core::ledger::object::{self, LedgerRequest};
 use wxedge_core::ports::{Kv, Read, Store};
@@ -52,7 +52,8 @@ const FLUSH_DELAY_MS: i64 = 1000;
 const MIGRATION_STEP_MS: i64 = 100;
 const MIGRATION_RETRY_MS: i64 = 30_000;
 
-/// The follower shards, as the ledger object reaches them for its migration.
+/// One layout of follower shards, as the ledger object reaches them for its migration and a
+/// reshard.
 struct ObjectShards<'a> {
     env: &'a Env,
     n: u32,
@@ -64,7 +65,7 @@ impl Shards for ObjectShards<'_> {
     }
 
     async fn call(&self, shard: u32, request: ShardRequest) -> wxedge_core::Result<ShardResponse> {
-        crate::platform::do_request(self.env, "FOLLOWERS", &keys::follower_shard_at(shard), &request).await
+        crate::platform::do_request(self.env, "FOLLOWERS", &keys::follower_shard_at(shard, self.n), &request).await
     }
 }
 
@@ -118,21 +119,74 @@ impl DurableObject for Ledger {
             }
         }
         self.migration_step().await?;
+        self.reshard_step().await?;
         Response::ok("flushed")
     }
 }
 
 impl Ledger {
     /// On an instance's first request: if the index has not all moved into the follower shards,
-    /// the alarm does it, a step at a time (`flows::migrate`).
+    /// or a reshard is asked for and not done, the alarm does it, a step at a time
+    /// (`flows::migrate`, `flows::reshard`).
     async fn check_migration(&self) -> Result<()> {
         if self.migration_checked.replace(true) {
             return Ok(());
         }
         let storage = self.state.storage();
         let cursor = object::migration(&DoStore(&storage)).await.map_err(|e| worker::Error::RustError(e.to_string()))?;
-        if !cursor.done && storage.get_alarm().await?.is_none() {
+        let resharding = match load_config(&self.env).map_err(|e| worker::Error::RustError(e.to_string()))?.follower_shards_from {
+            Some(_) => !self.reshard_cursor().await.map_err(|e| worker::Error::RustError(e.to_string()))?.done,
+            None => false,
+        };
+        if (!cursor.done || resharding) && storage.get_alarm().await?.is_none() {
             storage.set_alarm(MIGRATION_STEP_MS).await?;
+        }
+        Ok(())
+    }
+
+    /// The reshard asked for by `FOLLOWER_SHARDS_FROM`: the stored cursor if it is for these
+    /// layouts, a fresh one otherwise.
+    async fn reshard_cursor(&self) -> wxedge_core::Result<reshard::ReshardCursor> {
+        let config = load_config(&self.env)?;
+        let from = config.follower_shards_from.unwrap_or(config.follower_shards);
+        let stored: Option<reshard::ReshardCursor> = wxedge_core::ports::load_json(&DoStore(&self.state.storage()), keys::RESHARD).await?;
+        Ok(stored.filter(|c| (c.from, c.to) == (from, config.follower_shards)).unwrap_or_else(|| reshard::ReshardCursor::new(from, config.follower_shards)))
+    }
+
+    /// One step of a reshard, from the alarm (after the migration: the index moves into the
+    /// layout first); the alarm comes back until it is done. A failed step is tried again later:
+    /// it is idempotent.
+    async fn reshard_step(&self) -> Result<()> {
+        let config = load_config(&self.env).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let Some(from) = config.follower_shards_from else { return Ok(()) };
+        let storage = self.state.storage();
+        let store = DoStore(&storage);
+        let step = async {
+            if !object::migration(&store).await?.done {
+                return Ok(false);
+            }
+            let cursor = self.reshard_cursor().await?;
+            if cursor.done {
+                return Ok(true);
+            }
+            let (old, new) = (ObjectShards { env: &self.env, n: from }, ObjectShards { env: &self.env, n: config.follower_shards });
+            let next = reshard::step(&old, &new, cursor).await?;
+            wxedge_core::ports::save_json(&store, keys::RESHARD, &next).await?;
+            if next.done {
+                worker::console_log!("followers resharded from {} to {} shards: {} rows", next.from, next.to, next.rows);
+            }
+            Ok::<bool, wxedge_core::Error>(next.done)
+        };
+        let delay = match step.await {
+            Ok(true) => return Ok(()),
+            Ok(false) => MIGRATION_STEP_MS,
+            Err(e) => {
+                worker::console_error!("reshard step failed, trying again: {e}");
+                MIGRATION_RETRY_MS
+            }
+        };
+        if storage.get_alarm().await?.is_none() {
+            storage.set_alarm(delay).await?;
         }
         Ok(())
     }
@@ -378,6 +432,9 @@ pub struct FollowerShard {
     /// When this instance knows its alarm will fire (epoch ms): a push whose claim needs an alarm
     /// no later than that costs no storage call to check it.
     alarm_at: std::cell::Cell<Option<i64>>,
+    /// No request served yet by this instance: its first copies the quota view too, so every
+    /// shard asked once (a plan, the quota view) has a copy in KV even if nothing changes in it.
+    fresh: std::cell::Cell<bool>,
 }
 
 /// A shard copies its quota view to KV this long after a change (at most this often while it
@@ -386,7 +443,7 @@ const QUOTA_MIRROR_MS: i64 = 10_000;
 
 impl DurableObject for FollowerShard {
     fn new(state: State, env: Env) -> Self {
-        FollowerShard { state, env, object: ShardObject::default(), alarm_at: std::cell::Cell::new(None) }
+        FollowerShard { state, env, object: ShardObject::default(), alarm_at: std::cell::Cell::new(None), fresh: std::cell::Cell::new(true) }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -402,9 +459,13 @@ impl DurableObject for FollowerShard {
             | ShardRequest::Load { .. }
             | ShardRequest::Counts { .. }
             | ShardRequest::Recipients { .. }
+            | ShardRequest::Entry { .. }
+            | ShardRequest::Stats { .. }
+            | ShardRequest::Mirror { .. }
+            | ShardRequest::Export { .. }
             | ShardRequest::Sweep { .. } => false,
             _ => true,
-        };
+        } || self.fresh.replace(false);
         let answer = self.object.handle(&DoSql(self.state.storage().sql()), request);
         // Something to forget later (a delivery's answer, a broadcast's bookings), or a quota
         // view to copy soon.
@@ -464,9 +525,9 @@ impl FollowerShard {
     async fn mirror_quota(&self, db: &DoSql, now: u64) {
         let Some(name) = self.state.id().name() else { return };
         let month = wxedge_core::china::month(now);
-        let view = self.object.handle(db, ShardRequest::Counts { segment: wxedge_core::shard::Segment::All, month, now }).map(|answer| match answer {
-            ShardResponse::Counts { by_used } => wxedge_core::shard::mass::QuotaMirror { month, by_used, at: now },
-            _ => wxedge_core::shard::mass::QuotaMirror { month, by_used: Default::default(), at: now },
+        let view = self.object.handle(db, ShardRequest::Mirror { month, now }).and_then(|answer| match answer {
+            ShardResponse::Mirror(view) => Ok(view),
+            other => Err(wxedge_core::Error::Storage(format!("follower shard answered {} to a mirror", other.name()))),
         });
         let written = match view.and_then(|v| serde_json::to_string(&v).map_err(|e| wxedge_core::Error::Storage(e.to_string()))) {
             Ok(json) => Edge { env: &self.env }.put(&keys::shard_quota(&name), &json, None).await.map_err(wxedge_core::Error::Storage),

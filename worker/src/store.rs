@@ -51,11 +51,12 @@ pub async fn put_rules(env: &Env, rules: &Rules) -> Result<()> {
 
 /// The follower records, as the flows' `Followers` port: each in its follower's shard (a
 /// `FollowerShard` object of `FOLLOWER_SHARDS`), and for a follower whose shard has no row yet,
-/// the record the version before the shards kept in KV (`f:<openid>`), moved into the shard by
-/// their next push.
+/// the record of the layout being resharded out of (`FOLLOWER_SHARDS_FROM`) or the one the
+/// version before the shards kept in KV (`f:<openid>`), moved into the shard by their next push.
 pub struct FollowerStore<'a> {
     pub env: &'a Env,
     pub shards: u32,
+    pub from: Option<u32>,
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> Error {
@@ -64,7 +65,11 @@ fn failed(what: &str, e: impl std::fmt::Display) -> Error {
 
 pub const SHARD_BINDING: &str = "FOLLOWERS";
 
-impl FollowerStore<'_> {
+impl<'a> FollowerStore<'a> {
+    pub fn of(env: &'a Env, config: &wxedge_core::config::Config) -> FollowerStore<'a> {
+        FollowerStore { env, shards: config.follower_shards, from: config.follower_shards_from }
+    }
+
     /// Asks the shard holding `openid`.
     pub async fn ask(&self, openid: &str, request: &ShardRequest) -> wxedge_core::Result<ShardResponse> {
         do_request(self.env, SHARD_BINDING, &keys::follower_shard(openid, self.shards), request).await
@@ -78,7 +83,7 @@ impl Shards for FollowerStore<'_> {
     }
 
     async fn call(&self, shard: u32, request: ShardRequest) -> wxedge_core::Result<ShardResponse> {
-        do_request(self.env, SHARD_BINDING, &keys::follower_shard_at(shard), &request).await
+        do_request(self.env, SHARD_BINDING, &keys::follower_shard_at(shard, self.shards), &request).await
     }
 }
 
@@ -92,10 +97,20 @@ impl Followers for FollowerStore<'_> {
     }
 
     async fn save(&self, record: &FollowerRecord) -> wxedge_core::Result<()> {
-        self.ask(&record.openid, &ShardRequest::Save { record: record.clone(), now: crate::platform::now_secs() }).await.map(|_| ())
+        self.ask(&record.openid, &ShardRequest::Save { record: record.clone(), now: crate::platform::now_secs(), moved: false }).await.map(|_| ())
+    }
+
+    async fn keep_moved(&self, record: &FollowerRecord) -> wxedge_core::Result<()> {
+        self.ask(&record.openid, &ShardRequest::Save { record: record.clone(), now: crate::platform::now_secs(), moved: true }).await.map(|_| ())
     }
 
     async fn legacy(&self, openid: &str) -> wxedge_core::Result<Option<FollowerRecord>> {
+        if let Some(n) = self.from {
+            let old = do_request(self.env, SHARD_BINDING, &keys::follower_shard(openid, n), &ShardRequest::Load { openid: openid.to_owned() }).await?;
+            if let ShardResponse::Record { record: Some(r) } = old {
+                return Ok(Some(r));
+            }
+        }
         let kv = self.env.kv(KV).map_err(|e| failed("KV", e))?;
         let raw = kv.get(&keys::follower(openid)).text().await.map_err(|e| failed("follower record", e))?;
         // A record that no longer parses is treated as new: it only held retry answers.
@@ -110,6 +125,6 @@ impl Log for FollowerStore<'_> {
 }
 
 /// Counts a customer-service message the owner sent against the follower's window.
-pub async fn note_cs_sent(env: &Env, shards: u32, openid: &str) {
-    wxedge_core::flows::push::note_cs_sent(&FollowerStore { env, shards }, openid, crate::platform::now_secs()).await
+pub async fn note_cs_sent(env: &Env, config: &wxedge_core::config::Config, openid: &str) {
+    wxedge_core::flows::push::note_cs_sent(&FollowerStore::of(env, config), openid, crate::platform::now_secs()).await
 }

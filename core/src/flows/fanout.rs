@@ -1,7 +1,7 @@
 //! A broadcast across the follower shards, the coordinator's side (issue 14): a plan asks every
 //! shard at once and adds their counts; a reservation asks every shard to book its part
-//! (`shard::mass::reserve`, atomic in each shard) and lays their batches end to end; each global
-//! batch then names one shard's local batch, whose recipients and settle go to that shard alone.
+//! (`shard::mass::reserve`, atomic in each shard) and lays their bookings end to end; a batch is
+//! then a range of that concatenation, its recipients and settle asked of the shards it spans.
 //!
 //! What keeps it safe without a transaction across objects:
 //! - every step is idempotent per shard (a booking asked again answers the same booking; a batch
@@ -11,15 +11,13 @@
 //!   and never comes back leaves nothing booked for ever;
 //! - two broadcasts booking at once meet in each shard, one after the other: a follower with one
 //!   message left this month is booked by one of them only.
-//!
-//! Not wired into the worker yet: the ledger object is still the worker's coordinator and store.
 
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::ledger::IndexChange;
-use crate::shard::mass::{Booking, Counts};
+use crate::shard::mass::{Booked, Booking, Counts};
 use crate::shard::{Segment, ShardRequest, ShardResponse};
 
 /// The follower shards as a coordinator reaches them.
@@ -75,81 +73,132 @@ fn split(openids: &[String], n: u32) -> Vec<(usize, Vec<String>)> {
     by.into_iter().collect()
 }
 
+/// What shard `k` is asked about `segment`: its part of a list, the segment itself otherwise;
+/// `None`: nothing to ask it (no OpenID of the list lives there).
+fn part_of(segment: &Segment, k: u32, n: u32) -> Option<Segment> {
+    match segment {
+        Segment::Ids(ids) => {
+            let mine: Vec<String> = ids.iter().filter(|o| crate::shard::shard_of(o, n) == k).cloned().collect();
+            (!mine.is_empty()).then_some(Segment::Ids(mine))
+        }
+        other => Some(other.clone()),
+    }
+}
+
 /// The segment across every shard, by mass messages had this month.
 pub async fn plan(s: &impl Shards, segment: &Segment, month: u32, now: u64) -> Result<Counts> {
-    let asks = (0..s.shards()).map(|k| s.call(k, ShardRequest::Counts { segment: segment.clone(), month, now }));
+    let n = s.shards();
+    let asks = (0..n).filter_map(|k| part_of(segment, k, n).map(|segment| s.call(k, ShardRequest::Counts { segment, month, now })));
     let mut total = Counts::default();
     for answer in join_all(asks).await {
         match answer? {
-            ShardResponse::Counts { by_used } => total.add(&Counts { by_used }),
+            ShardResponse::Counts { by_used, not_following } => total.add(&Counts { by_used, not_following }),
             other => return Err(unexpected("a count", &other)),
         }
     }
     Ok(total)
 }
 
-/// Where a broadcast's batches are: each shard's part, in shard order; global batch numbers run
-/// through them end to end.
+/// Where a broadcast's followers are booked: each shard's booking in shard order, laid end to
+/// end; a batch is a range of rows of that concatenation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Layout {
-    /// `(shard, batches, followers)` for every shard that booked anyone.
-    pub parts: Vec<(u32, u32, u64)>,
+    /// `(shard, followers booked)` for every shard that booked anyone.
+    pub parts: Vec<(u32, u64)>,
 }
 
 impl Layout {
-    pub fn batches(&self) -> u32 {
+    pub fn followers(&self) -> u64 {
         self.parts.iter().map(|p| p.1).sum()
     }
 
-    pub fn followers(&self) -> u64 {
-        self.parts.iter().map(|p| p.2).sum()
-    }
-
-    /// Global batch `n` as `(shard, local batch)`.
-    pub fn locate(&self, mut n: u32) -> Option<(u32, u32)> {
-        for &(shard, batches, _) in &self.parts {
-            if n < batches {
-                return Some((shard, n));
+    /// Global rows `[from, to)` as `(shard, from, to)` within each shard's booking.
+    pub fn pieces(&self, from: u64, to: u64) -> Vec<(u32, u64, u64)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        for &(shard, n) in &self.parts {
+            let (a, b) = (from.max(start), to.min(start + n));
+            if a < b {
+                out.push((shard, a - start, b - start));
             }
-            n -= batches;
+            start += n;
         }
-        None
+        out
     }
 }
 
-/// Books the broadcast in every shard at once. A shard that fails fails the whole call, with
-/// the others' bookings kept: asked again with the same id they answer the same, and the failed
-/// one books; never asked again, they expire.
-pub async fn reserve(s: &impl Shards, booking: &Booking) -> Result<Layout> {
-    let asks = (0..s.shards()).map(|k| s.call(k, ShardRequest::Reserve(booking.clone())));
-    let mut layout = Layout::default();
-    for (k, answer) in (0..).zip(join_all(asks).await) {
+/// A broadcast booked everywhere: where, and the audience as the shards saw it when booking.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reservation {
+    pub layout: Layout,
+    /// Following and in the segment (booked, or at quota).
+    pub audience: u64,
+    pub not_following: u64,
+}
+
+/// Books the broadcast in every shard at once (a list: each shard its part). A shard that fails
+/// fails the whole call, with the others' bookings kept: asked again with the same id they
+/// answer the same, and the failed one books; never asked again, they expire.
+pub async fn reserve(s: &impl Shards, booking: &Booking) -> Result<Reservation> {
+    let n = s.shards();
+    let asks: Vec<_> = (0..n)
+        .filter_map(|k| part_of(&booking.segment, k, n).map(|segment| (k, Booking { segment, ..booking.clone() })))
+        .map(|(k, b)| async move { (k, s.call(k, ShardRequest::Reserve(b)).await) })
+        .collect();
+    let mut r = Reservation::default();
+    for (k, answer) in join_all(asks).await {
         match answer? {
-            ShardResponse::Booked { followers: 0, .. } => {}
-            ShardResponse::Booked { followers, batches } => layout.parts.push((k, batches, followers)),
+            ShardResponse::Booked(Booked { followers, audience, not_following }) => {
+                if followers > 0 {
+                    r.layout.parts.push((k, followers));
+                }
+                r.audience += audience;
+                r.not_following += not_following;
+            }
             other => return Err(unexpected("a booking", &other)),
         }
     }
-    Ok(layout)
+    Ok(r)
 }
 
-/// Global batch `n`'s recipients.
-pub async fn recipients(s: &impl Shards, id: &str, layout: &Layout, n: u32) -> Result<Vec<String>> {
-    let (shard, batch) = layout.locate(n).ok_or_else(|| Error::NotFound(format!("broadcast {id} has no batch {n}")))?;
-    match s.call(shard, ShardRequest::Recipients { id: id.to_owned(), batch }).await? {
-        ShardResponse::Recipients { openids } => Ok(openids),
-        other => Err(unexpected("recipients", &other)),
+/// The recipients of global rows `[from, to)` (one batch), from the shards it spans, at once.
+pub async fn recipients(s: &impl Shards, id: &str, layout: &Layout, from: u64, to: u64) -> Result<Vec<String>> {
+    let asks = layout.pieces(from, to).into_iter().map(|(k, a, b)| s.call(k, ShardRequest::Recipients { id: id.to_owned(), from: a, to: b }));
+    let mut out = Vec::with_capacity((to - from) as usize);
+    for answer in join_all(asks).await {
+        match answer? {
+            ShardResponse::Recipients { openids } => out.extend(openids),
+            other => return Err(unexpected("recipients", &other)),
+        }
     }
+    Ok(out)
 }
 
-/// Global batch `n`'s outcome, in its shard; answers how many followers it settled (0 when it
-/// was settled before).
-pub async fn settle(s: &impl Shards, id: &str, layout: &Layout, n: u32, sent: bool, month: u32) -> Result<u64> {
-    let (shard, batch) = layout.locate(n).ok_or_else(|| Error::NotFound(format!("broadcast {id} has no batch {n}")))?;
-    match s.call(shard, ShardRequest::Settle { id: id.to_owned(), batch, sent, month }).await? {
-        ShardResponse::Settled { followers } => Ok(followers),
-        other => Err(unexpected("a settle", &other)),
+/// The outcome of global rows `[from, to)` in the shards it spans; answers how many followers
+/// it settled (0 when it was settled before).
+pub async fn settle(s: &impl Shards, id: &str, layout: &Layout, from: u64, to: u64, sent: bool, month: u32) -> Result<u64> {
+    let asks = layout.pieces(from, to).into_iter().map(|(k, a, b)| s.call(k, ShardRequest::Settle { id: id.to_owned(), from: a, to: b, sent, month }));
+    let mut settled = 0;
+    for answer in join_all(asks).await {
+        match answer? {
+            ShardResponse::Settled { followers } => settled += followers,
+            other => return Err(unexpected("a settle", &other)),
+        }
     }
+    Ok(settled)
+}
+
+/// A confirmed send wxedge did not make, counted for every follower once (idempotent by
+/// `msg_id` in each shard, so asking again after a failure counts nobody twice).
+pub async fn count_everyone(s: &impl Shards, msg_id: u64, month: u32) -> Result<u64> {
+    let mut counted = 0;
+    for answer in join_all((0..s.shards()).map(|k| s.call(k, ShardRequest::CountEveryone { msg_id, month }))).await {
+        match answer? {
+            ShardResponse::Settled { followers } => counted += followers,
+            other => return Err(unexpected("a count", &other)),
+        }
+    }
+    Ok(counted)
 }
 
 /// Drops the broadcast's bookings everywhere.
@@ -158,6 +207,27 @@ pub async fn release(s: &impl Shards, id: &str) -> Result<()> {
         answer?;
     }
     Ok(())
+}
+
+/// The follows and unfollows every shard counted on `days`, added up.
+pub async fn stats(s: &impl Shards, days: &[u32]) -> Result<std::collections::BTreeMap<String, crate::ledger::DayStats>> {
+    let mut parts = Vec::new();
+    for answer in join_all((0..s.shards()).map(|k| s.call(k, ShardRequest::Stats { days: days.to_vec() }))).await {
+        match answer? {
+            ShardResponse::Stats { days } => parts.push(days),
+            other => return Err(unexpected("stats", &other)),
+        }
+    }
+    Ok(crate::ledger::merge_days(days, parts))
+}
+
+/// One follower's index row, from its shard.
+pub async fn entry(s: &impl Shards, openid: &str) -> Result<Option<crate::shard::Migrated>> {
+    let k = crate::shard::shard_of(openid, s.shards());
+    match s.call(k, ShardRequest::Entry { openid: openid.to_owned() }).await? {
+        ShardResponse::Entry { entry } => Ok(entry),
+        other => Err(unexpected("an entry", &other)),
+    }
 }
 
 /// The shards in this process, each the object's own code over its rusqlite database: the

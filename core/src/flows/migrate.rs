@@ -68,12 +68,9 @@ pub async fn step(ledger: &impl Read, shards: &impl Shards, mut cursor: Migratio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::AccountKind;
     use crate::flows::fanout::{plan, LocalShards};
     use crate::flows::testkit::{run, Harness, MID_NOVEMBER};
-    use crate::flows::Ledger;
-    use crate::ledger::object::LedgerRequest;
-    use crate::ledger::{IndexChange, SendRequest};
+    use crate::ledger::{Entry, IndexChange, Shard};
     use crate::shard::Segment;
 
     fn month() -> u32 {
@@ -91,27 +88,35 @@ mod tests {
         panic!("the migration did not finish: {cursor:?}");
     }
 
+    /// The index as the ledger object wrote it before the follower shards: 256 JSON shards of
+    /// `(openid, entry, mass messages this month)`.
+    fn legacy_index(h: &Harness, followers: &[(String, Entry, u8)]) {
+        let mut shards: std::collections::BTreeMap<u32, Shard> = Default::default();
+        for (openid, entry, count) in followers {
+            let shard = shards.entry(crate::ledger::shard_of(openid)).or_default();
+            shard.followers.insert(openid.clone(), entry.clone());
+            for _ in 0..*count {
+                shard.bump(openid, month());
+            }
+        }
+        for (n, shard) in shards {
+            run(crate::ports::Store::put(h.store(), &crate::keys::shard(n), &serde_json::to_string(&shard).unwrap())).unwrap();
+        }
+    }
+
+    fn entry(following: bool, since: u64, tags: &[u64]) -> Entry {
+        Entry { following, since, tags: tags.to_vec(), ..Entry::default() }
+    }
+
     #[test]
-    fn the_current_ledgers_index_and_month_counts_move_into_the_shards_once() {
-        // State written by the current version: follows, an import, an unfollow, a tag and a
+    fn the_previous_ledgers_index_and_month_counts_move_into_the_shards_once() {
+        // State the previous version wrote: 300 follows, 50 imports, an unfollow, a tag and a
         // broadcast sent to everyone (one message each this month).
         let h = Harness::new();
-        h.follow_many("m", 300);
-        let imported: Vec<String> = (0..50).map(|i| format!("oimp{i:03}")).collect();
-        let tagged: Vec<String> = (0..30).map(|i| format!("om{i:06}")).collect();
-        let changes = vec![
-            IndexChange::Import { openids: imported, at: MID_NOVEMBER },
-            IndexChange::Unfollow { openid: "om000299".into(), at: MID_NOVEMBER },
-            IndexChange::Tag { tag_id: 5, openids: tagged, remove: false },
-        ];
-        run(h.ledger.call(LedgerRequest::Apply { changes })).unwrap();
-        let request = SendRequest {
-            id: Some("m1".into()),
-            segment: crate::ledger::Segment::All,
-            message: crate::api::messages::MassMessage::Text { content: "hi".into() },
-        };
-        run(crate::flows::broadcast::send(&h.ledger, &h.client(), &h, AccountKind::Service, request, MID_NOVEMBER)).unwrap();
-        assert_eq!(h.quota_left(MID_NOVEMBER)[3], 349, "the ledger counted one each");
+        let mut followers: Vec<(String, Entry, u8)> =
+            (0..300).map(|i| (format!("om{i:06}"), entry(i != 299, MID_NOVEMBER - 86_400, if i < 30 { &[5] } else { &[] }), u8::from(i != 299))).collect();
+        followers.extend((0..50).map(|i| (format!("oimp{i:03}"), entry(true, MID_NOVEMBER, &[]), 1)));
+        legacy_index(&h, &followers);
 
         let s = LocalShards::memory(4);
         let cursor = all_steps(&h, &s);
@@ -128,7 +133,7 @@ mod tests {
     #[test]
     fn a_row_written_since_the_upgrade_keeps_its_follow_state_and_a_failed_step_repeats() {
         let h = Harness::new();
-        h.follow_many("n", 40);
+        legacy_index(&h, &(0..40).map(|i| (format!("on{i:06}"), entry(true, MID_NOVEMBER - 86_400, &[]), 0)).collect::<Vec<_>>());
         let s = LocalShards::memory(4);
         // Since the upgrade on000007 unfollowed, and their push wrote their shard row.
         crate::shard::apply(s.db_of("on000007"), &IndexChange::Import { openids: vec!["on000007".into()], at: MID_NOVEMBER }).unwrap();

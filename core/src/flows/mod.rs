@@ -33,6 +33,7 @@ pub mod import;
 pub mod migrate;
 pub mod push;
 pub mod replay;
+pub mod reshard;
 #[cfg(test)]
 pub(crate) mod testkit;
 pub mod visit;
@@ -76,6 +77,9 @@ pub trait Followers {
     async fn save(&self, record: &FollowerRecord) -> Result<()>;
     /// The old layout's record only.
     async fn legacy(&self, openid: &str) -> Result<Option<FollowerRecord>>;
+    /// Writes a record brought from the old layout, as it was there: its follow state is not a
+    /// change to count in the day's statistics.
+    async fn keep_moved(&self, record: &FollowerRecord) -> Result<()>;
 }
 
 /// The follower's shard (`crate::shard`): one atomic claim per push, so two deliveries of one

@@ -30,7 +30,6 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::follower::FollowerRecord;
 use crate::ledger::object::{LedgerRequest, LedgerResponse};
-use crate::ledger::IndexChange;
 use crate::message::{Event, Kind, Message};
 use crate::ports::Clock;
 use crate::reply::Reply;
@@ -46,11 +45,40 @@ pub const WAIT_STEP_MS: u64 = 200;
 
 /// Every port a push uses. `Clone + 'static`: the guard's background task owns a copy.
 pub trait PushPorts:
-    Followers + Deliveries + Ledger + Visits + RulesSource + Backend + CustomerService + MassJobs + Replays + Tasks + Clock + Log + Clone + 'static
+    Followers
+    + Deliveries
+    + super::fanout::Shards
+    + Ledger
+    + Visits
+    + RulesSource
+    + Backend
+    + CustomerService
+    + MassJobs
+    + Replays
+    + Tasks
+    + Clock
+    + Log
+    + Clone
+    + 'static
 {
 }
-impl<T: Followers + Deliveries + Ledger + Visits + RulesSource + Backend + CustomerService + MassJobs + Replays + Tasks + Clock + Log + Clone + 'static>
-    PushPorts for T
+impl<
+        T: Followers
+            + Deliveries
+            + super::fanout::Shards
+            + Ledger
+            + Visits
+            + RulesSource
+            + Backend
+            + CustomerService
+            + MassJobs
+            + Replays
+            + Tasks
+            + Clock
+            + Log
+            + Clone
+            + 'static,
+    > PushPorts for T
 {
 }
 
@@ -166,6 +194,13 @@ async fn claimed<P: PushPorts>(
             Err(e) => return (Answer::Retry(e), None),
         },
     };
+    // Moved as it was first (once per follower): what this push changes is then counted against
+    // the old layout's state, not as a follow of someone new.
+    if moved {
+        if let Err(e) = p.keep_moved(&record).await {
+            return (Answer::Retry(e), None);
+        }
+    }
     // The rules first: they say which widget labels are the owner's scenes, and a push that
     // cannot be answered keeps nothing (WeChat's retry does it all).
     let rules = match p.rules().await {
@@ -185,9 +220,12 @@ async fn claimed<P: PushPorts>(
     if let Some((_, page)) = visit {
         record.page = Some(page);
     }
-    if let Some(c) = index_change(msg, &record, change) {
-        if let Err(e) = p.call(LedgerRequest::Apply { changes: vec![c] }).await {
-            p.log(Level::Error, &format!("follower index update for {} failed ({e}); answering 500 so WeChat retries", msg.from));
+    // A change of follow state is written before the answer (the record carries the index and
+    // the day's statistics, atomically in the follower's shard): a follow is never lost to a
+    // record written late. Failing, the push answers 500 with nothing done.
+    if change.followed || change.unfollowed {
+        if let Err(e) = p.save(&record).await {
+            p.log(Level::Error, &format!("follow state of {} not kept ({e}); answering 500 so WeChat retries", msg.from));
             return (Answer::Retry(e), None);
         }
     }
@@ -219,13 +257,16 @@ async fn job_finished(p: &impl PushPorts, result: &crate::message::MassSendResul
         p.log(Level::Error, &format!("mass-send outcome {} not recorded ({e}); answering 500 so WeChat retries", result.msg_id));
         Answer::Retry(e)
     };
-    match p.call(LedgerRequest::JobFinished { result: result.clone(), now, confirmed: false }).await {
+    let month = crate::china::month(now);
+    match Ledger::call(p, LedgerRequest::JobFinished { result: result.clone(), confirmed: false }).await {
         Ok(LedgerResponse::UnknownJob) => {}
+        Ok(LedgerResponse::JobRecorded { count_everyone: Some(msg_id), .. }) => return counted(p, msg_id, month, &retry).await,
         Ok(_) => return Answer::Body("success".into()),
         Err(e) => return retry(e),
     }
     match p.mass_status(result.msg_id).await {
-        Ok(status) if status != "SEND_FAIL" => match p.call(LedgerRequest::JobFinished { result: result.clone(), now, confirmed: true }).await {
+        Ok(status) if status != "SEND_FAIL" => match Ledger::call(p, LedgerRequest::JobFinished { result: result.clone(), confirmed: true }).await {
+            Ok(LedgerResponse::JobRecorded { count_everyone: Some(msg_id), .. }) => counted(p, msg_id, month, &retry).await,
             Ok(_) => Answer::Body("success".into()),
             Err(e) => retry(e),
         },
@@ -247,21 +288,15 @@ async fn job_finished(p: &impl PushPorts, result: &crate::message::MassSendResul
     }
 }
 
-/// The index change a push makes, if any.
-fn index_change(msg: &Message, record: &FollowerRecord, change: crate::follower::Change) -> Option<IndexChange> {
-    if change.followed {
-        Some(match &msg.kind {
-            Kind::Event(Event::Subscribe { scene, .. }) => {
-                IndexChange::Follow { openid: msg.from.clone(), at: msg.create_time, scene: scene.clone(), page: record.page.clone() }
-            }
-            // A message, click or scan from someone never seen following (they followed before
-            // wxedge, or the record was lost): following, but not a new follow to count.
-            _ => IndexChange::Import { openids: vec![msg.from.clone()], at: msg.create_time },
-        })
-    } else if change.unfollowed {
-        Some(IndexChange::Unfollow { openid: msg.from.clone(), at: msg.create_time })
-    } else {
-        None
+/// A confirmed send wxedge did not make, counted in every follower shard (once each: WeChat's
+/// redelivery after a failure here asks again and counts nobody twice).
+async fn counted(p: &impl PushPorts, msg_id: u64, month: u32, retry: &impl Fn(Error) -> Answer) -> Answer {
+    match super::fanout::count_everyone(p, msg_id, month).await {
+        Ok(n) => {
+            p.log(Level::Info, &format!("mass send {msg_id} made outside wxedge: counted for {n} followers"));
+            Answer::Body("success".into())
+        }
+        Err(e) => retry(e),
     }
 }
 

@@ -18,7 +18,6 @@ use serde_json::{json, Value};
 use super::{Level, LocalLedger, Log};
 use crate::api::{Client, Credentials, TokenCell};
 use crate::config::AccountKind;
-use crate::ledger::object::{LedgerRequest, LedgerResponse};
 use crate::ledger::{IndexChange, QuotaView};
 use crate::ports::{Clock, Http, HttpRequest, HttpResponse, Kv, MemoryKv, MemoryStore, Read};
 
@@ -259,9 +258,10 @@ impl Clock for FakePlatform {
     }
 }
 
-/// A ledger, a WeChat and a log, wired together.
+/// A ledger, follower shards, a WeChat and a log, wired together.
 pub struct Harness {
     pub ledger: Rc<LocalLedger<MemoryStore>>,
+    pub shards: super::fanout::LocalShards,
     pub wechat: Rc<FakeWeChat>,
     pub platform: FakePlatform,
     pub cell: TokenCell,
@@ -276,6 +276,7 @@ impl Harness {
         use_clock(&clock);
         Harness {
             ledger: Rc::new(LocalLedger(MemoryStore::default())),
+            shards: super::fanout::LocalShards::memory(4),
             platform: FakePlatform { wechat: wechat.clone(), kv: MemoryKv::default(), clock },
             wechat,
             cell: TokenCell::default(),
@@ -292,26 +293,26 @@ impl Harness {
         &self.ledger.0
     }
 
+    /// `n` followers `o<prefix>000000`…, following since yesterday, in their shards.
     pub fn follow_many(&self, prefix: &str, n: usize) {
-        let changes = (0..n).map(|i| IndexChange::Follow { openid: format!("o{prefix}{i:06}"), at: MID_NOVEMBER - 86_400, scene: None, page: None }).collect();
-        run_local(self.ledger.call_ref(LedgerRequest::Apply { changes }));
+        let changes: Vec<IndexChange> =
+            (0..n).map(|i| IndexChange::Follow { openid: format!("o{prefix}{i:06}"), at: MID_NOVEMBER - 86_400, scene: None, page: None }).collect();
+        self.apply(&changes);
     }
 
+    /// Index changes into the shards.
+    pub fn apply(&self, changes: &[IndexChange]) {
+        run_local(super::fanout::apply(&self.shards, changes)).expect("shards");
+    }
+
+    /// The quota view, counted in the shards.
     pub fn quota_view(&self, now: u64) -> QuotaView {
-        match run_local(self.ledger.call_ref(LedgerRequest::Quota { kind: AccountKind::Service, now })) {
-            LedgerResponse::Quota { quota } => quota,
-            other => panic!("{other:?}"),
-        }
+        let counts = run_local(super::fanout::plan(&self.shards, &crate::shard::Segment::All, crate::china::month(now), now)).expect("shards");
+        crate::ledger::quota_view(AccountKind::Service, &counts.by_used, None, now)
     }
 
     pub fn quota_left(&self, now: u64) -> [usize; 5] {
         self.quota_view(now).left
-    }
-}
-
-impl LocalLedger<MemoryStore> {
-    async fn call_ref(&self, request: LedgerRequest) -> LedgerResponse {
-        crate::ledger::object::handle(&self.0, request).await.expect("ledger").response
     }
 }
 

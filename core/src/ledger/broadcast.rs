@@ -1,13 +1,16 @@
-//! A broadcast's life: reserved (quota counted), each batch sent with its clientmsgid, then
-//! settled (accepted, refused and released, or lost and kept for a retry).
+//! A broadcast's life in the ledger object: opened (its id checked, a subscription account's
+//! day), committed once the follower shards booked it (its batches laid over their bookings),
+//! each batch sent with its clientmsgid, then settled (accepted, refused, or lost and kept for a
+//! retry). The followers and their counts are the shards'; the ledger keeps the broadcast.
 
 use serde::{Deserialize, Serialize};
 
-use super::{batch_sizes, load_day, load_shards, plan, shard_of, to_json, DayLedger, MsgOwner, Segment, SendMethod, Touched, CHUNK, HISTORY_LEN};
+use super::{batch_sizes, load_day, to_json, DayLedger, MsgOwner, Plan, Segment, SendMethod, HISTORY_LEN};
 use crate::api::messages::{Audience, MassMessage, MassSent};
 use crate::china;
 use crate::config::AccountKind;
 use crate::error::{Error, Result};
+use crate::flows::fanout::Layout;
 use crate::keys;
 use crate::ports::{Read, Store};
 
@@ -40,8 +43,10 @@ pub struct Outcome {
 pub struct Batch {
     pub n: u32,
     pub clientmsgid: String,
+    /// Rows `from .. from + size` of the broadcast's bookings (`Layout`).
+    #[serde(default)]
+    pub from: u64,
     pub size: usize,
-    pub chunks: u32,
     pub state: BatchState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub msg_id: Option<u64>,
@@ -65,6 +70,10 @@ pub struct Broadcast {
     pub unknown: usize,
     pub not_following: usize,
     pub batches: Vec<Batch>,
+    /// Where the follower shards booked its recipients. Empty in a broadcast an earlier version
+    /// reserved in the ledger itself.
+    #[serde(default)]
+    pub layout: Layout,
 }
 
 /// Where a broadcast is: `reserved` → `sending` → `sent` (all accepted) → `finished` (all
@@ -151,73 +160,67 @@ pub async fn load_broadcast(store: &impl Read, id: &str) -> Result<Option<Broadc
     }
 }
 
-/// Reserves quota for a broadcast, atomically with respect to other reservations when `store` is
-/// the Durable Object's storage (one object, one event at a time). A known id returns the stored
-/// broadcast untouched: a retried request never reserves (or sends) twice.
-pub async fn reserve(store: &impl Store, kind: AccountKind, request: &SendRequest, now: u64) -> Result<(Broadcast, Touched, bool)> {
+/// A broadcast asked for, before any follower is booked: its id, and the broadcast if that id
+/// is known (a retried request: never booked or sent twice). Refuses a bad message, an id reused
+/// for another broadcast, and what a subscription account cannot send whatever the audience.
+pub async fn open(store: &impl Read, kind: AccountKind, request: &SendRequest, now: u64) -> Result<(String, Option<Broadcast>)> {
     request.message.check()?;
     let id = request.broadcast_id(now);
     if let Some(existing) = load_broadcast(store, &id).await? {
         if existing.segment != request.segment || existing.message != request.message {
             return Err(Error::Conflict(format!("broadcast {id} was already sent with another audience or message; use a new id")));
         }
-        return Ok((existing, Touched::new(), false));
+        return Ok((id, Some(existing)));
     }
-    let mut shards = load_shards(store).await?;
-    let day = load_day(store).await?;
-    let plan = plan(kind, &request.segment, &shards, day.as_ref(), now);
-    if let Some(refusal) = plan.refused {
-        return Err(refusal.into_error());
+    if kind == AccountKind::Subscription {
+        let plan = super::decide(kind, &request.segment, &super::Tally { eligible: 1, ..Default::default() }, load_day(store).await?.as_ref(), now);
+        if let Some(refusal) = plan.refused {
+            return Err(refusal.into_error());
+        }
     }
-    let month = plan.month;
-    let mut touched = Touched::new();
-    for openid in &plan.recipients {
-        let n = shard_of(openid);
-        shards[n as usize].bump(openid, month);
-        touched.insert(n);
+    Ok((id, None))
+}
+
+/// Records a broadcast the shards booked (`layout`), as `plan` decided it: its batches laid over
+/// the bookings, a subscription account's day taken, the history. Answers the broadcast and
+/// whether this call made it (a concurrent request with the same id may have committed first:
+/// its broadcast is answered, over the same bookings). Refuses a subscription account's second
+/// broadcast of the day (two opened at once: the first to commit has the day).
+pub async fn commit(store: &impl Store, kind: AccountKind, request: &SendRequest, plan: &Plan, layout: Layout, now: u64) -> Result<(Broadcast, bool)> {
+    let (id, existing) = open(store, kind, request, now).await?;
+    if let Some(b) = existing {
+        return Ok((b, false));
     }
     let method = plan.method.unwrap_or(SendMethod::Send);
-    let sizes = if method == SendMethod::Sendall { vec![plan.recipients.len()] } else { batch_sizes(plan.recipients.len()) };
-    let mut writes: Vec<(String, String)> = Vec::new();
-    let mut batches = Vec::new();
-    let mut rest = plan.recipients.as_slice();
-    for (n, size) in sizes.iter().enumerate() {
-        let (mine, later) = rest.split_at(*size);
-        rest = later;
-        let chunks: Vec<&[String]> = mine.chunks(CHUNK).collect();
-        for (c, chunk) in chunks.iter().enumerate() {
-            writes.push((keys::members(&id, n as u32, c as u32), to_json(chunk)?));
-        }
-        batches.push(Batch {
-            n: n as u32,
-            clientmsgid: format!("{id}-{n}"),
-            size: *size,
-            chunks: chunks.len() as u32,
-            state: BatchState::Reserved,
-            msg_id: None,
-            error: None,
-            outcome: None,
-        });
-    }
+    let total = layout.followers() as usize;
+    let sizes = if method == SendMethod::Sendall { vec![total] } else { batch_sizes(total) };
+    let mut from = 0u64;
+    let batches = (0..)
+        .zip(sizes)
+        .map(|(n, size)| {
+            let b = Batch { n, clientmsgid: format!("{id}-{n}"), from, size, state: BatchState::Reserved, msg_id: None, error: None, outcome: None };
+            from += size as u64;
+            b
+        })
+        .collect();
     let broadcast = Broadcast {
         id: id.clone(),
         created_at: now,
         segment: request.segment.clone(),
         message: request.message.clone(),
         method,
-        month,
+        month: plan.month,
         day: china::day(now),
         eligible: plan.eligible,
         at_quota: plan.at_quota,
         unknown: plan.unknown,
         not_following: plan.not_following,
         batches,
+        layout,
     };
+    let mut writes: Vec<(String, String)> = Vec::new();
     if kind == AccountKind::Subscription {
         writes.push((keys::DAY_LEDGER.into(), to_json(&DayLedger { day: broadcast.day, broadcast: id.clone() })?));
-    }
-    for n in &touched {
-        writes.push((keys::shard(*n), to_json(&shards[*n as usize])?));
     }
     let mut history: Vec<String> = match store.get(keys::HISTORY).await.map_err(Error::Storage)? {
         Some(h) => serde_json::from_str(&h).unwrap_or_default(),
@@ -228,19 +231,7 @@ pub async fn reserve(store: &impl Store, kind: AccountKind, request: &SendReques
     writes.push((keys::HISTORY.into(), to_json(&history)?));
     writes.push((keys::broadcast(&id), to_json(&broadcast)?));
     store.put_many(&writes).await.map_err(Error::Storage)?;
-    Ok((broadcast, touched, true))
-}
-
-/// The recipients reserved for a batch.
-pub async fn batch_recipients(store: &impl Read, b: &Broadcast, n: u32) -> Result<Vec<String>> {
-    let batch = b.batches.iter().find(|x| x.n == n).ok_or_else(|| Error::Invalid(format!("broadcast {} has no batch {n}", b.id)))?;
-    let keys: Vec<String> = (0..batch.chunks).map(|c| keys::members(&b.id, n, c)).collect();
-    let mut out = Vec::with_capacity(batch.size);
-    for raw in store.get_many(&keys).await.map_err(Error::Storage)?.into_iter().flatten() {
-        let chunk: Vec<String> = serde_json::from_str(&raw).map_err(|e| Error::Storage(e.to_string()))?;
-        out.extend(chunk);
-    }
-    Ok(out)
+    Ok((broadcast, true))
 }
 
 /// What WeChat answered to one batch.
@@ -265,16 +256,17 @@ impl SendAnswer {
     }
 }
 
-/// Records what WeChat said to a batch. Accepted (or already accepted: 45065) keeps the
-/// reservation; a refusal releases the batch's recipients (and a subscription account's day);
-/// a lost answer (transport error) keeps them reserved, to be settled by a retry.
-pub async fn settle(store: &impl Store, id: &str, n: u32, answer: &SendAnswer) -> Result<(Broadcast, Touched)> {
+/// Records what WeChat said to a batch. Accepted (or already accepted: 45065) and refused
+/// settle it (the caller settles its followers in the shards: counted, or freed); a refusal of
+/// every batch frees a subscription account's day again; a lost answer (transport error) keeps
+/// it reserved, to be settled by a retry. Answers the broadcast and whether the day was freed.
+pub async fn settle(store: &impl Store, id: &str, n: u32, answer: &SendAnswer) -> Result<(Broadcast, bool)> {
     let mut b = load_broadcast(store, id).await?.ok_or_else(|| Error::Invalid(format!("no broadcast {id}")))?;
-    let mut touched = Touched::new();
     let mut writes = Vec::new();
+    let mut day_freed = false;
     let idx = b.batches.iter().position(|x| x.n == n).ok_or_else(|| Error::Invalid(format!("broadcast {id} has no batch {n}")))?;
     if b.batches[idx].state != BatchState::Reserved {
-        return Ok((b, touched));
+        return Ok((b, false));
     }
     match answer {
         SendAnswer::Accepted { sent } => {
@@ -297,16 +289,6 @@ pub async fn settle(store: &impl Store, id: &str, n: u32, answer: &SendAnswer) -
         }
         SendAnswer::Lost { why } => b.batches[idx].error = Some(format!("WeChat's answer was lost ({why}); retry the send to settle it")),
         SendAnswer::Refused { why } => {
-            let recipients = batch_recipients(store, &b, n).await?;
-            let mut shards = load_shards(store).await?;
-            for openid in &recipients {
-                let s = shard_of(openid);
-                shards[s as usize].unbump(openid, b.month);
-                touched.insert(s);
-            }
-            for s in &touched {
-                writes.push((keys::shard(*s), to_json(&shards[*s as usize])?));
-            }
             let batch = &mut b.batches[idx];
             batch.state = BatchState::Failed;
             batch.error = Some(why.clone());
@@ -314,10 +296,11 @@ pub async fn settle(store: &impl Store, id: &str, n: u32, answer: &SendAnswer) -
             if none_accepted && load_day(store).await?.is_some_and(|d| d.broadcast == b.id) {
                 // A refused send did not use the day: free it again.
                 writes.push((keys::DAY_LEDGER.into(), to_json(&DayLedger { day: 0, broadcast: String::new() })?));
+                day_freed = true;
             }
         }
     }
     writes.push((keys::broadcast(id), to_json(&b)?));
     store.put_many(&writes).await.map_err(Error::Storage)?;
-    Ok((b, touched))
+    Ok((b, day_freed))
 }

@@ -1,15 +1,17 @@
-//! The follower index: who follows, since when, from which scene and page, with which tags, and
-//! this month's mass-message count, in 256 shards.
+//! The follower index as the single ledger object kept it before the follower shards (issue 14):
+//! who follows, since when, from which scene and page, with which tags, and this month's
+//! mass-message count, in 256 JSON shards. Read once, by the migration into the follower shards
+//! (`flows::migrate`); nothing writes it any more. Also the index changes, the follower shards'
+//! vocabulary.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{to_json, DayStats, Touched, SHARDS};
-use crate::china;
+use super::SHARDS;
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::ports::{Read, Store};
+use crate::ports::Read;
 
 /// FNV-1a: stable across platforms and releases (the shard of a follower must never move).
 pub fn shard_of(openid: &str) -> u32 {
@@ -122,82 +124,4 @@ pub enum IndexChange {
         openids: Vec<String>,
         remove: bool,
     },
-}
-
-/// Applies index changes; returns the shards touched. Follows and unfollows also count in the
-/// day's statistics (only real changes: a repeated follow event is not a second follow).
-pub async fn apply(store: &impl Store, changes: &[IndexChange]) -> Result<Touched> {
-    let mut shards_touched: BTreeSet<u32> = BTreeSet::new();
-    for c in changes {
-        match c {
-            IndexChange::Follow { openid, .. } | IndexChange::Unfollow { openid, .. } => {
-                shards_touched.insert(shard_of(openid));
-            }
-            IndexChange::Import { openids, .. } | IndexChange::Tag { openids, .. } => shards_touched.extend(openids.iter().map(|o| shard_of(o))),
-        }
-    }
-    let key_list: Vec<String> = shards_touched.iter().map(|n| keys::shard(*n)).collect();
-    let raw = store.get_many(&key_list).await.map_err(Error::Storage)?;
-    let mut shards: BTreeMap<u32, Shard> = shards_touched.iter().copied().zip(parse_shards(&raw)?).collect();
-    let mut stats: BTreeMap<u32, DayStats> = BTreeMap::new();
-    for c in changes {
-        match c {
-            IndexChange::Follow { openid, at, scene, page } => {
-                let e = shards.get_mut(&shard_of(openid)).expect("loaded").followers.entry(openid.clone()).or_default();
-                let new = !e.following || e.since != *at;
-                e.following = true;
-                e.since = *at;
-                e.scene = scene.clone();
-                e.page = page.clone();
-                if new {
-                    let day = stats.entry(china::day(*at)).or_default();
-                    *day.follows.entry(scene.clone().unwrap_or_else(|| "-".into())).or_default() += 1;
-                    *day.pages.entry(page.clone().unwrap_or_else(|| "-".into())).or_default() += 1;
-                }
-            }
-            IndexChange::Unfollow { openid, at } => {
-                let e = shards.get_mut(&shard_of(openid)).expect("loaded").followers.entry(openid.clone()).or_default();
-                if e.following {
-                    let day = stats.entry(china::day(*at)).or_default();
-                    *day.unfollows.entry(e.scene.clone().unwrap_or_else(|| "-".into())).or_default() += 1;
-                }
-                e.following = false;
-            }
-            IndexChange::Import { openids, at } => {
-                for openid in openids {
-                    let e = shards.get_mut(&shard_of(openid)).expect("loaded").followers.entry(openid.clone()).or_default();
-                    if !e.following {
-                        e.following = true;
-                        e.since = *at;
-                    }
-                }
-            }
-            IndexChange::Tag { tag_id, openids, remove } => {
-                for openid in openids {
-                    let e = shards.get_mut(&shard_of(openid)).expect("loaded").followers.entry(openid.clone()).or_default();
-                    e.tags.retain(|t| t != tag_id);
-                    if !remove {
-                        e.tags.push(*tag_id);
-                    }
-                }
-            }
-        }
-    }
-    let mut writes: Vec<(String, String)> = shards.iter().map(|(n, s)| Ok((keys::shard(*n), to_json(s)?))).collect::<Result<_>>()?;
-    for (day, add) in stats {
-        let key = keys::day_stats(day);
-        let mut current: DayStats = store.get(&key).await.map_err(Error::Storage)?.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
-        for (k, v) in add.follows {
-            *current.follows.entry(k).or_default() += v;
-        }
-        for (k, v) in add.unfollows {
-            *current.unfollows.entry(k).or_default() += v;
-        }
-        for (k, v) in add.pages {
-            *current.pages.entry(k).or_default() += v;
-        }
-        writes.push((key, to_json(&current)?));
-    }
-    store.put_many(&writes).await.map_err(Error::Storage)?;
-    Ok(shards_touched)
 }

@@ -1,19 +1,14 @@
-//! Followers, the mass-send quota ledger, and broadcasts planned around it.
+//! Broadcasts and the mass-send quota rules, the ledger object's part. The followers and their
+//! counts live in the follower shards (`crate::shard`); the ledger object keeps:
+//! - `qd`: a subscription account's day ledger (which broadcast used today's send), copied to KV
+//!   for the planner's preview;
+//! - `b:<id>`: a broadcast, its batches and where the shards booked them; `bmsg:<msg_id>`: which
+//!   batch a WeChat msg_id belongs to (for MASSSENDJOBFINISH); `bh`: the history, newest first;
+//! - `st:<YYYYMMDD>`: follows and unfollows that day, by scene and page;
+//! - the import's and the migration's cursors.
 //!
-//! Layout (the same in the Durable Object's storage, which is the truth, and in the KV mirror the
-//! dry-run plans read):
-//! - `fs:000` … `fs:255`: follower shards. A follower lives in shard `fnv1a(openid) % 256`; the
-//!   shard holds each follower's index entry (following, scene, page, tags, since) and this China
-//!   month's mass-message count per follower. A plan reads all 256 shards (256 KV reads, well
-//!   under Workers' 1,000 operations) whatever the audience; a broadcast rewrites only the shards
-//!   it touched.
-//! - `qd`: a subscription account's day ledger (which broadcast used today's send).
-//! - `b:<id>`: a broadcast and its batches; `bm:<id>:<batch>:<chunk>`: the recipients reserved
-//!   for a batch, 10,000 per chunk (to release them if WeChat refuses); `bmsg:<msg_id>`: which
-//!   batch a WeChat msg_id belongs to (for MASSSENDJOBFINISH); `bh`: the history, newest first.
-//! - `st:<YYYYMMDD>`: follows and unfollows that day, by scene and page.
-//!
-//! Counts reset lazily: a shard whose `month` is not the current China month has no counts.
+//! `fs:000` … `fs:255`, the follower index of the versions before the shards, are read once by
+//! the migration (`flows::migrate`) and never written again.
 
 mod broadcast;
 mod index;
@@ -22,8 +17,6 @@ mod plan;
 mod quota;
 mod reconcile;
 mod stats;
-#[cfg(test)]
-mod tests;
 
 pub use broadcast::*;
 pub use index::*;
@@ -34,7 +27,6 @@ pub use stats::*;
 
 use serde::Serialize;
 
-use crate::api::messages::MAX_SEND_OPENIDS;
 use crate::error::{Error, Result};
 
 pub const SHARDS: u32 = 256;
@@ -51,11 +43,6 @@ pub fn follower_limit(kind: crate::config::AccountKind) -> u8 {
     }
 }
 pub const HISTORY_LEN: usize = 200;
-/// Recipients are stored in chunks this large (one `send` batch at most).
-pub const CHUNK: usize = MAX_SEND_OPENIDS;
-
-/// Every shard a change touched, for the KV mirror.
-pub type Touched = std::collections::BTreeSet<u32>;
 
 fn to_json<T: Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| Error::Storage(e.to_string()))

@@ -2,15 +2,17 @@
 //! response out, over the object's transactional storage. The worker's `Ledger` class only
 //! (de)serializes and mirrors the keys this answers as changed; native tests run the same code
 //! over `MemoryStore`.
+//!
+//! Since the follower shards (issue 14) the ledger holds no follower: it keeps the broadcasts
+//! (their batches, clientmsgids and job outcomes), a subscription account's day, the day
+//! statistics, the import cursor and the migration's. A broadcast's followers are booked and
+//! counted in the shards (`flows::broadcast` coordinates).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    apply, batch_recipients, job_finished, load_broadcast, load_day, load_shards, plan, quota_view, reserve, settle, BroadcastView, DayStats, IndexChange,
-    Plan, QuotaView, Segment, SendAnswer, SendRequest, Touched,
-};
+use super::{commit, job_finished, load_broadcast, load_day, open, settle, BroadcastView, DayLedger, DayStats, Plan, SendAnswer, SendRequest};
 use crate::config::AccountKind;
 use crate::error::{Error, Result};
 use crate::keys;
@@ -48,22 +50,19 @@ pub enum ImportPhase {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LedgerRequest {
-    Apply {
-        changes: Vec<IndexChange>,
-    },
-    Plan {
-        kind: AccountKind,
-        segment: Segment,
-        now: u64,
-    },
-    Reserve {
+    /// A send asked for: its id, the broadcast if the id is known, the day (`broadcast::open`).
+    Open {
         kind: AccountKind,
         request: SendRequest,
         now: u64,
     },
-    Recipients {
-        id: String,
-        n: u32,
+    /// The shards booked it: record it (`broadcast::commit`).
+    Commit {
+        kind: AccountKind,
+        request: SendRequest,
+        plan: Plan,
+        layout: crate::flows::fanout::Layout,
+        now: u64,
     },
     Settle {
         id: String,
@@ -74,7 +73,6 @@ pub enum LedgerRequest {
     /// the ledger answered `UnknownJob`).
     JobFinished {
         result: MassSendResult,
-        now: u64,
         #[serde(default)]
         confirmed: bool,
     },
@@ -82,10 +80,9 @@ pub enum LedgerRequest {
     Broadcast {
         id: String,
     },
-    Quota {
-        kind: AccountKind,
-        now: u64,
-    },
+    /// A subscription account's day: which broadcast used today's send.
+    Today,
+    /// The day statistics the ledger counted before the follower shards (those count since).
     Stats {
         days: Vec<u32>,
     },
@@ -95,29 +92,30 @@ pub enum LedgerRequest {
     },
     /// How far the index has moved into the follower shards (`flows::migrate`).
     Migration,
+    /// How far a reshard has copied the followers (`flows::reshard`); `None`: none ever ran.
+    Reshard,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LedgerResponse {
-    Applied {
-        shards: usize,
-    },
-    Plan {
-        plan: Plan,
+    Opened {
+        id: String,
+        broadcast: Option<BroadcastView>,
+        day: Option<DayLedger>,
     },
     Reserved {
         broadcast: BroadcastView,
         fresh: bool,
-    },
-    Recipients {
-        openids: Vec<String>,
     },
     Settled {
         broadcast: BroadcastView,
     },
     JobRecorded {
         broadcast: Option<String>,
+        /// A confirmed send wxedge did not make: count it in every follower shard.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count_everyone: Option<u64>,
     },
     /// Not one of ours, and not confirmed: nothing was counted; ask WeChat, then again with
     /// `confirmed`.
@@ -128,8 +126,8 @@ pub enum LedgerResponse {
     Broadcast {
         broadcast: Option<BroadcastView>,
     },
-    Quota {
-        quota: QuotaView,
+    Today {
+        day: Option<DayLedger>,
     },
     Stats {
         days: BTreeMap<String, DayStats>,
@@ -140,6 +138,9 @@ pub enum LedgerResponse {
     Migration {
         cursor: crate::flows::migrate::MigrationCursor,
     },
+    Reshard {
+        cursor: Option<crate::flows::reshard::ReshardCursor>,
+    },
 }
 
 /// What a request answered and which stored keys it changed that KV mirrors.
@@ -149,8 +150,8 @@ pub struct Handled {
     pub mirror: Vec<String>,
 }
 
-fn mirror_of(touched: &Touched, with_day: bool) -> Vec<String> {
-    touched.iter().map(|n| keys::shard(*n)).chain(with_day.then(|| keys::DAY_LEDGER.to_owned())).collect()
+fn with_day(response: LedgerResponse, changed: bool) -> Result<Handled> {
+    Ok(Handled { response, mirror: if changed { vec![keys::DAY_LEDGER.to_owned()] } else { Vec::new() } })
 }
 
 /// The migration's cursor as the object keeps it.
@@ -163,38 +164,25 @@ pub async fn migration(store: &impl Read) -> Result<crate::flows::migrate::Migra
 pub async fn handle(store: &impl Store, request: LedgerRequest) -> Result<Handled> {
     let plain = |response| Ok(Handled { response, mirror: Vec::new() });
     match request {
-        LedgerRequest::Apply { changes } => {
-            let touched = apply(store, &changes).await?;
-            Ok(Handled { response: LedgerResponse::Applied { shards: touched.len() }, mirror: mirror_of(&touched, false) })
+        LedgerRequest::Open { kind, request, now } => {
+            let (id, broadcast) = open(store, kind, &request, now).await?;
+            plain(LedgerResponse::Opened { id, broadcast: broadcast.map(Into::into), day: load_day(store).await? })
         }
-        LedgerRequest::Plan { kind, segment, now } => {
-            let (shards, day) = (load_shards(store).await?, load_day(store).await?);
-            // The recipients stay here (they never cross the wire; a reservation recomputes them).
-            let plan = Plan { recipients: Vec::new(), ..plan(kind, &segment, &shards, day.as_ref(), now) };
-            plain(LedgerResponse::Plan { plan })
+        LedgerRequest::Commit { kind, request, plan, layout, now } => {
+            let (broadcast, fresh) = commit(store, kind, &request, &plan, layout, now).await?;
+            with_day(LedgerResponse::Reserved { broadcast: broadcast.into(), fresh }, fresh && kind == AccountKind::Subscription)
         }
-        LedgerRequest::Reserve { kind, request, now } => {
-            let (broadcast, touched, fresh) = reserve(store, kind, &request, now).await?;
-            Ok(Handled { response: LedgerResponse::Reserved { broadcast: broadcast.into(), fresh }, mirror: mirror_of(&touched, true) })
-        }
-        LedgerRequest::Recipients { id, n } => match load_broadcast(store, &id).await? {
-            Some(b) => plain(LedgerResponse::Recipients { openids: batch_recipients(store, &b, n).await? }),
-            None => Err(Error::NotFound(format!("no broadcast {id}"))),
-        },
         LedgerRequest::Settle { id, n, answer } => {
-            let (b, touched) = settle(store, &id, n, &answer).await?;
-            Ok(Handled { response: LedgerResponse::Settled { broadcast: b.into() }, mirror: mirror_of(&touched, true) })
+            let (b, day_freed) = settle(store, &id, n, &answer).await?;
+            with_day(LedgerResponse::Settled { broadcast: b.into() }, day_freed)
         }
-        LedgerRequest::JobFinished { result, now, confirmed } => match job_finished(store, &result, now, confirmed).await? {
-            Some((b, touched)) => Ok(Handled { response: LedgerResponse::JobRecorded { broadcast: b.map(|b| b.id) }, mirror: mirror_of(&touched, false) }),
+        LedgerRequest::JobFinished { result, confirmed } => match job_finished(store, &result, confirmed).await? {
+            Some(r) => plain(LedgerResponse::JobRecorded { broadcast: r.broadcast.map(|b| b.id), count_everyone: r.count_everyone }),
             None => plain(LedgerResponse::UnknownJob),
         },
         LedgerRequest::History => plain(LedgerResponse::History { broadcasts: history(store).await? }),
         LedgerRequest::Broadcast { id } => plain(LedgerResponse::Broadcast { broadcast: load_broadcast(store, &id).await?.map(Into::into) }),
-        LedgerRequest::Quota { kind, now } => {
-            let (shards, day) = (load_shards(store).await?, load_day(store).await?);
-            plain(LedgerResponse::Quota { quota: quota_view(kind, &shards, day.as_ref(), now) })
-        }
+        LedgerRequest::Today => plain(LedgerResponse::Today { day: load_day(store).await? }),
         LedgerRequest::Stats { days } => {
             let keys: Vec<String> = days.iter().map(|d| keys::day_stats(*d)).collect();
             let raw = store.get_many(&keys).await.map_err(Error::Storage)?;
@@ -207,6 +195,7 @@ pub async fn handle(store: &impl Store, request: LedgerRequest) -> Result<Handle
             plain(LedgerResponse::ImportCursor { cursor })
         }
         LedgerRequest::Migration => plain(LedgerResponse::Migration { cursor: migration(store).await? }),
+        LedgerRequest::Reshard => plain(LedgerResponse::Reshard { cursor: crate::ports::load_json(store, keys::RESHARD).await? }),
         LedgerRequest::SaveImportCursor { cursor } => {
             store.put(keys::IMPORT_CURSOR, &super::to_json(&cursor)?).await.map_err(Error::Storage)?;
             plain(LedgerResponse::ImportCursor { cursor })
@@ -230,19 +219,18 @@ impl LedgerResponse {
     /// in the wasm).
     pub fn name(&self) -> &'static str {
         match self {
-            LedgerResponse::Applied { .. } => "applied",
-            LedgerResponse::Plan { .. } => "plan",
+            LedgerResponse::Opened { .. } => "opened",
             LedgerResponse::Reserved { .. } => "reserved",
-            LedgerResponse::Recipients { .. } => "recipients",
             LedgerResponse::Settled { .. } => "settled",
             LedgerResponse::JobRecorded { .. } => "job_recorded",
             LedgerResponse::UnknownJob => "unknown_job",
             LedgerResponse::History { .. } => "history",
             LedgerResponse::Broadcast { .. } => "broadcast",
-            LedgerResponse::Quota { .. } => "quota",
+            LedgerResponse::Today { .. } => "today",
             LedgerResponse::Stats { .. } => "stats",
             LedgerResponse::ImportCursor { .. } => "import_cursor",
             LedgerResponse::Migration { .. } => "migration",
+            LedgerResponse::Reshard { .. } => "reshard",
         }
     }
 }
@@ -306,7 +294,8 @@ mod mirror_tests {
 mod protocol_tests {
     use super::*;
     use crate::api::messages::MassMessage;
-    use crate::ledger::{BroadcastStatus, SendAnswer};
+    use crate::flows::fanout::Layout;
+    use crate::ledger::{decide, BroadcastStatus, Segment, SendAnswer, Tally};
     use crate::ports::MemoryStore;
     use futures::executor::block_on;
 
@@ -322,70 +311,78 @@ mod protocol_tests {
         Ok(handled)
     }
 
-    fn follow(store: &MemoryStore, n: usize) -> Vec<String> {
-        let ids: Vec<String> = (0..n).map(|i| format!("oP{i:04}")).collect();
-        let changes = ids.iter().map(|o| IndexChange::Follow { openid: o.clone(), at: NOW - 10, scene: Some("expo".into()), page: None }).collect();
-        let h = ask(store, LedgerRequest::Apply { changes }).unwrap();
-        assert!(matches!(h.response, LedgerResponse::Applied { shards } if shards > 0));
-        assert!(h.mirror.iter().all(|k| k.starts_with("fs:")), "follows mirror their shards");
-        ids
-    }
-
     fn request(id: &str, segment: Segment) -> SendRequest {
         SendRequest { id: Some(id.into()), segment, message: MassMessage::Text { content: "hi".into() } }
     }
 
-    #[test]
-    fn plan_then_reserve_mirror_the_shards_and_the_day() {
-        let store = MemoryStore::default();
-        follow(&store, 5);
-        let plan = ask(&store, LedgerRequest::Plan { kind: AccountKind::Service, segment: Segment::All, now: NOW }).unwrap();
-        assert!(matches!(plan.response, LedgerResponse::Plan { plan } if plan.eligible == 5));
-        assert!(plan.mirror.is_empty(), "a plan changes nothing");
-        let r = ask(&store, LedgerRequest::Reserve { kind: AccountKind::Service, request: request("b1", Segment::All), now: NOW }).unwrap();
-        assert!(matches!(&r.response, LedgerResponse::Reserved { broadcast, fresh: true } if broadcast.status == BroadcastStatus::Reserved));
-        assert!(r.mirror.contains(&keys::DAY_LEDGER.to_owned()) && r.mirror.iter().any(|k| k.starts_with("fs:")));
+    /// Opens and commits a broadcast the shards booked `booked` of (over two shards).
+    fn commit(store: &MemoryStore, kind: AccountKind, id: &str, segment: Segment, booked: u64) -> Result<Handled> {
+        let r = request(id, segment.clone());
+        ask(store, LedgerRequest::Open { kind, request: r.clone(), now: NOW })?;
+        let tally = Tally { eligible: booked, ..Default::default() };
+        let plan = decide(kind, &segment, &tally, None, NOW);
+        let layout = Layout { parts: vec![(0, booked / 2), (3, booked - booked / 2)] };
+        ask(store, LedgerRequest::Commit { kind, request: r, plan, layout, now: NOW })
     }
 
     #[test]
-    fn recipients_and_settle_name_the_broadcast_and_unknown_ones_are_not_found() {
+    fn a_committed_broadcast_lays_its_batches_over_the_bookings_and_is_known_by_its_id() {
         let store = MemoryStore::default();
-        let ids = follow(&store, 3);
-        ask(&store, LedgerRequest::Reserve { kind: AccountKind::Service, request: request("l", Segment::OpenIds { openids: ids.clone() }), now: NOW }).unwrap();
-        let r = ask(&store, LedgerRequest::Recipients { id: "l".into(), n: 0 }).unwrap();
-        assert!(matches!(r.response, LedgerResponse::Recipients { ref openids } if openids.len() == 3));
-        let e = ask(&store, LedgerRequest::Recipients { id: "nope".into(), n: 0 }).unwrap_err();
-        assert_eq!(e.status(), 404);
-        let s = ask(&store, LedgerRequest::Settle { id: "l".into(), n: 0, answer: SendAnswer::Refused { why: "45009".into() } }).unwrap();
+        let h = commit(&store, AccountKind::Service, "b1", Segment::OpenIds { openids: vec!["x".into()] }, 25_000).unwrap();
+        let LedgerResponse::Reserved { broadcast, fresh: true } = h.response else { panic!("{:?}", h.response) };
+        assert!(h.mirror.is_empty(), "a service account's broadcast changes no day");
+        let b = &broadcast.broadcast;
+        assert_eq!(b.batches.iter().map(|x| (x.from, x.size)).collect::<Vec<_>>(), [(0, 8334), (8334, 8333), (16_667, 8333)]);
+        assert_eq!(b.batches[2].clientmsgid, "b1-2");
+        let again = ask(&store, LedgerRequest::Open { kind: AccountKind::Service, request: request("b1", b.segment.clone()), now: NOW + 9 }).unwrap();
+        assert!(matches!(again.response, LedgerResponse::Opened { broadcast: Some(_), .. }));
+        let other = request("b1", Segment::All);
+        assert_eq!(ask(&store, LedgerRequest::Open { kind: AccountKind::Service, request: other, now: NOW }).unwrap_err().status(), 409);
+        let raced = commit(&store, AccountKind::Service, "b1", b.segment.clone(), 25_000).unwrap();
+        assert!(matches!(raced.response, LedgerResponse::Reserved { fresh: false, .. }), "a second commit of the id answers the first");
+    }
+
+    #[test]
+    fn a_subscription_accounts_day_is_taken_by_the_first_commit_and_freed_by_a_refusal() {
+        let store = MemoryStore::default();
+        let kind = AccountKind::Subscription;
+        // Two opened at once: both pass the open; the second commit finds the day taken.
+        ask(&store, LedgerRequest::Open { kind, request: request("d2", Segment::All), now: NOW }).unwrap();
+        let first = commit(&store, kind, "d1", Segment::All, 10).unwrap();
+        assert_eq!(first.mirror, vec![keys::DAY_LEDGER.to_owned()]);
+        let plan = decide(kind, &Segment::All, &Tally { eligible: 10, ..Default::default() }, None, NOW);
+        let late = ask(&store, LedgerRequest::Commit { kind, request: request("d2", Segment::All), plan, layout: Layout::default(), now: NOW });
+        assert_eq!(late.unwrap_err().reason(), "over_quota");
+        assert!(matches!(ask(&store, LedgerRequest::Today).unwrap().response, LedgerResponse::Today { day: Some(ref d) } if d.broadcast == "d1"));
+        let s = ask(&store, LedgerRequest::Settle { id: "d1".into(), n: 0, answer: SendAnswer::Refused { why: "45009".into() } }).unwrap();
         assert!(matches!(s.response, LedgerResponse::Settled { ref broadcast } if broadcast.status == BroadcastStatus::Failed));
+        assert_eq!(s.mirror, vec![keys::DAY_LEDGER.to_owned()], "the refused send gives the day back");
+        assert!(commit(&store, kind, "d3", Segment::All, 10).is_ok());
+        let list = request("l", Segment::OpenIds { openids: vec!["a".into(), "b".into()] });
+        assert_eq!(ask(&store, LedgerRequest::Open { kind, request: list, now: NOW }).unwrap_err().reason(), "wrong_account_kind");
+    }
+
+    #[test]
+    fn settles_name_the_broadcast_and_unknown_ones_are_not_found() {
+        let store = MemoryStore::default();
+        commit(&store, AccountKind::Service, "l", Segment::All, 3).unwrap();
         assert!(ask(&store, LedgerRequest::Settle { id: "nope".into(), n: 0, answer: SendAnswer::Lost { why: "x".into() } }).is_err());
+        assert!(ask(&store, LedgerRequest::Settle { id: "l".into(), n: 7, answer: SendAnswer::Lost { why: "x".into() } }).is_err());
+        let lost = ask(&store, LedgerRequest::Settle { id: "l".into(), n: 0, answer: SendAnswer::Lost { why: "x".into() } }).unwrap();
+        assert!(matches!(lost.response, LedgerResponse::Settled { ref broadcast } if broadcast.status == BroadcastStatus::Reserved));
     }
 
     #[test]
     fn history_and_one_broadcast_are_read_back_newest_first() {
         let store = MemoryStore::default();
-        follow(&store, 2);
         for id in ["h1", "h2"] {
-            ask(&store, LedgerRequest::Reserve { kind: AccountKind::Service, request: request(id, Segment::All), now: NOW }).unwrap();
+            commit(&store, AccountKind::Service, id, Segment::All, 2).unwrap();
         }
         let h = ask(&store, LedgerRequest::History).unwrap();
         let LedgerResponse::History { broadcasts } = h.response else { panic!() };
         assert_eq!(broadcasts.iter().map(|b| b.broadcast.id.as_str()).collect::<Vec<_>>(), ["h2", "h1"]);
         assert!(matches!(ask(&store, LedgerRequest::Broadcast { id: "h1".into() }).unwrap().response, LedgerResponse::Broadcast { broadcast: Some(_) }));
         assert!(matches!(ask(&store, LedgerRequest::Broadcast { id: "zz".into() }).unwrap().response, LedgerResponse::Broadcast { broadcast: None }));
-    }
-
-    #[test]
-    fn quota_and_stats_views() {
-        let store = MemoryStore::default();
-        follow(&store, 4);
-        let q = ask(&store, LedgerRequest::Quota { kind: AccountKind::Service, now: NOW }).unwrap();
-        assert!(matches!(q.response, LedgerResponse::Quota { ref quota } if quota.followers == 4 && quota.left[4] == 4));
-        let today = crate::china::day(NOW - 10);
-        let s = ask(&store, LedgerRequest::Stats { days: vec![today, today + 1] }).unwrap();
-        let LedgerResponse::Stats { days } = s.response else { panic!() };
-        assert_eq!(days[&today.to_string()].follows["expo"], 4);
-        assert!(days[&(today + 1).to_string()].follows.is_empty(), "a day without follows is empty, not missing");
     }
 
     #[test]
@@ -401,22 +398,22 @@ mod protocol_tests {
     }
 
     #[test]
-    fn job_reports_for_unknown_jobs_are_counted_once_confirmed_and_mirrored() {
+    fn job_reports_for_unknown_jobs_ask_for_everyone_to_be_counted_once_confirmed() {
         let store = MemoryStore::default();
-        follow(&store, 3);
         let result =
             crate::message::MassSendResult { msg_id: 9, status: "send success".into(), total_count: 3, filter_count: 3, sent_count: 3, error_count: 0 };
-        let unconfirmed = ask(&store, LedgerRequest::JobFinished { result: result.clone(), now: NOW, confirmed: false }).unwrap();
-        assert!(matches!(unconfirmed.response, LedgerResponse::UnknownJob) && unconfirmed.mirror.is_empty(), "nothing counted on a report alone");
-        let first = ask(&store, LedgerRequest::JobFinished { result: result.clone(), now: NOW, confirmed: true }).unwrap();
-        assert!(!first.mirror.is_empty());
-        let again = ask(&store, LedgerRequest::JobFinished { result, now: NOW, confirmed: false }).unwrap();
-        assert!(again.mirror.is_empty(), "WeChat's redelivery changes nothing");
+        let unconfirmed = ask(&store, LedgerRequest::JobFinished { result: result.clone(), confirmed: false }).unwrap();
+        assert!(matches!(unconfirmed.response, LedgerResponse::UnknownJob), "nothing counted on a report alone");
+        let first = ask(&store, LedgerRequest::JobFinished { result: result.clone(), confirmed: true }).unwrap();
+        assert!(matches!(first.response, LedgerResponse::JobRecorded { count_everyone: Some(9), .. }));
+        // WeChat's redelivery asks again: the shards count a MsgID once.
+        let again = ask(&store, LedgerRequest::JobFinished { result, confirmed: false }).unwrap();
+        assert!(matches!(again.response, LedgerResponse::JobRecorded { count_everyone: Some(9), .. }));
     }
 
     #[test]
     fn answers_name_themselves_for_errors() {
-        assert_eq!(LedgerResponse::Applied { shards: 1 }.name(), "applied");
+        assert_eq!(LedgerResponse::UnknownJob.name(), "unknown_job");
         assert_eq!(LedgerResponse::History { broadcasts: vec![] }.name(), "history");
     }
 }

@@ -1,10 +1,8 @@
 //! The dry run of a broadcast: who it would reach, who is at quota, how WeChat would be asked.
 
-use std::collections::BTreeSet;
-
 use serde::{Deserialize, Serialize};
 
-use super::{shard_of, DayLedger, Entry, Shard, MONTHLY_LIMIT};
+use super::{DayLedger, MONTHLY_LIMIT};
 use crate::api::messages::{MAX_SEND_OPENIDS, MIN_SEND_OPENIDS};
 use crate::china;
 use crate::config::AccountKind;
@@ -29,17 +27,6 @@ pub enum Segment {
     OpenIds {
         openids: Vec<String>,
     },
-}
-
-impl Segment {
-    fn matches(&self, e: &Entry) -> bool {
-        match self {
-            Segment::All | Segment::OpenIds { .. } => true,
-            Segment::Tag { tag_id } => e.tags.contains(tag_id),
-            Segment::Scene { scene } => e.scene.as_deref() == Some(scene.as_str()),
-            Segment::Page { page } => e.page.as_deref() == Some(page.as_str()),
-        }
-    }
 }
 
 /// How WeChat is asked: `sendall` (everyone or a tag, nobody left out) or `send` (a list of
@@ -109,8 +96,36 @@ pub struct Plan {
     /// Why it cannot be sent now: `{code, message}`, the message in plain words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<Refusal>,
-    #[serde(skip)]
-    pub recipients: Vec<String>,
+}
+
+/// A segment's audience as the follower shards count it (`flows::fanout`): who could be reached,
+/// who is at quota, and of a list, who is unknown or gone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub eligible: u64,
+    pub at_quota: u64,
+    pub unknown: u64,
+    pub not_following: u64,
+}
+
+impl Tally {
+    /// From the shards' counts of the segment (a list of `asked` distinct OpenIDs, or 0).
+    pub fn of(counts: &crate::shard::mass::Counts, kind: AccountKind, asked: u64) -> Tally {
+        let eligible = counts.reachable(super::follower_limit(kind));
+        let unknown = asked.saturating_sub(counts.total() + counts.not_following);
+        Tally { eligible, at_quota: counts.total() - eligible, unknown, not_following: counts.not_following }
+    }
+
+    /// From a reservation: the booked are the eligible, the rest of the audience at quota.
+    pub fn booked(r: &crate::flows::fanout::Reservation, asked: u64) -> Tally {
+        let eligible = r.layout.followers();
+        Tally {
+            eligible,
+            at_quota: r.audience.saturating_sub(eligible),
+            unknown: asked.saturating_sub(r.audience + r.not_following),
+            not_following: r.not_following,
+        }
+    }
 }
 
 /// Splits `n` recipients into the fewest batches of at most 10,000, as even as possible (so no
@@ -123,52 +138,24 @@ pub fn batch_sizes(n: usize) -> Vec<usize> {
     (0..count).map(|i| n / count + usize::from(i < n % count)).collect()
 }
 
-pub fn plan(kind: AccountKind, segment: &Segment, shards: &[Shard], day: Option<&DayLedger>, now: u64) -> Plan {
-    let month = china::month(now);
+/// The dry run's verdict, and the reservation's: how WeChat is asked and why not, from the
+/// segment's tally and a subscription account's day.
+pub fn decide(kind: AccountKind, segment: &Segment, tally: &Tally, day: Option<&DayLedger>, now: u64) -> Plan {
+    let n = |v: u64| v as usize;
     let mut p = Plan {
         account_kind: kind,
-        month,
-        eligible: 0,
-        at_quota: 0,
+        month: china::month(now),
+        eligible: n(tally.eligible),
+        at_quota: n(tally.at_quota),
         at_quota_until: None,
-        unknown: 0,
-        not_following: 0,
+        unknown: n(tally.unknown),
+        not_following: n(tally.not_following),
         method: None,
         batches: 0,
         today_free: None,
         next_free_at: None,
         refused: None,
-        recipients: Vec::new(),
     };
-    let limit = super::follower_limit(kind);
-    let consider = |p: &mut Plan, openid: &str, shard: &Shard| {
-        if shard.count(openid, month) >= limit {
-            p.at_quota += 1;
-        } else {
-            p.recipients.push(openid.to_owned());
-        }
-    };
-    match segment {
-        Segment::OpenIds { openids } => {
-            let unique: BTreeSet<&String> = openids.iter().collect();
-            for id in unique {
-                let shard = &shards[shard_of(id) as usize];
-                match shard.followers.get(id.as_str()) {
-                    None => p.unknown += 1,
-                    Some(e) if !e.following => p.not_following += 1,
-                    Some(_) => consider(&mut p, id, shard),
-                }
-            }
-        }
-        _ => {
-            for shard in shards {
-                for (id, _) in shard.followers.iter().filter(|(_, e)| e.following && segment.matches(e)) {
-                    consider(&mut p, id, shard);
-                }
-            }
-        }
-    }
-    p.eligible = p.recipients.len();
     if p.at_quota > 0 {
         p.at_quota_until = Some(china::rfc3339(china::next_month_start(now)));
     }

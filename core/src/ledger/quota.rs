@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Shard, MONTHLY_LIMIT};
+use super::MONTHLY_LIMIT;
 use crate::china;
 use crate::config::AccountKind;
 use crate::error::{Error, Result};
@@ -36,22 +36,18 @@ pub struct QuotaView {
     pub next_free_at: Option<String>,
 }
 
-pub fn quota_view(kind: AccountKind, shards: &[Shard], day: Option<&DayLedger>, now: u64) -> QuotaView {
-    let month = china::month(now);
+/// The view from everyone's counts (`by_used[k]`: followers who had k this month, as the
+/// follower shards count them, or copy them to KV).
+pub fn quota_view(kind: AccountKind, by_used: &[u64; MONTHLY_LIMIT as usize + 1], day: Option<&DayLedger>, now: u64) -> QuotaView {
     let mut left = [0usize; 5];
-    let mut followers = 0;
-    for shard in shards {
-        for (id, _) in shard.followers.iter().filter(|(_, e)| e.following) {
-            followers += 1;
-            let used = shard.count(id, month).min(MONTHLY_LIMIT);
-            left[usize::from(MONTHLY_LIMIT - used)] += 1;
-        }
+    for (used, n) in by_used.iter().enumerate() {
+        left[usize::from(MONTHLY_LIMIT) - used] += *n as usize;
     }
     let used_today = day.is_some_and(|d| d.day == china::day(now));
     QuotaView {
         account_kind: kind,
-        month,
-        followers,
+        month: china::month(now),
+        followers: by_used.iter().sum::<u64>() as usize,
         left,
         renews_at: china::rfc3339(china::next_month_start(now)),
         today_free: (kind == AccountKind::Subscription).then_some(!used_today),

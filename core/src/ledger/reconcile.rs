@@ -1,7 +1,6 @@
 //! MASSSENDJOBFINISH: WeChat's report of a mass-send job, matched to the batch that made it.
 
-use super::{load_broadcast, load_shards, to_json, BatchState, Broadcast, Outcome, Touched};
-use crate::china;
+use super::{load_broadcast, to_json, BatchState, Broadcast, Outcome};
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::message::MassSendResult;
@@ -43,13 +42,23 @@ impl MsgOwner {
     }
 }
 
+/// What a job report changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// Our broadcast the report landed on.
+    pub broadcast: Option<Broadcast>,
+    /// A send wxedge did not make: the follower shards count it for everyone (idempotent there
+    /// by this MsgID, so it is answered on every report of it).
+    pub count_everyone: Option<u64>,
+}
+
 /// MASSSENDJOBFINISH: the outcome of one of our batches, or of a send wxedge did not make (the
 /// WeChat console's). That one is counted, conservatively, for every follower, since WeChat does
 /// not say whom it reached — but only once WeChat has confirmed the send exists (`confirmed`:
 /// the caller asked `message/mass/get`), since a forged report of an unknown MsgID would
 /// otherwise use up everyone's month. Unconfirmed and unknown: `Ok(None)`, nothing kept.
 /// Idempotent.
-pub async fn job_finished(store: &impl Store, r: &MassSendResult, now: u64, confirmed: bool) -> Result<Option<(Option<Broadcast>, Touched)>> {
+pub async fn job_finished(store: &impl Store, r: &MassSendResult, confirmed: bool) -> Result<Option<Recorded>> {
     let outcome = Outcome {
         status: r.status.clone(),
         total: r.total_count,
@@ -64,8 +73,11 @@ pub async fn job_finished(store: &impl Store, r: &MassSendResult, now: u64, conf
         None => None,
     };
     match owner {
-        Some(MsgOwner::External { .. } | MsgOwner::Unclaimed { .. }) => return Ok(Some((None, Touched::new()))),
-        Some(MsgOwner::Batch { id, n }) => return finish_batch(store, &id, n, outcome).await.map(Some),
+        Some(MsgOwner::External { .. }) => return Ok(Some(Recorded { broadcast: None, count_everyone: Some(r.msg_id) })),
+        Some(MsgOwner::Unclaimed { .. }) => return Ok(Some(Recorded::default())),
+        Some(MsgOwner::Batch { id, n }) => {
+            return finish_batch(store, &id, n, outcome).await.map(|broadcast| Some(Recorded { broadcast, count_everyone: None }))
+        }
         None => {}
     }
     // Not known: if one of our recent batches is still unsettled (WeChat's answer was lost),
@@ -85,35 +97,23 @@ pub async fn job_finished(store: &impl Store, r: &MassSendResult, now: u64, conf
         .any(|b| b.batches.iter().any(|x| x.state == BatchState::Reserved));
     if unsettled {
         store.put(&keys::msg_owner(r.msg_id), &MsgOwner::Unclaimed { outcome }.encode()?).await.map_err(Error::Storage)?;
-        return Ok(Some((None, Touched::new())));
+        return Ok(Some(Recorded::default()));
     }
     if !confirmed {
         return Ok(None);
     }
-    // Not ours, and WeChat says it was sent: count it for everyone following, once.
-    let month = china::month(now);
-    let mut shards = load_shards(store).await?;
-    let mut touched = Touched::new();
-    for (n, shard) in shards.iter_mut().enumerate() {
-        let following: Vec<String> = shard.followers.iter().filter(|(_, e)| e.following).map(|(k, _)| k.clone()).collect();
-        for openid in following {
-            shard.bump(&openid, month);
-            touched.insert(n as u32);
-        }
-    }
-    let mut writes: Vec<(String, String)> = touched.iter().map(|n| Ok((keys::shard(*n), to_json(&shards[*n as usize])?))).collect::<Result<_>>()?;
-    writes.push((keys::msg_owner(r.msg_id), MsgOwner::External { outcome }.encode()?));
-    store.put_many(&writes).await.map_err(Error::Storage)?;
-    Ok(Some((None, touched)))
+    // Not ours, and WeChat says it was sent: the shards count it for everyone following, once.
+    store.put(&keys::msg_owner(r.msg_id), &MsgOwner::External { outcome }.encode()?).await.map_err(Error::Storage)?;
+    Ok(Some(Recorded { broadcast: None, count_everyone: Some(r.msg_id) }))
 }
 
 /// The outcome of one of our batches lands on it.
-async fn finish_batch(store: &impl Store, id: &str, n: u32, outcome: Outcome) -> Result<(Option<Broadcast>, Touched)> {
-    let Some(mut b) = load_broadcast(store, id).await? else { return Ok((None, Touched::new())) };
+async fn finish_batch(store: &impl Store, id: &str, n: u32, outcome: Outcome) -> Result<Option<Broadcast>> {
+    let Some(mut b) = load_broadcast(store, id).await? else { return Ok(None) };
     if let Some(batch) = b.batches.iter_mut().find(|x| x.n == n) {
         batch.state = BatchState::Finished;
         batch.outcome = Some(outcome);
     }
     store.put(&keys::broadcast(id), &to_json(&b)?).await.map_err(Error::Storage)?;
-    Ok((Some(b), Touched::new()))
+    Ok(Some(b))
 }

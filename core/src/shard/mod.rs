@@ -18,7 +18,7 @@ use crate::follower::FollowerRecord;
 use crate::sql::{Sql, SqlValue};
 
 /// The shard layout's version, kept in `meta` (Durable Objects' SQLite refuses most PRAGMAs).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Follower shards when `FOLLOWER_SHARDS` is not set.
 pub const DEFAULT_SHARDS: u32 = 16;
@@ -63,17 +63,30 @@ const SCHEMA: &[&str] = &[
     )",
     "CREATE INDEX IF NOT EXISTS deliveries_at ON deliveries (at)",
     // A broadcast's bookings: its followers appended in one statement, so their rowids run from
-    // `first` without a gap and batch k is rowids first + k·size ..; no index to keep up while
-    // millions are booked. One follower once per broadcast (each follower row is selected once,
-    // and a broadcast is booked once).
-    "CREATE TABLE IF NOT EXISTS bookings (
+    // `first` without a gap and any range of the booking is a range of rowids; no index to keep
+    // up while millions are booked. One follower once per broadcast (each follower row is
+    // selected once, and a broadcast is booked once). Version 1's `bookings` (batch-numbered,
+    // held for an hour at most) is dropped: a coordinator asking again books anew.
+    "DROP TABLE IF EXISTS bookings",
+    "CREATE TABLE IF NOT EXISTS booked (
         broadcast TEXT PRIMARY KEY,
         first INTEGER NOT NULL,
         followers INTEGER NOT NULL,
-        batch_size INTEGER NOT NULL,
+        audience INTEGER NOT NULL,
+        not_following INTEGER NOT NULL,
         until INTEGER NOT NULL
     )",
     "CREATE TABLE IF NOT EXISTS reservations (broadcast TEXT NOT NULL, openid TEXT NOT NULL)",
+    "DELETE FROM reservations WHERE broadcast NOT IN (SELECT broadcast FROM booked)",
+    // Mass sends not made by wxedge, counted for everyone here once (`mass::count_everyone`).
+    "CREATE TABLE IF NOT EXISTS counted_jobs (msg_id INTEGER PRIMARY KEY)",
+    // Follows and unfollows a China day, by scene and page: counted as a record's follow state
+    // changes (`put_record`), in the same statement group, so a retried push counts nothing.
+    "CREATE TABLE IF NOT EXISTS day_stats (day INTEGER NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (day, kind, label))",
+    // Another layout's shard's statistics, brought by a reshard: kept by their source, so copying
+    // them again replaces, never adds.
+    "CREATE TABLE IF NOT EXISTS moved_stats (source INTEGER NOT NULL, day INTEGER NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL, n INTEGER NOT NULL,
+        PRIMARY KEY (source, day, kind, label))",
 ];
 
 fn db_err(e: String) -> Error {
@@ -171,8 +184,15 @@ pub enum ShardRequest {
     },
     /// The follower's record (the console, a late reply's window check).
     Load { openid: String },
-    /// Writes the follower's record (a customer-service message counted against its window).
-    Save { record: FollowerRecord, now: u64 },
+    /// Writes the follower's record (a change of follow state before the push's answer, a
+    /// customer-service message counted against its window); `moved`: a record brought from the
+    /// old layout as it was, no change to count (`put_record`).
+    Save {
+        record: FollowerRecord,
+        now: u64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        moved: bool,
+    },
     /// Followers brought over from the single ledger object (`migrate_follower`).
     Migrate { followers: Vec<Migrated>, now: u64 },
     /// Index changes for this shard's followers (imports, tags; `apply`).
@@ -181,10 +201,27 @@ pub enum ShardRequest {
     Counts { segment: Segment, month: u32, now: u64 },
     /// Books the segment's followers with quota left for broadcast `id` (`mass::reserve`).
     Reserve(mass::Booking),
-    /// One batch's followers (`mass::recipients`).
-    Recipients { id: String, batch: u32 },
-    /// One batch's outcome (`mass::settle`).
-    Settle { id: String, batch: u32, sent: bool, month: u32 },
+    /// Rows `[from, to)` of a broadcast's booking here (`mass::recipients`): a part of a batch.
+    Recipients { id: String, from: u64, to: u64 },
+    /// The outcome of rows `[from, to)` (`mass::settle`).
+    Settle { id: String, from: u64, to: u64, sent: bool, month: u32 },
+    /// A confirmed mass send wxedge did not make, counted for everyone once (`mass::count_everyone`).
+    CountEveryone { msg_id: u64, month: u32 },
+    /// The shard's quota view for KV (`mass::mirror`).
+    Mirror { month: u32, now: u64 },
+    /// One follower's index row (the console's follower view).
+    Entry { openid: String },
+    /// The follows and unfollows counted here on these China days (`day_stats`).
+    Stats { days: Vec<u32> },
+    /// Up to `limit` followers' rows after OpenID `after`, and with the first page the shard's
+    /// statistics: what a reshard copies (`export`).
+    Export { after: String, limit: u32 },
+    /// Rows and statistics from another layout's shard (`adopt`).
+    Adopt {
+        rows: Vec<Row>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stats: Option<MovedStats>,
+    },
     /// Drops a broadcast's bookings (`mass::release`).
     Release { id: String },
     /// Forgets old answers and expired bookings (the object's alarm).
@@ -206,10 +243,21 @@ pub enum ShardResponse {
     Done,
     Counts {
         by_used: [u64; mass::MONTHLY_LIMIT as usize + 1],
+        #[serde(default)]
+        not_following: u64,
     },
-    Booked {
-        followers: u64,
-        batches: u32,
+    Booked(mass::Booked),
+    Mirror(mass::QuotaMirror),
+    Entry {
+        entry: Option<Migrated>,
+    },
+    Stats {
+        days: std::collections::BTreeMap<String, crate::ledger::DayStats>,
+    },
+    Rows {
+        rows: Vec<Row>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stats: Option<Vec<StatRow>>,
     },
     Recipients {
         openids: Vec<String>,
@@ -230,7 +278,11 @@ impl ShardResponse {
             ShardResponse::Record { .. } => "record",
             ShardResponse::Done => "done",
             ShardResponse::Counts { .. } => "counts",
-            ShardResponse::Booked { .. } => "booked",
+            ShardResponse::Booked(_) => "booked",
+            ShardResponse::Mirror(_) => "mirror",
+            ShardResponse::Entry { .. } => "entry",
+            ShardResponse::Stats { .. } => "stats",
+            ShardResponse::Rows { .. } => "rows",
             ShardResponse::Recipients { .. } => "recipients",
             ShardResponse::Settled { .. } => "settled",
             ShardResponse::Swept { .. } => "swept",
@@ -271,21 +323,29 @@ impl ShardObject {
                 Ok(ShardResponse::Done)
             }
             ShardRequest::Load { openid } => record(db, &openid).map(|record| ShardResponse::Record { record }),
-            ShardRequest::Save { record, now } => put_record(db, &record, now).map(|()| ShardResponse::Done),
+            ShardRequest::Save { record, now, moved: false } => put_record(db, &record, now).map(|()| ShardResponse::Done),
+            ShardRequest::Save { record, now, moved: true } => write_record(db, &record, now, false).map(|()| ShardResponse::Done),
             ShardRequest::Migrate { followers, now } => followers.iter().try_for_each(|m| migrate_follower(db, m, now)).map(|()| ShardResponse::Done),
             ShardRequest::Apply { changes } => changes.iter().try_for_each(|c| apply(db, c)).map(|()| ShardResponse::Done),
-            ShardRequest::Counts { segment, month, now } => mass::counts(db, &segment, month, now).map(|c| ShardResponse::Counts { by_used: c.by_used }),
-            ShardRequest::Reserve(booking) => {
-                let b = mass::reserve(db, &booking)?;
-                Ok(ShardResponse::Booked { followers: b.followers, batches: b.batches })
+            ShardRequest::Counts { segment, month, now } => {
+                mass::counts(db, &segment, month, now).map(|c| ShardResponse::Counts { by_used: c.by_used, not_following: c.not_following })
             }
-            ShardRequest::Recipients { id, batch } => mass::recipients(db, &id, batch).map(|openids| ShardResponse::Recipients { openids }),
-            ShardRequest::Settle { id, batch, sent, month } => mass::settle(db, &id, batch, sent, month).map(|followers| ShardResponse::Settled { followers }),
+            ShardRequest::Reserve(booking) => mass::reserve(db, &booking).map(ShardResponse::Booked),
+            ShardRequest::Recipients { id, from, to } => mass::recipients(db, &id, from, to).map(|openids| ShardResponse::Recipients { openids }),
+            ShardRequest::Settle { id, from, to, sent, month } => {
+                mass::settle(db, &id, from, to, sent, month).map(|followers| ShardResponse::Settled { followers })
+            }
+            ShardRequest::CountEveryone { msg_id, month } => mass::count_everyone(db, msg_id, month).map(|followers| ShardResponse::Settled { followers }),
+            ShardRequest::Mirror { month, now } => mass::mirror(db, month, now).map(ShardResponse::Mirror),
+            ShardRequest::Entry { openid } => entry(db, &openid).map(|entry| ShardResponse::Entry { entry }),
+            ShardRequest::Stats { days } => day_stats(db, &days).map(|days| ShardResponse::Stats { days }),
+            ShardRequest::Export { after, limit } => export(db, &after, limit),
+            ShardRequest::Adopt { rows, stats } => adopt(db, &rows, stats.as_ref()).map(|()| ShardResponse::Done),
             ShardRequest::Release { id } => mass::release(db, &id).map(|()| ShardResponse::Done),
             ShardRequest::Sweep { now } => {
                 mass::expire(db, now)?;
                 let left = forget_answers(db, now)?;
-                let booked = db.exec("SELECT COUNT(*) FROM bookings", &[]).map_err(db_err)?;
+                let booked = db.exec("SELECT COUNT(*) FROM booked", &[]).map_err(db_err)?;
                 Ok(ShardResponse::Swept { left: left + booked.first().and_then(|r| r[0].as_i64()).unwrap_or(0) as u64 })
             }
         }
@@ -325,7 +385,7 @@ pub fn apply(db: &impl Sql, change: &crate::ledger::IndexChange) -> Result<()> {
     use crate::ledger::IndexChange;
     match change {
         IndexChange::Follow { openid, at, scene, page } => follow(db, openid, *at, scene.as_deref(), page.as_deref()).map(|_| ()),
-        IndexChange::Unfollow { openid, at } => unfollow(db, openid, *at).map(|_| ()),
+        IndexChange::Unfollow { openid, at, .. } => unfollow(db, openid, *at).map(|_| ()),
         // Following since before wxedge: no follow time, no scene; a row already there is kept.
         IndexChange::Import { openids, at } => {
             for openid in openids {
@@ -384,6 +444,24 @@ pub fn migrate_follower(db: &impl Sql, m: &Migrated, now: u64) -> Result<()> {
     m.tags.iter().try_for_each(|t| tag(db, &m.openid, *t, false))
 }
 
+/// One follower's index row: follow state, scene, page, tags and the month's count.
+pub fn entry(db: &impl Sql, openid: &str) -> Result<Option<Migrated>> {
+    let rows = db.exec("SELECT following, since, scene, page, month, month_count FROM followers WHERE openid = ?1", &[openid.into()]).map_err(db_err)?;
+    let Some(r) = rows.into_iter().next() else { return Ok(None) };
+    let tags = db.exec("SELECT tag FROM tags WHERE openid = ?1 ORDER BY tag", &[openid.into()]).map_err(db_err)?;
+    let text = |v: &SqlValue| v.as_str().map(str::to_owned);
+    Ok(Some(Migrated {
+        openid: openid.to_owned(),
+        following: r[0].as_i64() == Some(1),
+        since: r[1].as_i64().unwrap_or(0).max(0) as u64,
+        scene: text(&r[2]),
+        page: text(&r[3]),
+        tags: tags.iter().filter_map(|t| t[0].as_i64()).map(|t| t as u64).collect(),
+        month: r[4].as_i64().unwrap_or(0) as u32,
+        month_count: r[5].as_i64().unwrap_or(0).clamp(0, 255) as u8,
+    }))
+}
+
 /// Adds or removes a tag.
 pub fn tag(db: &impl Sql, openid: &str, tag: u64, remove: bool) -> Result<()> {
     let sql = if remove { "DELETE FROM tags WHERE openid = ?1 AND tag = ?2" } else { "INSERT OR IGNORE INTO tags (openid, tag) VALUES (?1, ?2)" };
@@ -406,10 +484,20 @@ pub fn record(db: &impl Sql, openid: &str) -> Result<Option<FollowerRecord>> {
     serde_json::from_str(&json).map(Some).map_err(|e| db_err(format!("record of {openid}: {e}")))
 }
 
-/// Writes the follower's record and the columns the segments read from it, in one statement.
+/// Writes the follower's record and the columns the segments read from it, in one statement,
+/// and counts a change of follow state in the day's statistics: a follow (not following before,
+/// or following since another time) by its scene and page, an unfollow of someone following by
+/// their scene. Written again unchanged (a retry, the answer after the index), it counts nothing.
 /// Retry answers (`recent`, the old KV layout's) are dropped: the shard keeps answers in
 /// `deliveries`.
 pub fn put_record(db: &impl Sql, record: &FollowerRecord, now: u64) -> Result<()> {
+    write_record(db, record, now, true)
+}
+
+fn write_record(db: &impl Sql, record: &FollowerRecord, now: u64, count: bool) -> Result<()> {
+    if count {
+        count_change(db, record, now)?;
+    }
     let mut kept = record.clone();
     kept.recent.clear();
     let json = serde_json::to_string(&kept).map_err(|e| db_err(e.to_string()))?;
@@ -433,6 +521,181 @@ pub fn put_record(db: &impl Sql, record: &FollowerRecord, now: u64) -> Result<()
     Ok(())
 }
 
+/// A change of follow state between the row and `record`, counted in the day's statistics.
+fn count_change(db: &impl Sql, record: &FollowerRecord, now: u64) -> Result<()> {
+    let was = db.exec("SELECT following, since FROM followers WHERE openid = ?1", &[record.openid.as_str().into()]).map_err(db_err)?;
+    let (was_following, was_since) = was.first().map_or((false, None), |r| (r[0].as_i64() == Some(1), r[1].as_i64().map(|v| v as u64)));
+    let label = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    match (record.following, record.followed_at) {
+        (true, Some(at)) if !was_following || was_since != Some(at) => {
+            count_day(db, at, "follows", &label(&record.scene))?;
+            count_day(db, at, "pages", &label(&record.page))
+        }
+        (false, _) if was_following => count_day(db, record.unfollowed_at.unwrap_or(now), "unfollows", &label(&record.scene)),
+        _ => Ok(()),
+    }
+}
+
+fn count_day(db: &impl Sql, at: u64, kind: &str, label: &str) -> Result<()> {
+    db.exec(
+        "INSERT INTO day_stats (day, kind, label, n) VALUES (?1, ?2, ?3, 1) ON CONFLICT (day, kind, label) DO UPDATE SET n = n + 1",
+        &[crate::china::day(at).into(), kind.into(), label.into()],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// The day statistics this shard counted for `days` (China days, `YYYYMMDD`).
+pub fn day_stats(db: &impl Sql, days: &[u32]) -> Result<std::collections::BTreeMap<String, crate::ledger::DayStats>> {
+    let mut out: std::collections::BTreeMap<String, crate::ledger::DayStats> = std::collections::BTreeMap::new();
+    let list = serde_json::to_string(days).map_err(|e| db_err(e.to_string()))?;
+    let rows = db
+        .exec(
+            "SELECT day, kind, label, SUM(n) FROM (SELECT day, kind, label, n FROM day_stats UNION ALL SELECT day, kind, label, n FROM moved_stats)
+             WHERE day IN (SELECT value FROM json_each(?1)) GROUP BY 1, 2, 3",
+            &[list.as_str().into()],
+        )
+        .map_err(db_err)?;
+    for r in rows {
+        let (Some(day), Some(kind), Some(label), Some(n)) = (r[0].as_i64(), r[1].as_str(), r[2].as_str(), r[3].as_i64()) else { continue };
+        let d = out.entry(day.to_string()).or_default();
+        let map = match kind {
+            "follows" => &mut d.follows,
+            "unfollows" => &mut d.unfollows,
+            _ => &mut d.pages,
+        };
+        *map.entry(label.to_owned()).or_default() += n.max(0) as u64;
+    }
+    Ok(out)
+}
+
+/// A follower's whole row, as a reshard copies it from one layout's shard to another's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Row {
+    pub openid: String,
+    pub following: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scene: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
+    pub month: u32,
+    pub month_count: u8,
+    pub window_until: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_kind: Option<String>,
+    /// The record's JSON as stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
+    pub updated: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<u64>,
+}
+
+/// One line of a shard's day statistics: `(day, kind, label, n)`.
+pub type StatRow = (u32, String, String, u64);
+
+/// A shard's statistics as another layout's shard keeps them: `source` names the shard they
+/// came from (`shard + layout · 10,000`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedStats {
+    pub source: u64,
+    pub rows: Vec<StatRow>,
+}
+
+/// Up to `limit` rows after `after`, in OpenID order; with the first page (`after` empty) every
+/// statistic the shard counted (its own and those it adopted).
+pub fn export(db: &impl Sql, after: &str, limit: u32) -> Result<ShardResponse> {
+    let rows = db
+        .exec(
+            "SELECT openid, following, since, scene, page, month, month_count, window_until, window_kind, record, updated,
+                    (SELECT json_group_array(tag) FROM tags t WHERE t.openid = f.openid)
+             FROM followers f WHERE openid > ?1 ORDER BY openid LIMIT ?2",
+            &[after.into(), limit.into()],
+        )
+        .map_err(db_err)?;
+    let text = |v: &SqlValue| v.as_str().map(str::to_owned);
+    let n = |v: &SqlValue| v.as_i64().unwrap_or(0).max(0) as u64;
+    let rows = rows
+        .into_iter()
+        .map(|r| Row {
+            openid: text(&r[0]).unwrap_or_default(),
+            following: r[1].as_i64() == Some(1),
+            since: r[2].as_i64().map(|v| v.max(0) as u64),
+            scene: text(&r[3]),
+            page: text(&r[4]),
+            month: n(&r[5]) as u32,
+            month_count: n(&r[6]).min(255) as u8,
+            window_until: n(&r[7]),
+            window_kind: text(&r[8]),
+            record: text(&r[9]),
+            updated: n(&r[10]),
+            tags: r[11].as_str().and_then(|j| serde_json::from_str(j).ok()).unwrap_or_default(),
+        })
+        .collect();
+    let stats = if after.is_empty() {
+        let lines = db
+            .exec("SELECT day, kind, label, SUM(n) FROM (SELECT day, kind, label, n FROM day_stats UNION ALL SELECT day, kind, label, n FROM moved_stats) GROUP BY 1, 2, 3", &[])
+            .map_err(db_err)?;
+        Some(lines.iter().map(|r| (n(&r[0]) as u32, text(&r[1]).unwrap_or_default(), text(&r[2]).unwrap_or_default(), n(&r[3]))).collect())
+    } else {
+        None
+    };
+    Ok(ShardResponse::Rows { rows, stats })
+}
+
+/// Rows from another layout's shard. A row already here is a newer one when its `updated` is
+/// later (a push since the reshard began wrote it): its follow state, record and window are
+/// kept; the month's count is the later month's (the larger within one), tags are added. So
+/// copying again changes nothing. Statistics replace what the same source brought before.
+pub fn adopt(db: &impl Sql, rows: &[Row], stats: Option<&MovedStats>) -> Result<()> {
+    for r in rows {
+        db.exec(
+            "INSERT INTO followers (openid, following, since, scene, page, month, month_count, window_until, window_kind, record, updated)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (openid) DO UPDATE SET
+               following = CASE WHEN excluded.updated > updated THEN excluded.following ELSE following END,
+               since = CASE WHEN excluded.updated > updated THEN excluded.since ELSE since END,
+               scene = CASE WHEN excluded.updated > updated THEN excluded.scene ELSE scene END,
+               page = CASE WHEN excluded.updated > updated THEN excluded.page ELSE page END,
+               window_until = MAX(window_until, excluded.window_until),
+               window_kind = CASE WHEN excluded.updated > updated THEN excluded.window_kind ELSE window_kind END,
+               record = CASE WHEN excluded.updated > updated OR record IS NULL THEN COALESCE(excluded.record, record) ELSE record END,
+               month_count = CASE WHEN excluded.month > month THEN excluded.month_count
+                                  WHEN excluded.month = month THEN MAX(month_count, excluded.month_count) ELSE month_count END,
+               month = MAX(month, excluded.month),
+               updated = MAX(updated, excluded.updated)",
+            &[
+                r.openid.as_str().into(),
+                i64::from(r.following).into(),
+                r.since.map_or(SqlValue::Null, SqlValue::from),
+                r.scene.as_deref().into(),
+                r.page.as_deref().into(),
+                r.month.into(),
+                i64::from(r.month_count).into(),
+                r.window_until.into(),
+                r.window_kind.as_deref().into(),
+                r.record.as_deref().into(),
+                r.updated.into(),
+            ],
+        )
+        .map_err(db_err)?;
+        r.tags.iter().try_for_each(|t| tag(db, &r.openid, *t, false))?;
+    }
+    if let Some(m) = stats {
+        db.exec("DELETE FROM moved_stats WHERE source = ?1", &[m.source.into()]).map_err(db_err)?;
+        for (day, kind, label, n) in &m.rows {
+            db.exec(
+                "INSERT INTO moved_stats (source, day, kind, label, n) VALUES (?1, ?2, ?3, ?4, ?5)",
+                &[m.source.into(), (*day).into(), kind.as_str().into(), label.as_str().into(), (*n).into()],
+            )
+            .map_err(db_err)?;
+        }
+    }
+    Ok(())
+}
+
 /// The segments the planner counts, each served by an index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -442,20 +705,26 @@ pub enum Segment {
     Page(String),
     Tag(u64),
     FollowedSince(u64),
-    WindowOpen { now: u64 },
+    WindowOpen {
+        now: u64,
+    },
+    /// A list of OpenIDs (the coordinator sends each shard its part).
+    Ids(Vec<String>),
 }
 
 impl Segment {
-    /// The ledger's segment as the shards count it; `None` for a list of OpenIDs (no segment:
-    /// the list is the audience).
-    pub fn of(segment: &crate::ledger::Segment) -> Option<Segment> {
+    /// The ledger's segment as the shards count it.
+    pub fn of(segment: &crate::ledger::Segment) -> Segment {
         use crate::ledger::Segment as L;
         match segment {
-            L::All => Some(Segment::All),
-            L::Tag { tag_id } => Some(Segment::Tag(*tag_id)),
-            L::Scene { scene } => Some(Segment::Scene(scene.clone())),
-            L::Page { page } => Some(Segment::Page(page.clone())),
-            L::OpenIds { .. } => None,
+            L::All => Segment::All,
+            L::Tag { tag_id } => Segment::Tag(*tag_id),
+            L::Scene { scene } => Segment::Scene(scene.clone()),
+            L::Page { page } => Segment::Page(page.clone()),
+            L::OpenIds { openids } => {
+                let unique: std::collections::BTreeSet<&String> = openids.iter().collect();
+                Segment::Ids(unique.into_iter().cloned().collect())
+            }
         }
     }
 }
@@ -469,6 +738,7 @@ pub fn count(db: &impl Sql, segment: &Segment) -> Result<u64> {
         Segment::Tag(t) => ("SELECT COUNT(*) FROM tags JOIN followers USING (openid) WHERE tag = ?1 AND following = 1", vec![(*t).into()]),
         Segment::FollowedSince(at) => ("SELECT COUNT(*) FROM followers WHERE following = 1 AND since >= ?1", vec![(*at).into()]),
         Segment::WindowOpen { now } => ("SELECT COUNT(*) FROM followers WHERE following = 1 AND window_until > ?1", vec![(*now).into()]),
+        Segment::Ids(_) => return mass::counts(db, segment, 0, 0).map(|c| c.total()),
     };
     let rows = db.exec(sql, &params).map_err(db_err)?;
     Ok(rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0) as u64)
