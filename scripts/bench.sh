@@ -30,6 +30,8 @@ visits=$(node --experimental-websocket --no-warnings bench/visits_load.mjs 5 64 
 say "the sharded ledger (SQL over rusqlite, as a shard object runs it): plan and reserve everyone, 1,000,000 and 10,000,000 followers over 16 shards"
 shards1m=$(target/release/wxedge-bench shards 1000000 16)
 shards10m=$(target/release/wxedge-bench shards 10000000 16)
+say "the sharded ledger through workerd: 1,000,000 followers imported into 16 local FollowerShard objects, an exact plan and a broadcast to everyone"
+shards1m_workerd=$(node bench/ledger_workerd.mjs "${LEDGER_WORKERD_FOLLOWERS:-1000000}")
 say "CPU per callback: wxedge in workerd (minus a hello-world worker in the same wrangler dev) vs wechatpy, co-wechat"
 cpu=$(node bench/cpu_bench.mjs "$PY_VENV/bin/python" "${CPU_REQUESTS:-3000}" 8)
 say "callbacks through workerd (wrangler dev, local KV), sequential"
@@ -46,7 +48,7 @@ cat > target/bench/results.json <<JSON
   "qr_svg_ns": $qr,
   "http": $http,
   "callback_cpu_us": $cpu,
-  "ledger": [$shards1m, $shards10m],
+  "ledger": [$shards1m, $shards10m, $shards1m_workerd],
   "sizes_bytes": {
     "worker_wasm": $(size worker/build/index_bg.wasm), "worker_js": $(size worker/build/index.js),
     "objects_wasm": $(size worker/build-objects/index_bg.wasm), "objects_js": $(size worker/build-objects/index.js),
@@ -77,7 +79,8 @@ for (const [k, v] of Object.entries(r.visits_load)) {
 }
 const q = r.qr_svg_ns;
 console.table(Object.keys(q).map((k) => ({ encoder: k, "µs per code": (q[k] / 1e3).toFixed(1), "× wxedge": (q[k] / q.wxedge).toFixed(2) })));
-for (const f of r.ledger) console.log(`sharded ledger, ${f.followers} followers over ${f.shards} shards (native): plan ${f.plan_ms.toFixed(0)} ms (target at 10M: 2,000), reserve ${f.reserve_ms.toFixed(0)} ms (target 10,000) in ${f.batches} batches, largest object peak ${(f.peak_object_bytes / 1048576).toFixed(1)} MiB (target 64); loaded in ${f.load_s.toFixed(0)} s, ${(f.bytes_max_shard / 1e6).toFixed(0)} MB the largest shard; counts: all ${f.count_all.ms.toFixed(0)} ms, a scene ${f.count_scene.ms.toFixed(0)} ms, the last hour ${f.count_since_1h.ms.toFixed(0)} ms, a tag ${f.count_tag.ms.toFixed(0)} ms; a push in its shard ${f.push_in_shard_us.toFixed(1)} µs`);
+for (const f of r.ledger.filter((f) => f.where.startsWith("native"))) console.log(`sharded ledger, ${f.followers} followers over ${f.shards} shards (native): plan ${f.plan_ms.toFixed(0)} ms (target at 10M: 2,000), reserve ${f.reserve_ms.toFixed(0)} ms (target 10,000) in ${f.batches} batches, largest object peak ${(f.peak_object_bytes / 1048576).toFixed(1)} MiB (target 64); loaded in ${f.load_s.toFixed(0)} s, ${(f.bytes_max_shard / 1e6).toFixed(0)} MB the largest shard; counts: all ${f.count_all.ms.toFixed(0)} ms, a scene ${f.count_scene.ms.toFixed(0)} ms, the last hour ${f.count_since_1h.ms.toFixed(0)} ms, a tag ${f.count_tag.ms.toFixed(0)} ms; a push in its shard ${f.push_in_shard_us.toFixed(1)} µs`);
+for (const f of r.ledger.filter((f) => f.where.startsWith("workerd"))) console.log(`sharded ledger, ${f.followers} followers over ${f.shards} shards (workerd, local): plan ${f.plan_ms} ms, booking everyone ${f.reserve_ms} ms, the send end to end ${f.send_everyone_ms} ms, the objects process grew ${(f.peak_object_bytes / 1048576).toFixed(0)} MiB at its peak; imported in ${f.load_s.toFixed(0)} s`);
 for (const [k, v] of Object.entries(r.sizes_bytes)) console.log(`${k.padEnd(12)} ${String(v.raw).padStart(8)} B raw ${String(v.gzip).padStart(8)} B gzip`);
 console.log("written: target/bench/results.json");
 '

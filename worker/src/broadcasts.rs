@@ -196,6 +196,9 @@ async fn send(env: &Env, config: &Config, request: SendRequest, now: u64) -> Res
     };
     let mut out = to_value(&sent.broadcast);
     out["fresh"] = json!(sent.fresh);
+    if let Some(ms) = sent.booked_ms {
+        out["booked_ms"] = json!(ms);
+    }
     let code = if sent.broadcast.status == BroadcastStatus::Failed { 502 } else { 200 };
     if code != 200 {
         out["error"] = json!("wechat");

@@ -1,0 +1,76 @@
+// The sharded ledger through workerd (issue 14's `ledger` entry at 1,000,000 followers, local):
+// the simulator holds N followers; wxedge imports them the way an account older than wxedge is
+// imported (`POST /api/admin/followers/import`, 10,000 a step, into 16 FollowerShard objects in
+// local workerd with their SQLite on disk); then an exact plan to everyone (every shard counts at
+// once) and a broadcast to everyone, whose booking (open → every shard books → commit) the
+// worker times itself (`booked_ms`). Memory: the peak resident size (VmHWM) of each workerd
+// process of the stack, above what it was before the import; every object of the stack runs in
+// one of them, so the largest growth bounds the largest object's.
+// Usage: node bench/ledger_workerd.mjs [FOLLOWERS]; prints JSON.
+import { readFileSync, readdirSync } from "node:fs";
+import { startStack } from "../tests/support/stack.mjs";
+
+const N = Number(process.argv[2] || 1_000_000);
+
+/** VmHWM and VmRSS (bytes) of every workerd process in the process group `pgid`. */
+function workerds(pgid) {
+  const out = {};
+  for (const p of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    let stat, status;
+    try {
+      stat = readFileSync(`/proc/${p}/stat`, "utf8");
+      status = readFileSync(`/proc/${p}/status`, "utf8");
+    } catch {
+      continue;
+    }
+    const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (name !== "workerd" || Number(f[2]) !== pgid) continue;
+    const kb = (key) => Number(status.match(new RegExp(`${key}:\\s+(\\d+) kB`))?.[1] ?? 0) * 1024;
+    out[p] = { hwm: kb("VmHWM"), rss: kb("VmRSS") };
+  }
+  return out;
+}
+
+async function json(r) {
+  const body = await r.json();
+  if (r.status !== 200) throw new Error(`${r.url}: ${r.status} ${JSON.stringify(body)}`);
+  return body;
+}
+
+const s = await startStack({ FOLLOWER_SHARDS: "16" }, { followers: N });
+try {
+  const before = workerds(s.pgid);
+  const t0 = Date.now();
+  let cursor;
+  do {
+    cursor = await json(await s.admin("/followers/import", { method: "POST", body: {} }));
+  } while (!cursor.done);
+  const load_s = (Date.now() - t0) / 1000;
+  const t1 = Date.now();
+  const plan = await json(await s.admin("/broadcasts/plan", { method: "POST", body: { segment: { kind: "all" }, exact: true } }));
+  const plan_ms = Date.now() - t1;
+  if (plan.eligible !== N) throw new Error(`the plan found ${plan.eligible} of ${N}`);
+  const t2 = Date.now();
+  const sent = await json(await s.admin("/broadcasts", { method: "POST", body: { id: "bench-all", segment: { kind: "all" }, message: { type: "text", content: "bench" } } }));
+  const send_ms = Date.now() - t2;
+  if (sent.eligible !== N || sent.status !== "sent") throw new Error(`the send: ${JSON.stringify({ ...sent, batches: undefined })}`);
+  const quota = await json(await s.admin("/quota"));
+  const after = workerds(s.pgid);
+  const growth = Object.keys(after).map((p) => after[p].hwm - (before[p]?.rss ?? 0));
+  console.log(JSON.stringify({
+    followers: N,
+    shards: 16,
+    where: "workerd (wrangler dev, local Durable Objects on disk)",
+    plan_ms,
+    reserve_ms: sent.booked_ms,
+    peak_object_bytes: Math.max(...growth),
+    send_everyone_ms: send_ms,
+    method: sent.method,
+    load_s,
+    counted_after_send: quota.left,
+    workerd_peak_bytes: Object.values(after).map((w) => w.hwm),
+  }));
+} finally {
+  await s.stop();
+}
