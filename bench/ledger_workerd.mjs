@@ -7,7 +7,7 @@
 // process of the stack, above what it was before the import; every object of the stack runs in
 // one of them, so the largest growth bounds the largest object's.
 // Usage: node bench/ledger_workerd.mjs [FOLLOWERS]; prints JSON.
-import { readFileSync, readdirSync } from "node:fs";
+import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { startStack } from "../tests/support/stack.mjs";
 
 const N = Number(process.argv[2] || 1_000_000);
@@ -33,12 +33,19 @@ function workerds(pgid) {
 }
 
 async function json(r) {
-  const body = await r.json();
-  if (r.status !== 200) throw new Error(`${r.url}: ${r.status} ${JSON.stringify(body)}`);
+  const text = await r.text();
+  let body;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new Error(`${r.url}: ${r.status} ${text.slice(0, 500)}`);
+  }
+  if (r.status !== 200) throw new Error(`${r.url}: ${r.status} ${text.slice(0, 500)}`);
   return body;
 }
 
 const s = await startStack({ FOLLOWER_SHARDS: "16" }, { followers: N });
+const trace = process.env.LEDGER_TRACE && setInterval(() => writeFileSync(process.env.LEDGER_TRACE, s.logs.join("")), 2000);
 try {
   const before = workerds(s.pgid);
   const t0 = Date.now();
@@ -47,15 +54,27 @@ try {
     cursor = await json(await s.admin("/followers/import", { method: "POST", body: {} }));
   } while (!cursor.done);
   const load_s = (Date.now() - t0) / 1000;
+  console.error(`imported ${cursor.imported} in ${load_s} s`);
   const t1 = Date.now();
   const plan = await json(await s.admin("/broadcasts/plan", { method: "POST", body: { segment: { kind: "all" }, exact: true } }));
   const plan_ms = Date.now() - t1;
+  console.error(`planned in ${plan_ms} ms: ${plan.eligible} eligible`);
   if (plan.eligible !== N) throw new Error(`the plan found ${plan.eligible} of ${N}`);
   const t2 = Date.now();
-  const sent = await json(await s.admin("/broadcasts", { method: "POST", body: { id: "bench-all", segment: { kind: "all" }, message: { type: "text", content: "bench" } } }));
+  let sent;
+  try {
+    const body = { id: "bench-all", segment: { kind: "all" }, message: { type: "text", content: "bench" } };
+    sent = await json(await s.admin("/broadcasts", { method: "POST", body, signal: AbortSignal.timeout(120_000) }));
+  } catch (e) {
+    console.error(s.logs.join("").split("\n").slice(-60).join("\n"));
+    throw e;
+  }
   const send_ms = Date.now() - t2;
   if (sent.eligible !== N || sent.status !== "sent") throw new Error(`the send: ${JSON.stringify({ ...sent, batches: undefined })}`);
+  const t3 = Date.now();
   const quota = await json(await s.admin("/quota"));
+  const quota_ms = Date.now() - t3;
+  console.error(`sent in ${send_ms} ms, the quota view then in ${quota_ms} ms`);
   const after = workerds(s.pgid);
   const growth = Object.keys(after).map((p) => after[p].hwm - (before[p]?.rss ?? 0));
   console.log(JSON.stringify({
@@ -66,11 +85,13 @@ try {
     reserve_ms: sent.booked_ms,
     peak_object_bytes: Math.max(...growth),
     send_everyone_ms: send_ms,
+    quota_after_send_ms: quota_ms,
     method: sent.method,
     load_s,
     counted_after_send: quota.left,
     workerd_peak_bytes: Object.values(after).map((w) => w.hwm),
   }));
 } finally {
+  if (trace) clearInterval(trace);
   await s.stop();
 }
