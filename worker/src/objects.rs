@@ -177,18 +177,7 @@ impl Ledger {
             }
             Ok::<bool, wxedge_core::Error>(next.done)
         };
-        let delay = match step.await {
-            Ok(true) => return Ok(()),
-            Ok(false) => MIGRATION_STEP_MS,
-            Err(e) => {
-                worker::console_error!("reshard step failed, trying again: {e}");
-                MIGRATION_RETRY_MS
-            }
-        };
-        if storage.get_alarm().await?.is_none() {
-            storage.set_alarm(delay).await?;
-        }
-        Ok(())
+        self.again(step.await, "reshard").await
     }
 
     /// One step of the move, from the alarm; the alarm comes back until it is done. A failed step
@@ -212,14 +201,21 @@ impl Ledger {
             }
             Ok::<bool, wxedge_core::Error>(next.done)
         };
-        let delay = match step.await {
+        self.again(step.await, "ledger index migration").await
+    }
+
+    /// After a background step (the migration, a reshard): the alarm comes back soon while there
+    /// is more to do, 30 s after a failure (every step is idempotent), not at all when done.
+    async fn again(&self, step: wxedge_core::Result<bool>, what: &str) -> Result<()> {
+        let delay = match step {
             Ok(true) => return Ok(()),
             Ok(false) => MIGRATION_STEP_MS,
             Err(e) => {
-                worker::console_error!("ledger index migration step failed, trying again: {e}");
+                worker::console_error!("{what} step failed, trying again: {e}");
                 MIGRATION_RETRY_MS
             }
         };
+        let storage = self.state.storage();
         if storage.get_alarm().await?.is_none() {
             storage.set_alarm(delay).await?;
         }
