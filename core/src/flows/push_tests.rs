@@ -48,14 +48,16 @@ struct Inner {
     /// Sends WeChat knows (`message/mass/get`), by msg_id; `None`: WeChat unreachable.
     mass_known: RefCell<Option<BTreeMap<u64, String>>>,
     replays: MemoryStore,
-    /// The follower shard: the object's own code over rusqlite (one shard: routing is the
-    /// worker's).
-    shard: (crate::sql::Sqlite, crate::shard::ShardObject),
+    /// Four follower shards: the object's own code over rusqlite, each follower in theirs.
+    shards: crate::flows::fanout::LocalShards,
     shard_calls: Cell<u32>,
     clock: Rc<VirtualClock>,
     logs: RefCell<Vec<(Level, String)>>,
     faults: Faults,
 }
+
+/// Follower shards in the tests' world: a burst spreads over them as over the worker's.
+const SHARDS: u32 = 4;
 
 /// Every port of a push, in memory.
 #[derive(Clone)]
@@ -78,7 +80,7 @@ impl World {
             custom_sent: RefCell::default(),
             mass_known: RefCell::new(Some(BTreeMap::new())),
             replays: MemoryStore::default(),
-            shard: (crate::sql::Sqlite::memory(), crate::shard::ShardObject::default()),
+            shards: crate::flows::fanout::LocalShards::memory(SHARDS),
             shard_calls: Cell::new(0),
             clock,
             logs: RefCell::default(),
@@ -86,14 +88,22 @@ impl World {
         }))
     }
 
-    /// The follower's record in the shard.
+    /// The follower's record in their shard.
     fn record(&self, openid: &str) -> Option<FollowerRecord> {
-        crate::shard::record(&self.0.shard.0, openid).unwrap()
+        crate::shard::record(self.0.shards.db_of(openid), openid).unwrap()
+    }
+
+    /// Every shard's database, its tables made.
+    fn dbs(&self) -> impl Iterator<Item = &crate::sql::Sqlite> {
+        self.0.shards.dbs.iter().map(|(db, _)| {
+            crate::shard::migrate(db).unwrap();
+            db
+        })
     }
 
     /// Rows in the shard's followers table.
     fn records(&self) -> i64 {
-        self.0.shard.0.exec("SELECT COUNT(*) FROM followers", &[]).map(|r| r[0][0].as_i64().unwrap()).unwrap_or(0)
+        self.dbs().map(|db| db.exec("SELECT COUNT(*) FROM followers", &[]).map(|r| r[0][0].as_i64().unwrap()).unwrap()).sum()
     }
 
     fn rules(&self, json: &str) {
@@ -101,16 +111,18 @@ impl World {
     }
 
     fn following(&self) -> usize {
-        crate::shard::migrate(&self.0.shard.0).unwrap();
-        crate::shard::count(&self.0.shard.0, &crate::shard::Segment::All).unwrap() as usize
+        self.dbs().map(|db| crate::shard::count(db, &crate::shard::Segment::All).unwrap() as usize).sum()
     }
 
     /// Follows counted today in the shard's statistics, from `scene`.
     fn follows_today(&self, scene: &str) -> u64 {
-        crate::shard::migrate(&self.0.shard.0).unwrap();
         let today = crate::china::day(MID_NOVEMBER);
-        let days = crate::shard::day_stats(&self.0.shard.0, &[today]).unwrap();
-        days.get(&today.to_string()).and_then(|d: &DayStats| d.follows.get(scene).copied()).unwrap_or(0)
+        self.day_stats(&[today]).get(&today.to_string()).and_then(|d: &DayStats| d.follows.get(scene).copied()).unwrap_or(0)
+    }
+
+    /// Every shard's day statistics, added up.
+    fn day_stats(&self, days: &[u32]) -> std::collections::BTreeMap<String, DayStats> {
+        crate::ledger::merge_days(days, self.dbs().map(|db| crate::shard::day_stats(db, days).unwrap()))
     }
 
     fn logged(&self, needle: &str) -> bool {
@@ -123,7 +135,7 @@ impl Followers for World {
         if self.0.faults.load.get() {
             return Err(Error::Storage("shard read failed (injected)".into()));
         }
-        match self.shard(crate::shard::ShardRequest::Load { openid: openid.into() })? {
+        match self.shard(openid, crate::shard::ShardRequest::Load { openid: openid.into() })? {
             crate::shard::ShardResponse::Record { record: Some(r) } => Ok(Some(r)),
             _ => self.legacy(openid).await,
         }
@@ -132,13 +144,13 @@ impl Followers for World {
         if self.0.faults.save.get() {
             return Err(Error::Storage("shard write failed (injected)".into()));
         }
-        self.shard(crate::shard::ShardRequest::Save { record: record.clone(), now: self.0.clock.now_ms() / 1000, moved: false }).map(|_| ())
+        self.shard(&record.openid, crate::shard::ShardRequest::Save { record: record.clone(), now: self.0.clock.now_ms() / 1000, moved: false }).map(|_| ())
     }
     async fn keep_moved(&self, record: &FollowerRecord) -> Result<()> {
         if self.0.faults.save.get() {
             return Err(Error::Storage("shard write failed (injected)".into()));
         }
-        self.shard(crate::shard::ShardRequest::Save { record: record.clone(), now: self.0.clock.now_ms() / 1000, moved: true }).map(|_| ())
+        self.shard(&record.openid, crate::shard::ShardRequest::Save { record: record.clone(), now: self.0.clock.now_ms() / 1000, moved: true }).map(|_| ())
     }
     async fn legacy(&self, openid: &str) -> Result<Option<FollowerRecord>> {
         if self.0.faults.load.get() {
@@ -150,21 +162,27 @@ impl Followers for World {
 }
 
 impl World {
-    fn shard(&self, request: crate::shard::ShardRequest) -> Result<crate::shard::ShardResponse> {
+    /// Asks the shard of `openid`.
+    fn shard(&self, openid: &str, request: crate::shard::ShardRequest) -> Result<crate::shard::ShardResponse> {
+        self.shard_at(crate::shard::shard_of(openid, SHARDS), request)
+    }
+
+    fn shard_at(&self, k: u32, request: crate::shard::ShardRequest) -> Result<crate::shard::ShardResponse> {
         if self.0.faults.shard.get() {
             return Err(Error::Storage("follower shard unreachable (injected)".into()));
         }
         self.0.shard_calls.set(self.0.shard_calls.get() + 1);
-        self.0.shard.1.handle(&self.0.shard.0, request)
+        let (db, object) = &self.0.shards.dbs[k as usize];
+        object.handle(db, request)
     }
 }
 
 impl crate::flows::fanout::Shards for World {
     fn shards(&self) -> u32 {
-        1
+        SHARDS
     }
-    async fn call(&self, _shard: u32, request: crate::shard::ShardRequest) -> Result<crate::shard::ShardResponse> {
-        self.shard(request)
+    async fn call(&self, shard: u32, request: crate::shard::ShardRequest) -> Result<crate::shard::ShardResponse> {
+        self.shard_at(shard, request)
     }
 }
 
@@ -172,18 +190,18 @@ impl Deliveries for World {
     async fn begin(&self, key: &str, openid: &str, now: u64) -> Result<Claimed> {
         // A round trip to the object: other deliveries run meanwhile.
         self.0.clock.sleep(1).await;
-        match self.shard(crate::shard::ShardRequest::Begin { key: key.into(), openid: openid.into(), now })? {
+        match self.shard(openid, crate::shard::ShardRequest::Begin { key: key.into(), openid: openid.into(), now })? {
             crate::shard::ShardResponse::Claim { delivery, record } => Ok(Claimed { delivery, record }),
             other => panic!("{other:?}"),
         }
     }
-    async fn finish(&self, key: &str, _openid: &str, answer: Option<&str>, record: Option<&FollowerRecord>) -> Result<()> {
+    async fn finish(&self, key: &str, openid: &str, answer: Option<&str>, record: Option<&FollowerRecord>) -> Result<()> {
         self.0.clock.sleep(1).await;
         if record.is_some() && self.0.faults.save.get() {
             return Err(Error::Storage("shard write failed (injected)".into()));
         }
         let now = self.0.clock.now_ms() / 1000;
-        self.shard(crate::shard::ShardRequest::Finish { key: key.into(), answer: answer.map(str::to_owned), record: record.cloned(), now }).map(|_| ())
+        self.shard(openid, crate::shard::ShardRequest::Finish { key: key.into(), answer: answer.map(str::to_owned), record: record.cloned(), now }).map(|_| ())
     }
 }
 
@@ -343,7 +361,7 @@ fn a_follow_is_welcomed_indexed_recorded_and_a_retry_gets_the_same_answer() {
     let record = w.record("oNew").expect("record written after the answer");
     assert!(record.following);
     let key = push(&c, &subscribe("oNew", None)).dedupe_key();
-    let kept = w.0.shard.0.exec("SELECT answer FROM deliveries WHERE key = ?1", &[key.as_str().into()]).unwrap();
+    let kept = w.0.shards.db_of("oNew").exec("SELECT answer FROM deliveries WHERE key = ?1", &[key.as_str().into()]).unwrap();
     assert_eq!(kept[0][0].as_str(), Some(body(&first)), "the answer is kept in the follower's shard");
     // WeChat's retry: byte-identical, no second follow counted, the ledger not asked again.
     let calls = w.0.ledger_calls.get();
@@ -786,7 +804,7 @@ fn a_follower_of_the_old_kv_layout_moves_into_the_shard_on_their_first_push() {
     assert!(body(&answer(&w, &c, &text("oKv", "hello", 90))).contains("hi"));
     assert_eq!(w.0.ledger_calls.get(), 0, "already following: no index change, no import");
     let month_ago = crate::china::day(MID_NOVEMBER - 30 * 86_400);
-    let days = crate::shard::day_stats(&w.0.shard.0, &[month_ago, crate::china::day(MID_NOVEMBER)]).unwrap();
+    let days = w.day_stats(&[month_ago, crate::china::day(MID_NOVEMBER)]);
     assert!(days.values().all(|d| d.follows.is_empty()), "a moved follower is not a new follow: {days:?}");
     let moved = w.record("oKv").expect("now in the shard");
     assert_eq!((moved.following, moved.followed_at, moved.scene.as_deref(), moved.follows), (true, old.followed_at, Some("expo"), 1));
@@ -802,7 +820,7 @@ fn a_follower_of_the_old_kv_layout_moves_into_the_shard_on_their_first_push() {
 }
 
 #[test]
-fn a_burst_of_5000_follows_each_delivered_twice_at_once_counts_each_once() {
+fn a_burst_of_5000_follows_over_four_shards_each_delivered_twice_at_once_counts_each_once() {
     let (w, c) = (World::new(), config(4000));
     // What WeChat sends after a broadcast that asks people to follow: 5,000 follows within
     // seconds, each delivered twice at the same moment (a retry racing the original).
@@ -817,5 +835,7 @@ fn a_burst_of_5000_follows_each_delivered_twice_at_once_counts_each_once() {
     assert!(answers.iter().all(|a| body(a).contains("Welcome!")), "every delivery welcomed");
     assert_eq!(w.following(), 5000);
     assert_eq!((w.follows_today("expo"), w.follows_today("home")), (2500, 2500), "each follow counted once");
+    let per_shard: Vec<u64> = w.dbs().map(|db| crate::shard::count(db, &crate::shard::Segment::All).unwrap()).collect();
+    assert!(per_shard.iter().all(|n| *n > 1000), "spread over the shards: {per_shard:?}");
     assert_eq!(w.0.ledger_calls.get(), 0);
 }
