@@ -117,15 +117,7 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
         })?,
         (Method::Get, ["quota"]) => {
             let shards = FollowerStore::of(env, config);
-            let view = async {
-                let counts = wxedge_core::flows::fanout::plan(&shards, &wxedge_core::shard::Segment::All, china::month(now), now).await?;
-                let day = match ask(LedgerRequest::Today).await? {
-                    LedgerResponse::Today { day } => day,
-                    other => return Err(unexpected("today", &other)),
-                };
-                Ok(to_value(&ledger::quota_view(kind, &counts.by_used, day.as_ref(), now)))
-            };
-            let mut view = view.await;
+            let mut view = broadcast::quota(&ledger, &shards, kind, now).await.map(|q| to_value(&q));
             if let Ok(v) = &mut view {
                 v["kv"] = kv_quota(env, config, now).await;
             }

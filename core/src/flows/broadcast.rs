@@ -107,7 +107,7 @@ async fn book<L: Ledger, S: Shards>(
     now: u64,
 ) -> Result<(BroadcastView, bool)> {
     let segment = Segment::of(&request.segment);
-    let asked = if let Segment::Ids(ids) = &segment { ids.len() as u64 } else { 0 };
+    let asked = asked(&segment);
     let booking = Booking { id: id.clone(), segment, limit: ledger::follower_limit(kind), month: china::month(now), now, until: now + RESERVATION_SECS };
     let reservation = fanout::reserve(shards, &booking).await?;
     let plan = ledger::decide(kind, &request.segment, &Tally::booked(&reservation, asked), day.as_ref(), now);
@@ -147,14 +147,35 @@ async fn resettle(shards: &impl Shards, b: &Broadcast, now: u64) -> Result<()> {
 
 /// The dry run, exact: the segment counted in every shard, with the ledger's day.
 pub async fn plan(ledger: &impl Ledger, shards: &impl Shards, kind: AccountKind, segment: &ledger::Segment, now: u64) -> Result<Plan> {
-    let day = match ledger.call(LedgerRequest::Today).await? {
-        LedgerResponse::Today { day } => day,
-        other => return Err(unexpected("today", &other)),
-    };
+    let day = today(ledger).await?;
     let s = Segment::of(segment);
-    let asked = if let Segment::Ids(ids) = &s { ids.len() as u64 } else { 0 };
     let counts = fanout::plan(shards, &s, china::month(now), now).await?;
-    Ok(ledger::decide(kind, segment, &Tally::of(&counts, kind, asked), day.as_ref(), now))
+    Ok(ledger::decide(kind, segment, &Tally::of(&counts, kind, asked(&s)), day.as_ref(), now))
+}
+
+/// The quota view, exact: everyone counted in every shard, with the ledger's day.
+pub async fn quota(ledger: &impl Ledger, shards: &impl Shards, kind: AccountKind, now: u64) -> Result<ledger::QuotaView> {
+    let day = today(ledger).await?;
+    let counts = fanout::plan(shards, &Segment::All, china::month(now), now).await?;
+    Ok(ledger::quota_view(kind, &counts.by_used, day.as_ref(), now))
+}
+
+/// A subscription account's day, as the ledger keeps it.
+async fn today(ledger: &impl Ledger) -> Result<Option<DayLedger>> {
+    match ledger.call(LedgerRequest::Today).await? {
+        LedgerResponse::Today { day } => Ok(day),
+        other => Err(unexpected("today", &other)),
+    }
+}
+
+/// How many distinct OpenIDs a list asks for (0 for any other segment): those the shards do not
+/// know are the unknown.
+fn asked(segment: &Segment) -> u64 {
+    if let Segment::Ids(ids) = segment {
+        ids.len() as u64
+    } else {
+        0
+    }
 }
 
 /// The dry run from the shards' copies in KV (`QuotaMirror`, each ≤ 10 s behind its shard):

@@ -10,8 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use super::SHARDS;
 use crate::error::{Error, Result};
-use crate::keys;
-use crate::ports::Read;
 
 /// FNV-1a: stable across platforms and releases (the shard of a follower must never move).
 pub fn shard_of(openid: &str) -> u32 {
@@ -59,6 +57,7 @@ impl Shard {
         }
     }
 
+    #[cfg(test)]
     fn roll(&mut self, month: u32) {
         if self.month != month {
             self.counts.clear();
@@ -66,21 +65,11 @@ impl Shard {
         }
     }
 
+    /// One more this month (the tests write the previous version's index with it).
+    #[cfg(test)]
     pub fn bump(&mut self, openid: &str, month: u32) {
         self.roll(month);
         *self.counts.entry(openid.to_owned()).or_insert(0) += 1;
-    }
-
-    pub fn unbump(&mut self, openid: &str, month: u32) {
-        if self.month != month {
-            return;
-        }
-        if let Some(c) = self.counts.get_mut(openid) {
-            *c = c.saturating_sub(1);
-            if *c == 0 {
-                self.counts.remove(openid);
-            }
-        }
     }
 }
 
@@ -91,11 +80,6 @@ pub(crate) fn parse_shards(raw: &[Option<String>]) -> Result<Vec<Shard>> {
             None => Ok(Shard::default()),
         })
         .collect()
-}
-
-pub async fn load_shards(store: &impl Read) -> Result<Vec<Shard>> {
-    let raw = store.get_many(&(0..SHARDS).map(keys::shard).collect::<Vec<_>>()).await.map_err(Error::Storage)?;
-    parse_shards(&raw)
 }
 
 /// A change to the follower index from a callback, an import or tagging.
