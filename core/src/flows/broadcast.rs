@@ -369,6 +369,27 @@ mod tests {
         assert_eq!(h.wechat.jobs(), 1);
     }
 
+    #[test]
+    fn a_broadcast_an_earlier_version_reserved_and_never_finished_is_refused_not_sent_empty() {
+        let h = Harness::new();
+        h.follow_many("v", 3);
+        let list: Vec<String> = (0..3).map(|i| format!("ov{i:06}")).collect();
+        let req = text("old", Segment::OpenIds { openids: list });
+        // As the version before the shards stored it: batches reserved in the ledger (their
+        // recipients in its own keys), nothing booked in the shards.
+        let sent = run(send(&h.ledger, &h.shards, &h.client(), &h, AccountKind::Service, req.clone(), MID_NOVEMBER)).unwrap();
+        let mut old = sent.broadcast.broadcast.clone();
+        old.layout = fanout::Layout::default();
+        for b in &mut old.batches {
+            b.state = BatchState::Reserved;
+        }
+        run(crate::ports::Store::put(h.store(), &crate::keys::broadcast("old"), &serde_json::to_string(&old).unwrap())).unwrap();
+        let jobs = h.wechat.jobs();
+        let r = run(send(&h.ledger, &h.shards, &h.client(), &h, AccountKind::Service, req, MID_NOVEMBER + 60));
+        assert!(matches!(&r, Err(Error::Conflict(m)) if m.contains("new id")), "{r:?}");
+        assert_eq!(h.wechat.jobs(), jobs, "WeChat not asked with an empty list");
+    }
+
     /// Every follower's mass messages this month as WeChat was asked to send them (by list).
     fn sent_to(h: &Harness) -> std::collections::BTreeMap<String, usize> {
         let mut by = std::collections::BTreeMap::new();
