@@ -12,6 +12,9 @@ pub fn encode_query_value(s: &str) -> String {
 
 /// A form-encoded value: `+` is a space, `%XX` a byte; bytes that are not UTF-8 become U+FFFD.
 pub fn decode_query_value(s: &str) -> String {
+    if !s.bytes().any(|b| b == b'+' || b == b'%') {
+        return s.to_owned(); // nothing to decode: what WeChat's signatures, stamps and nonces are
+    }
     percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned()
 }
 
@@ -42,7 +45,15 @@ pub fn is_loopback_url(url: &str) -> bool {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    hex::encode(bytes)
+    // Straight into a sized buffer: every callback hashes three times (signature, replay key,
+    // body), and the `hex` crate's char iterator grows its string one push at a time.
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 15)]);
+    }
+    String::from_utf8(out).expect("hex digits are ASCII")
 }
 
 #[cfg(test)]

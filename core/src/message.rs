@@ -386,7 +386,7 @@ fn subscribe_items(root: &Element, wrapper: &str) -> Vec<SubscribeMsgItem> {
 }
 
 fn leaf_fields(root: &Element) -> Vec<(String, String)> {
-    root.children.iter().filter(|c| c.children.is_empty()).map(|c| (c.name.clone(), c.text.clone())).collect()
+    root.children.iter().filter(|c| c.children.is_empty()).map(|c| (c.name.to_owned(), c.text.clone().into_owned())).collect()
 }
 
 /// The longest value a routing field may have. OpenIDs and gh_ ids are under 40 bytes, MsgType

@@ -98,14 +98,25 @@ pub enum MatchKind {
 
 impl KeywordRule {
     /// Case-insensitive, ignoring surrounding whitespace: followers type "Help ", "HELP".
-    fn matches(&self, text: &str) -> bool {
-        let text = text.trim().to_lowercase();
-        let pattern = self.pattern.trim().to_lowercase();
+    /// `folded` is the follower's text through [`fold`], once for all the rules.
+    fn matches(&self, folded: &str) -> bool {
+        let pattern = fold(&self.pattern);
         match self.kind {
-            MatchKind::Exact => text == pattern,
-            MatchKind::Contains => text.contains(&pattern),
-            MatchKind::Prefix => text.starts_with(&pattern),
+            MatchKind::Exact => folded == pattern,
+            MatchKind::Contains => folded.contains(pattern.as_ref()),
+            MatchKind::Prefix => folded.starts_with(pattern.as_ref()),
         }
+    }
+}
+
+/// Trimmed and lower-cased, copied only when lower-casing changes a character (patterns are
+/// usually written in lower case, and this runs for every rule on every message).
+fn fold(text: &str) -> std::borrow::Cow<'_, str> {
+    let text = text.trim();
+    if !text.chars().all(|c| c.to_lowercase().eq(std::iter::once(c))) {
+        std::borrow::Cow::Owned(text.to_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(text)
     }
 }
 
@@ -185,10 +196,13 @@ impl Rules {
                 Some(r) => (r.clone(), true),
                 None => (Reply::Success, false),
             },
-            Kind::Text { content, .. } => match self.keywords.iter().find(|k| k.matches(content)) {
-                Some(k) => (k.reply.clone(), true),
-                None => (fallback(), false),
-            },
+            Kind::Text { content, .. } => {
+                let folded = fold(content);
+                match self.keywords.iter().find(|k| k.matches(&folded)) {
+                    Some(k) => (k.reply.clone(), true),
+                    None => (fallback(), false),
+                }
+            }
             Kind::Event(_) | Kind::Unknown { .. } => (self.event_reply(msg, welcome_text), true),
             _ => (fallback(), false),
         }
@@ -290,6 +304,22 @@ mod tests {
             r.forward = Some(Forward { url: good.into(), token: String::new() });
             assert!(r.validate().is_ok(), "{good}");
         }
+    }
+
+    #[test]
+    fn keywords_ignore_case_and_surrounding_space_in_any_script() {
+        let doc = r#"{"keywords": [
+            {"match": "exact", "pattern": "Äpfel", "reply": {"type": "text", "content": "apples"}},
+            {"match": "prefix", "pattern": " help", "reply": {"type": "text", "content": "help"}},
+            {"match": "contains", "pattern": "价格", "reply": {"type": "text", "content": "prices"}}]}"#;
+        let r = Rules::from_json(doc).unwrap();
+        let t = |s: &str| r.reply_for(&msg(Kind::Text { content: s.into(), msg_id: 1 }), "w");
+        assert_eq!(t(" äPFEL "), text("apples"));
+        assert_eq!(t("HELP me"), text("help"));
+        assert_eq!(t("请问价格多少"), text("prices"));
+        assert_eq!(t("äpfelkuchen"), Reply::Success, "exact is exact");
+        assert_eq!(t("ǅ"), Reply::Success, "a title-case letter is folded, not taken as is");
+        assert_eq!(fold("ǅx"), "ǆx");
     }
 
     #[test]

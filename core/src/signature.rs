@@ -6,10 +6,19 @@ use sha1::{Digest, Sha1};
 /// The signature WeChat computes over `parts` (token, timestamp, nonce, and for safe mode the
 /// `Encrypt` text). Sorting is plain byte order, not numeric.
 pub fn sign(parts: &[&str]) -> String {
-    let mut sorted: Vec<&str> = parts.to_vec();
+    // WeChat signs three or four parts: sort them on the stack (this runs on every callback).
+    let mut few = [""; 4];
+    let mut many = Vec::new();
+    let sorted: &mut [&str] = if parts.len() <= few.len() {
+        few[..parts.len()].copy_from_slice(parts);
+        &mut few[..parts.len()]
+    } else {
+        many.extend_from_slice(parts);
+        &mut many
+    };
     sorted.sort_unstable();
     let mut hasher = Sha1::new();
-    for p in sorted {
+    for p in sorted.iter() {
         hasher.update(p.as_bytes());
     }
     crate::encoding::hex(&hasher.finalize())
@@ -17,7 +26,8 @@ pub fn sign(parts: &[&str]) -> String {
 
 /// Checks a hex signature (case-insensitive, as some proxies upper-case it) in constant time.
 pub fn verify(given: &str, parts: &[&str]) -> bool {
-    constant_time_eq(given.to_ascii_lowercase().as_bytes(), sign(parts).as_bytes())
+    let expected = sign(parts);
+    given.len() == expected.len() && given.bytes().zip(expected.bytes()).fold(0u8, |diff, (x, y)| diff | (x.to_ascii_lowercase() ^ y)) == 0
 }
 
 /// Equality whose time depends only on the lengths, for secrets such as the admin token.
@@ -30,7 +40,16 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Hex SHA-1 of `bytes` (content-derived ids, not signatures).
 pub fn sha1_hex(bytes: &[u8]) -> String {
-    crate::encoding::hex(&Sha1::digest(bytes))
+    sha1_hex_of(&[bytes])
+}
+
+/// Hex SHA-1 of the concatenation of `parts`, without building it.
+pub fn sha1_hex_of(parts: &[&[u8]]) -> String {
+    let mut hasher = Sha1::new();
+    for p in parts {
+        hasher.update(p);
+    }
+    crate::encoding::hex(&hasher.finalize())
 }
 
 #[cfg(test)]
@@ -43,6 +62,14 @@ mod tests {
         assert_eq!(sign(&["test", "1410685589", "test"]), "f21891de399b4e33a1a93c9a7b8a8fffb5a443ff");
         assert!(verify("f21891de399b4e33a1a93c9a7b8a8fffb5a443ff", &["test", "1410685589", "test"]));
         assert!(verify("F21891DE399B4E33A1A93C9A7B8A8FFFB5A443FF", &["test", "1410685589", "test"]));
+    }
+
+    #[test]
+    fn more_than_four_parts_sort_the_same_way() {
+        let parts = ["e", "c", "a", "d", "b"];
+        assert_eq!(sign(&parts), sha1_hex(b"abcde"));
+        assert_eq!(sign(&parts[..4]), sha1_hex(b"acde"));
+        assert!(!verify(&sign(&parts)[..39], &parts), "a shorter signature never matches");
     }
 
     #[test]

@@ -3,6 +3,11 @@
 //! WeChat bodies are tiny flat documents, so we read them into a little tree with hard limits
 //! (depth, element count) and refuse DTDs and any entity that is not one of XML's five predefined
 //! ones or a character reference: nothing is ever resolved from outside the document.
+//!
+//! The tree borrows from the input: names and the usual single CDATA or text run of a leaf are
+//! slices of the body, so reading a push allocates little more than the tree's vectors.
+
+use std::borrow::Cow;
 
 use quick_xml::events::Event;
 use quick_xml::Reader;
@@ -15,30 +20,48 @@ pub const MAX_DEPTH: usize = 12;
 pub const MAX_ELEMENTS: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Element {
-    pub name: String,
+pub struct Element<'a> {
+    pub name: &'a str,
     /// Text of a leaf element (CDATA unwrapped, references resolved). Empty for inner elements.
-    pub text: String,
-    pub children: Vec<Element>,
+    pub text: Cow<'a, str>,
+    pub children: Vec<Element<'a>>,
 }
 
-impl Element {
-    pub fn child(&self, name: &str) -> Option<&Element> {
+impl<'a> Element<'a> {
+    pub fn child(&self, name: &str) -> Option<&Element<'a>> {
         self.children.iter().find(|c| c.name == name)
     }
 
-    pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+    pub fn children_named<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s Element<'a>> + 's {
         self.children.iter().filter(move |c| c.name == name)
     }
 
     /// Text of the first child called `name`.
     pub fn text_of(&self, name: &str) -> Option<&str> {
-        self.child(name).map(|c| c.text.as_str())
+        self.child(name).map(|c| c.text.as_ref())
+    }
+
+    /// Appends a run of text: borrowed while it is the element's only run.
+    fn push_text(&mut self, run: Cow<'a, str>) {
+        if self.text.is_empty() {
+            self.text = run;
+        } else {
+            self.text.to_mut().push_str(&run);
+        }
+    }
+}
+
+/// A run of the input as text: a slice of `input` when the reader lent it (it always does for a
+/// `&str`), found without checking the UTF-8 again.
+fn text_run<'a>(input: &'a str, raw: Cow<'_, [u8]>) -> Result<Cow<'a, str>> {
+    match raw {
+        Cow::Borrowed(b) => slice_of(input, b).map(Cow::Borrowed),
+        Cow::Owned(v) => String::from_utf8(v).map(Cow::Owned).map_err(|e| Error::Xml(e.to_string())),
     }
 }
 
 /// Parses a whole document and returns its root element.
-pub fn parse(input: &str) -> Result<Element> {
+pub fn parse(input: &str) -> Result<Element<'_>> {
     // XML 1.0 forbids control characters other than tab, newline and carriage return, and WeChat
     // never sends them; one in a field could end up in a reply or a log line.
     if let Some(at) = input.bytes().position(|b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) {
@@ -61,11 +84,11 @@ pub fn parse(input: &str) -> Result<Element> {
                 if stack.len() >= MAX_DEPTH {
                     return Err(Error::Xml(format!("nested deeper than {MAX_DEPTH}")));
                 }
-                stack.push(Element { name: name_of(start.name().as_ref())?, ..Default::default() });
+                stack.push(Element { name: slice_of(input, start.name().as_ref())?, ..Default::default() });
             }
             Event::Empty(start) => {
                 count_element(&mut count)?;
-                let el = Element { name: name_of(start.name().as_ref())?, ..Default::default() };
+                let el = Element { name: slice_of(input, start.name().as_ref())?, ..Default::default() };
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(el),
                     None => root = Some(el),
@@ -74,7 +97,7 @@ pub fn parse(input: &str) -> Result<Element> {
             Event::End(_) => {
                 let mut el = stack.pop().ok_or_else(|| Error::Xml("unbalanced end tag".into()))?;
                 if !el.children.is_empty() {
-                    el.text.clear(); // whitespace between child elements is layout, not data
+                    el.text = Cow::Borrowed(""); // whitespace between child elements is layout, not data
                 }
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(el),
@@ -82,17 +105,17 @@ pub fn parse(input: &str) -> Result<Element> {
                 }
             }
             Event::Text(text) => {
-                let s = text.decode().map_err(|e| Error::Xml(e.to_string()))?;
+                let s = text_run(input, text.into_inner())?;
                 match stack.last_mut() {
-                    Some(el) => el.text.push_str(&s),
+                    Some(el) => el.push_text(s),
                     None if s.trim().is_empty() => {}
                     None => return Err(Error::Xml("text outside the root element".into())),
                 }
             }
             Event::CData(data) => {
-                let s = data.decode().map_err(|e| Error::Xml(e.to_string()))?;
+                let s = text_run(input, data.into_inner())?;
                 match stack.last_mut() {
-                    Some(el) => el.text.push_str(&s),
+                    Some(el) => el.push_text(s),
                     None => return Err(Error::Xml("CDATA outside the root element".into())),
                 }
             }
@@ -110,7 +133,7 @@ pub fn parse(input: &str) -> Result<Element> {
                     }
                 };
                 match stack.last_mut() {
-                    Some(el) => el.text.push(ch),
+                    Some(el) => el.text.to_mut().push(ch),
                     None => return Err(Error::Xml("reference outside the root element".into())),
                 }
             }
@@ -133,8 +156,12 @@ fn count_element(count: &mut usize) -> Result<()> {
     Ok(())
 }
 
-fn name_of(raw: &[u8]) -> Result<String> {
-    std::str::from_utf8(raw).map(str::to_owned).map_err(|_| Error::Xml("element name is not UTF-8".into()))
+/// `raw` (a name or a run of text quick-xml lent out of `input`) as the `&str` slice of `input`
+/// it is. Found by address, with no unsafe; indexing checks it falls on character boundaries
+/// (quick-xml splits only at ASCII markup). Bytes from anywhere else are refused.
+fn slice_of<'a>(input: &'a str, raw: &[u8]) -> Result<&'a str> {
+    let (start, base) = (raw.as_ptr() as usize, input.as_ptr() as usize);
+    start.checked_sub(base).and_then(|at| input.get(at..at.checked_add(raw.len())?)).ok_or_else(|| Error::Xml("text outside the document".into()))
 }
 
 /// Appends `<name>…</name>` with `inner` writing the content.
@@ -153,15 +180,38 @@ pub fn push_element(out: &mut String, name: &str, inner: impl FnOnce(&mut String
 pub fn push_cdata(out: &mut String, name: &str, value: &str) {
     push_element(out, name, |o| {
         o.push_str("<![CDATA[");
-        o.push_str(&value.replace("]]>", "]]]]><![CDATA[>"));
+        let mut rest = value;
+        while let Some(at) = find_cdata_end(rest) {
+            o.push_str(&rest[..at]);
+            o.push_str("]]]]><![CDATA[>");
+            rest = &rest[at + 3..];
+        }
+        o.push_str(rest);
         o.push_str("]]>");
     });
+}
+
+/// Where `]]>` starts in `s`: a byte scan for `]`, the rare case, before any substring search.
+fn find_cdata_end(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut from = 0;
+    while let Some(i) = b[from..].iter().position(|&c| c == b']') {
+        let at = from + i;
+        if b[at..].starts_with(b"]]>") {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// Appends `<name>value</name>` unquoted: WeChat writes numbers without CDATA. `value` must
 /// contain no markup (numbers, timestamps).
 pub fn push_number(out: &mut String, name: &str, value: impl std::fmt::Display) {
-    push_element(out, name, |o| o.push_str(&value.to_string()));
+    push_element(out, name, |o| {
+        use std::fmt::Write;
+        let _ = write!(o, "{value}"); // writing to a String cannot fail
+    });
 }
 
 #[cfg(test)]
@@ -176,7 +226,7 @@ mod tests {
         assert_eq!(root.text_of("A"), Some("x"));
         assert_eq!(root.text_of("B"), Some("1 & 2 你"));
         let c = root.child("C").unwrap();
-        assert_eq!(c.children_named("D").map(|d| d.text.as_str()).collect::<Vec<_>>(), ["d1", "d2"]);
+        assert_eq!(c.children_named("D").map(|d| d.text.as_ref()).collect::<Vec<_>>(), ["d1", "d2"]);
         assert_eq!(c.text, "");
         assert_eq!(root.text_of("E"), Some(""));
     }
@@ -203,7 +253,9 @@ mod tests {
     fn cdata_split_round_trips() {
         let mut out = String::from("<xml>");
         push_cdata(&mut out, "Content", "a]]>b]]>");
+        push_cdata(&mut out, "Plain", "no end marker ]] > here");
         out.push_str("</xml>");
         assert_eq!(parse(&out).unwrap().text_of("Content"), Some("a]]>b]]>"));
+        assert_eq!(parse(&out).unwrap().text_of("Plain"), Some("no end marker ]] > here"));
     }
 }
