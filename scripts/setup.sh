@@ -8,7 +8,8 @@ want=${1:-dev}
 SCHEMATHESIS_VERSION=4.32.5
 
 apt_pkgs=(rustc-web cargo-web rust-web-src lld-19)
-[ "$want" = dev ] || apt_pkgs+=(chromium chromium-driver)
+# Chromium for the browser tests, with a CJK font so screenshots of Chinese text are legible.
+[ "$want" = dev ] || apt_pkgs+=(chromium chromium-driver fonts-wqy-microhei)
 [ "$want" = bench ] && apt_pkgs+=(wrk)
 missing=()
 for p in "${apt_pkgs[@]}"; do

@@ -146,7 +146,11 @@ describe("widget in Chromium", () => {
     await ctx.close();
   });
 
-  test("pricing: the simulator scans the code on screen; the widget shows the follow within 2 s", async () => {
+  test("pricing: a person opens the simulated phone beside the page, scans the dialog's code; the page shows the follow within 2 s, the phone the welcome, and a menu button answers", async () => {
+    const rules = { welcome: { scenes: { pricing: { type: "text", content: "欢迎 Welcome from the pricing page: 10% off your first box." } }, widget_scenes: ["pricing"] },
+      clicks: { TODAY: { type: "text", content: "今日茶单 Today: Longjing, Tieguanyin." } } };
+    assert.equal((await s.admin("/rules", { method: "PUT", body: rules })).status, 200);
+    assert.equal((await s.admin("/menu", { method: "PUT", body: MENU })).status, 200);
     const { ctx, page, errors } = await open(null);
     await page.addInitScript(() => { window.wxedge = [["on", "followed", () => { window.__followed = Date.now(); }]]; });
     const sockets = [], polls = [];
@@ -154,13 +158,18 @@ describe("widget in Chromium", () => {
     page.on("request", (r) => /\/api\/qr\/[0-9a-f]+$/.test(r.url()) && polls.push(r.url()));
     await page.goto(s.base + "/pricing");
     await page.waitForSelector("html[data-wxedge=ready]");
+    // The phone first, then the dialog — and the phone stays usable above the open dialog.
+    await page.locator("#sim-phone-toggle").click();
     await page.locator("[data-wxedge=banner] button.primary").click();
     await page.waitForFunction(() => document.querySelector("[data-wxedge=dialog]")?.shadowRoot.querySelector(".qr svg"));
     assert.equal((await dialogState(page)).status, "Waiting for your scan…");
-    // The demo's button sits behind the modal; a visitor would scan with a phone instead.
-    await page.evaluate(() => { document.querySelector("[data-wxedge=dialog]").style.display = "none"; });
+    const phone = page.frameLocator("#sim-phone iframe");
+    const onScreen = phone.locator("#codes button.code.screen");
+    await onScreen.waitFor();
+    assert.match(await onScreen.innerText(), /On the page beside: \/pricing/);
+    assert.equal(await page.evaluate(() => document.querySelectorAll("[data-wxedge=dialog]").length), 1, "the dialog is still open");
     const clicked = Date.now();
-    await page.locator("#sim-scan").click();
+    await onScreen.click(); // a real click: Playwright fails it if anything (the backdrop) covers the phone
     await page.waitForFunction(() => window.__followed, null, { timeout: 5000 });
     const seenAfter = (await page.evaluate(() => window.__followed)) - clicked;
     assert.ok(seenAfter <= 2000, `follow seen ${seenAfter} ms after the scan`);
@@ -169,11 +178,16 @@ describe("widget in Chromium", () => {
     assert.equal(sockets.length, 1);
     assert.match(sockets[0], /^ws:\/\/127\.0\.0\.1:\d+\/api\/qr\/[0-9a-f]{24}\/live$/);
     assert.deepEqual(polls, []);
-    await page.waitForFunction(() => document.querySelectorAll("#sim-log li").length >= 2);
-    const log = await page.locator("#sim-log").innerText();
-    assert.match(log, /subscribe \(scene w\d+\)/);
-    assert.match(log, /Welcome from the pricing page/, "the per-scene welcome for the page's scene");
-    const openid = log.match(/WeChat: (\S+) subscribe/)[1];
+    // The phone: the per-scene welcome for the page's scene, then the account's menu.
+    await phone.locator("#chat .row.in .bubble", { hasText: "Welcome from the pricing page" }).waitFor({ timeout: 5000 });
+    await phone.locator("#menu button", { hasText: "Today" }).click();
+    await phone.locator("#chat .row.in .bubble", { hasText: "今日茶单 Today: Longjing" }).waitFor({ timeout: 5000 });
+    await page.screenshot({ path: shot("phone-beside-dialog") });
+    await page.locator("#sim-phone").screenshot({ path: shot("sim-phone") });
+    const openid = await phone.locator("#who").inputValue();
+    assert.match(openid, /^o/);
+    const inbox = await (await fetch(`${s.simBase}/sim/inbox?openid=${openid}`)).json();
+    assert.deepEqual(inbox.messages.map((m) => m.content), ["欢迎 Welcome from the pricing page: 10% off your first box.", "今日茶单 Today: Longjing, Tieguanyin."]);
     const who = await (await s.admin(`/followers/${openid}`)).json();
     assert.equal(who.record.page, "/pricing");
     assert.equal(who.record.scene, "pricing");

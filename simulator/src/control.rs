@@ -244,6 +244,25 @@ fn page(sim: &Sim, query: &str) -> Answer {
     json!({ "total": sim.people.follower_count(), "offset": offset, "followers": followers })
 }
 
+/// What the simulated phone shows (`GET /sim/phone?openid=`): the person's chat with the
+/// account and the menu they would see, the codes that may be on screens, the latest people.
+fn phone(sim: &Sim, query: &str, now: u64) -> Answer {
+    let person = query_param(query, "openid").and_then(|o| sim.people.get(&o)).map(|p| {
+        // WeChat shows the menu to followers, the conditional one that matches their tags.
+        let menu = if p.subscribed { sim.menus.for_tags(&p.tags).map(|m| m.buttons.clone()).unwrap_or_default() } else { Vec::new() };
+        json!({
+            "openid": p.openid, "subscribed": p.subscribed, "subscribe_time": p.subscribe_time, "tags": p.tags,
+            "menu": menu, "messages": p.inbox.iter().map(InboxItem::to_json).collect::<Vec<_>>(),
+        })
+    });
+    // The newest people first: those who scanned or followed lately, then the seeded ones.
+    let people: Vec<Value> = sim.people.list.iter().rev().take(8).map(|p| json!({ "openid": p.openid, "subscribed": p.subscribed })).collect();
+    json!({
+        "account": { "gh_id": GH_ID, "appid": sim.api.appid, "kind": sim.kind.as_str() },
+        "now": now, "person": person, "people": people, "codes": sim.qr.live(now, 20),
+    })
+}
+
 /// One `/sim/*` request. `body` is the parsed JSON (Null when empty) or its parse error.
 pub fn handle(shared: &Shared, method: &str, path: &str, query: &str, body: Result<Value, Answer>) -> Answer {
     let body = match body {
@@ -295,6 +314,7 @@ fn control(shared: &Shared, method: &str, path: &str, query: &str, body: &Value)
             }
         }
         ("GET", "/sim/followers") => page(&sim, query),
+        ("GET", "/sim/phone") => phone(&sim, query, now),
         ("POST", "/sim/faults") => sim.faults.add(body),
         ("DELETE", "/sim/faults") => sim.faults.clear(),
         ("GET", "/sim/faults") => json!({ "faults": sim.faults.to_json() }),
@@ -308,5 +328,35 @@ fn control(shared: &Shared, method: &str, path: &str, query: &str, body: &Value)
             _ => error(47001, "data format error: give offset_secs (at most a century)"),
         },
         _ => error(-1, "system error: no such simulator endpoint"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Api;
+    use wxedge_core::config::AccountKind;
+
+    #[test]
+    fn the_phone_shows_the_persons_chat_their_menu_and_the_live_codes() {
+        let now = 1_000_000;
+        let mut sim = Sim::new(Api::new("wx1234567890abcdef", "s3cret"), AccountKind::Service, 3, 1, now);
+        let code = sim.qr.create(&json!({"action_name": "QR_STR_SCENE", "expire_seconds": 600, "action_info": {"scene": {"scene_str": "pricing"}}}), now, &mut sim.rng);
+        assert_eq!(sim.menus.create(&json!({"button": [{"type": "click", "name": "Today", "key": "TODAY"}]}))["errcode"], 0);
+        let action = scan(&mut sim, &json!({ "url": code["url"] }), now + 1).unwrap();
+        assert_eq!(action.event, "subscribe");
+        sim.people.get_mut(&action.openid).unwrap().inbox.push(InboxItem { kind: "reply", msgtype: "text".into(), time: now + 1, msg_id: None, content: json!("hi") });
+        let seen = phone(&sim, &format!("openid={}", action.openid), now + 2);
+        assert_eq!(seen["person"]["subscribed"], true);
+        assert_eq!(seen["person"]["menu"][0]["key"], "TODAY");
+        assert_eq!(seen["person"]["messages"][0]["content"], "hi");
+        assert_eq!(seen["codes"][0]["url"], code["url"]);
+        assert_eq!(seen["codes"][0]["scene"], "pricing");
+        assert_eq!(seen["people"][0]["openid"], json!(action.openid), "the newest person first");
+        // Someone who left sees no menu; an unknown person is nobody yet.
+        sim.people.get_mut(&action.openid).unwrap().subscribed = false;
+        assert_eq!(phone(&sim, &format!("openid={}", action.openid), now + 3)["person"]["menu"], json!([]));
+        assert_eq!(phone(&sim, "openid=oNobody", now + 3)["person"], Value::Null);
+        assert_eq!(phone(&sim, "", now + 700)["codes"], json!([]), "the code expired");
     }
 }

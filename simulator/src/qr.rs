@@ -37,6 +37,8 @@ pub struct QrCode {
     pub action: &'static str,
     /// None for permanent codes.
     pub expires_at: Option<u64>,
+    /// When `qrcode/create` made it: the phone lists the newest first.
+    pub created_at: u64,
 }
 
 #[derive(Debug, Default)]
@@ -113,12 +115,23 @@ impl QrCodes {
             self.permanent += 1;
         }
         self.ticket_by_url.insert(url.clone(), ticket.clone());
-        self.by_ticket.insert(ticket.clone(), QrCode { ticket: ticket.clone(), url: url.clone(), scene, action, expires_at });
+        self.by_ticket.insert(ticket.clone(), QrCode { ticket: ticket.clone(), url: url.clone(), scene, action, expires_at, created_at: now });
         if permanent {
             json!({ "ticket": ticket, "url": url })
         } else {
             json!({ "ticket": ticket, "expire_seconds": expire, "url": url })
         }
+    }
+
+    /// The temporary codes still scannable at `now`, newest first (at most `limit`): what the
+    /// simulated phone offers to scan, as the codes that may be on someone's screen.
+    pub fn live(&self, now: u64, limit: usize) -> Vec<Value> {
+        let mut live: Vec<&QrCode> = self.by_ticket.values().filter(|c| c.expires_at.is_some_and(|e| now < e)).collect();
+        live.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.ticket.cmp(&b.ticket)));
+        live.iter()
+            .take(limit)
+            .map(|c| json!({ "url": c.url, "ticket": c.ticket, "scene": c.scene.key(), "created_at": c.created_at, "expires_at": c.expires_at }))
+            .collect()
     }
 
     /// Resolves what a camera read: the URL the QR encodes, or a ticket.
@@ -141,6 +154,26 @@ impl QrCodes {
 mod tests {
     use super::*;
     use wxedge_core::SplitMix;
+
+    #[test]
+    fn the_phone_sees_live_temporary_codes_newest_first() {
+        let mut q = QrCodes::default();
+        let mut rng = SplitMix(3);
+        let make = |q: &mut QrCodes, rng: &mut SplitMix, scene: &str, at: u64, expire: Option<u64>| {
+            let mut body = json!({"action_name": "QR_STR_SCENE", "action_info": {"scene": {"scene_str": scene}}});
+            if let Some(e) = expire {
+                body["expire_seconds"] = json!(e);
+            }
+            q.create(&body, at, rng)
+        };
+        make(&mut q, &mut rng, "old", 1000, Some(600));
+        make(&mut q, &mut rng, "gone", 1001, Some(60));
+        make(&mut q, &mut rng, "new", 1002, Some(600));
+        q.create(&json!({"action_name": "QR_LIMIT_STR_SCENE", "action_info": {"scene": {"scene_str": "poster"}}}), 1003, &mut rng);
+        let scenes: Vec<Value> = q.live(1070, 10).iter().map(|c| c["scene"].clone()).collect();
+        assert_eq!(scenes, [json!("new"), json!("old")], "expired and permanent codes are not on screens");
+        assert_eq!(q.live(1070, 1).len(), 1);
+    }
 
     #[test]
     fn limits_and_fresh_urls() {

@@ -18,6 +18,8 @@ use crate::faults::Faults;
 /// The simulator's own bodies are small; anything larger is refused like WeChat would.
 const MAX_BODY: u64 = 1 << 20;
 pub const THREADS: usize = 4;
+/// The simulated phone, one self-contained page over `/sim/*`.
+const PHONE_HTML: &str = include_str!("phone.html");
 
 pub fn now() -> u64 {
     real_now()
@@ -90,6 +92,12 @@ fn handle(shared: &Arc<Shared>, mut req: Request) {
     } else {
         serde_json::from_str(&raw).map_err(|_| error(47001, "data format error"))
     };
+    if method == "GET" && (path == "/" || path == "/phone") {
+        // The simulator's face: a phone with the account's chat (see simulator/src/phone.html).
+        let html = Header::from_bytes("Content-Type", "text/html; charset=utf-8").expect("static header");
+        let _ = req.respond(Response::from_string(PHONE_HTML).with_header(html));
+        return;
+    }
     if path.starts_with("/sim/") {
         let answer = control::handle(shared, &method, path, query, body);
         return respond(req, &answer);
