@@ -184,6 +184,13 @@ describe("widget in Chromium", () => {
     await phone.locator("#chat .row.in .bubble", { hasText: "今日茶单 Today: Longjing" }).waitFor({ timeout: 5000 });
     await page.screenshot({ path: shot("phone-beside-dialog") });
     await page.locator("#sim-phone").screenshot({ path: shot("sim-phone") });
+    // The phone in Chinese, switched and remembered across a reload.
+    await phone.locator("#lang").click();
+    assert.match(await phone.locator("#codes button.code.screen").innerText(), /旁边页面上的码：\/pricing/);
+    assert.equal(await phone.locator("#follow, #unfollow").locator("visible=true").innerText(), "取消关注");
+    await page.locator("#sim-phone iframe").evaluate((f) => { f.src = f.src; });
+    await phone.locator("#unfollow", { hasText: "取消关注" }).waitFor();
+    await page.locator("#sim-phone").screenshot({ path: shot("sim-phone-zh") });
     const openid = await phone.locator("#who").inputValue();
     assert.match(openid, /^o/);
     const inbox = await (await fetch(`${s.simBase}/sim/inbox?openid=${openid}`)).json();

@@ -223,6 +223,71 @@ fn click(sim: &mut Sim, body: &Value, now: u64) -> Result<Action, Answer> {
     Ok(Action { openid: p.openid.clone(), event: "CLICK", scene: Some(key.clone()), push: Push::Click { key }, now })
 }
 
+/// A tap on a menu button (`{"openid", "button": {…as in the menu…}, "scan_result"?}`): the
+/// event WeChat pushes for its type. Buttons that send a material (`media_id`, `article_id`,
+/// `article_view_limited`) push nothing: WeChat itself sends the material to the person.
+fn tap(sim: &mut Sim, body: &Value, now: u64) -> Result<Action, Answer> {
+    use wxedge_core::xml::{push_cdata, push_element, push_number};
+    let button = body.get("button").filter(|b| b.is_object()).ok_or_else(|| error(47001, "data format error: give button"))?.clone();
+    let field = |k: &str| button.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    let kind = field("type");
+    let tags = known_follower(sim, body)?.tags.clone();
+    let menu_id = sim.menus.for_tags(&tags).map(|m| m.menuid.to_string()).unwrap_or_default();
+    let pic_md5 = format!("{:032x}", u128::from(now) * 0x9E37_79B9_7F4A_7C15);
+    let (event, key, mut inner) = match kind.as_str() {
+        "click" => ("CLICK", field("key"), String::new()),
+        "view" => ("VIEW", field("url"), String::new()),
+        "miniprogram" => ("view_miniprogram", field("pagepath"), String::new()),
+        "scancode_push" | "scancode_waitmsg" => {
+            let mut inner = String::new();
+            push_element(&mut inner, "ScanCodeInfo", |o| {
+                push_cdata(o, "ScanType", "qrcode");
+                push_cdata(o, "ScanResult", body.get("scan_result").and_then(Value::as_str).unwrap_or("https://example.com/scanned"));
+            });
+            (if kind == "scancode_push" { "scancode_push" } else { "scancode_waitmsg" }, field("key"), inner)
+        }
+        "pic_sysphoto" | "pic_photo_or_album" | "pic_weixin" => {
+            let mut inner = String::new();
+            push_element(&mut inner, "SendPicsInfo", |o| {
+                push_number(o, "Count", 1);
+                push_element(o, "PicList", |o| push_element(o, "item", |o| push_cdata(o, "PicMd5Sum", &pic_md5)));
+            });
+            let event = match kind.as_str() {
+                "pic_sysphoto" => "pic_sysphoto",
+                "pic_photo_or_album" => "pic_photo_or_album",
+                _ => "pic_weixin",
+            };
+            (event, field("key"), inner)
+        }
+        "location_select" => {
+            let mut inner = String::new();
+            push_element(&mut inner, "SendLocationInfo", |o| {
+                push_number(o, "Location_X", "31.2304");
+                push_number(o, "Location_Y", "121.4737");
+                push_number(o, "Scale", 15);
+                push_cdata(o, "Label", "上海市黄浦区人民大道");
+                push_cdata(o, "Poiname", "人民广场");
+            });
+            ("location_select", field("key"), inner)
+        }
+        "media_id" | "article_id" | "article_view_limited" => {
+            let p = known_follower(sim, body)?;
+            let id = if kind == "media_id" { field("media_id") } else { field("article_id") };
+            p.inbox.push(InboxItem { kind: "menu", msgtype: kind.clone(), time: now, msg_id: None, content: json!({ "media_id": id }) });
+            // Nothing reaches the worker; the answer says so in the shape of a delivery.
+            return Err(json!({ "errcode": 0, "openid": p.openid, "event": Value::Null, "status": Value::Null, "reply": Value::Null }));
+        }
+        other => return Err(error(40016, &format!("invalid button type {other:?}"))),
+    };
+    if matches!(event, "VIEW" | "view_miniprogram") && !menu_id.is_empty() {
+        push_cdata(&mut inner, "MenuId", &menu_id);
+    }
+    let p = known_follower(sim, body)?;
+    open_event_window(p, now);
+    let push = if event == "CLICK" { Push::Click { key: key.clone() } } else { Push::MenuEvent { event, key: key.clone(), inner } };
+    Ok(Action { openid: p.openid.clone(), event, scene: Some(key), push, now })
+}
+
 fn page(sim: &Sim, query: &str) -> Answer {
     let offset: usize = query_param(query, "offset").and_then(|v| v.parse().ok()).unwrap_or(0);
     let limit: usize = query_param(query, "limit").and_then(|v| v.parse().ok()).unwrap_or(100).min(10_000);
@@ -275,6 +340,7 @@ pub fn handle(shared: &Shared, method: &str, path: &str, query: &str, body: Resu
         ("POST", "/sim/unfollow") => unfollow,
         ("POST", "/sim/text") => text,
         ("POST", "/sim/click") => click,
+        ("POST", "/sim/tap") => tap,
         _ => return control(shared, method, path, query, &body),
     };
     let act = {
@@ -341,11 +407,21 @@ mod tests {
     fn the_phone_shows_the_persons_chat_their_menu_and_the_live_codes() {
         let now = 1_000_000;
         let mut sim = Sim::new(Api::new("wx1234567890abcdef", "s3cret"), AccountKind::Service, 3, 1, now);
-        let code = sim.qr.create(&json!({"action_name": "QR_STR_SCENE", "expire_seconds": 600, "action_info": {"scene": {"scene_str": "pricing"}}}), now, &mut sim.rng);
+        let code = sim.qr.create(
+            &json!({"action_name": "QR_STR_SCENE", "expire_seconds": 600, "action_info": {"scene": {"scene_str": "pricing"}}}),
+            now,
+            &mut sim.rng,
+        );
         assert_eq!(sim.menus.create(&json!({"button": [{"type": "click", "name": "Today", "key": "TODAY"}]}))["errcode"], 0);
         let action = scan(&mut sim, &json!({ "url": code["url"] }), now + 1).unwrap();
         assert_eq!(action.event, "subscribe");
-        sim.people.get_mut(&action.openid).unwrap().inbox.push(InboxItem { kind: "reply", msgtype: "text".into(), time: now + 1, msg_id: None, content: json!("hi") });
+        sim.people.get_mut(&action.openid).unwrap().inbox.push(InboxItem {
+            kind: "reply",
+            msgtype: "text".into(),
+            time: now + 1,
+            msg_id: None,
+            content: json!("hi"),
+        });
         let seen = phone(&sim, &format!("openid={}", action.openid), now + 2);
         assert_eq!(seen["person"]["subscribed"], true);
         assert_eq!(seen["person"]["menu"][0]["key"], "TODAY");
@@ -358,5 +434,33 @@ mod tests {
         assert_eq!(phone(&sim, &format!("openid={}", action.openid), now + 3)["person"]["menu"], json!([]));
         assert_eq!(phone(&sim, "openid=oNobody", now + 3)["person"], Value::Null);
         assert_eq!(phone(&sim, "", now + 700)["codes"], json!([]), "the code expired");
+    }
+
+    #[test]
+    fn every_menu_button_type_pushes_the_event_wechat_sends() {
+        use wxedge_core::message::{Event, Kind, Message};
+        let now = 1_000_000;
+        let mut sim = Sim::new(Api::new("wx1234567890abcdef", "s3cret"), AccountKind::Service, 1, 1, now);
+        sim.menus.create(&json!({"button": [{"type": "click", "name": "Today", "key": "TODAY"}]}));
+        let who = sim.people.list[0].openid.clone();
+        let mut pushed = |button: Value| {
+            let a = tap(&mut sim, &json!({ "openid": who, "button": button, "scan_result": "hello" }), now).unwrap();
+            Message::parse(&a.push.to_xml(GH_ID, &a.openid, now)).unwrap().kind
+        };
+        assert!(matches!(pushed(json!({"type": "click", "key": "TODAY"})), Kind::Event(Event::Click { key }) if key == "TODAY"));
+        assert!(
+            matches!(pushed(json!({"type": "view", "url": "https://a.example/"})), Kind::Event(Event::View { url, menu_id: Some(_) }) if url == "https://a.example/")
+        );
+        assert!(matches!(pushed(json!({"type": "miniprogram", "pagepath": "pages/i"})), Kind::Event(Event::ViewMiniprogram { path, .. }) if path == "pages/i"));
+        assert!(
+            matches!(pushed(json!({"type": "scancode_waitmsg", "key": "S"})), Kind::Event(Event::ScancodeWaitmsg { scan_result, .. }) if scan_result == "hello")
+        );
+        assert!(matches!(pushed(json!({"type": "pic_weixin", "key": "P"})), Kind::Event(Event::PicWeixin { pic_md5s, .. }) if pic_md5s.len() == 1));
+        assert!(matches!(pushed(json!({"type": "location_select", "key": "L"})), Kind::Event(Event::LocationSelect { poiname, .. }) if poiname == "人民广场"));
+        // A material button: nothing pushed, the material in the person's chat.
+        let answer = tap(&mut sim, &json!({ "openid": who, "button": {"type": "media_id", "media_id": "M1"} }), now).err().unwrap();
+        assert_eq!(answer["errcode"], 0);
+        assert_eq!(sim.people.list[0].inbox.last().unwrap().content["media_id"], "M1");
+        assert_eq!(tap(&mut sim, &json!({ "openid": who, "button": {"type": "nope"} }), now).err().unwrap()["errcode"], 40016);
     }
 }

@@ -44,6 +44,13 @@ pub enum Push {
         sent: u64,
         error: u64,
     },
+    /// A menu button's event other than CLICK (VIEW, scancode_*, pic_*, location_select,
+    /// view_miniprogram): its `EventKey` and the rest of the body, already XML.
+    MenuEvent {
+        event: &'static str,
+        key: String,
+        inner: String,
+    },
     /// A verbatim plain body (for hostile or unusual input).
     Raw(String),
 }
@@ -96,6 +103,11 @@ impl Push {
             Push::View { url } => {
                 event(&mut out, "VIEW");
                 push_cdata(&mut out, "EventKey", url);
+            }
+            Push::MenuEvent { event: name, key, inner } => {
+                event(&mut out, name);
+                push_cdata(&mut out, "EventKey", key);
+                out.push_str(inner);
             }
             Push::Location { latitude, longitude } => {
                 event(&mut out, "LOCATION");
