@@ -210,7 +210,10 @@ fn serve(a: ServeArgs) -> Result<()> {
         appid: appid.clone(),
         aes_key: aes_key_of(&setting)?,
     };
-    let sim = sim::Sim::new(api::Api::new(&appid, &secret), kind, a.followers, a.seed, server::now());
+    let mut sim = sim::Sim::new(api::Api::new(&appid, &secret), kind, a.followers, a.seed, server::now());
+    // This run's own entropy: what it hands out never repeats an earlier run's.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    sim.new_run(nanos ^ (u64::from(std::process::id()) << 40), server::now());
     server::run(a.port, std::sync::Arc::new(control::Shared::new(sim, target)))
         .map_err(|e| anyhow!(e))
         .with_context(|| format!("serving on 127.0.0.1:{}", a.port))

@@ -144,9 +144,21 @@ impl Messaging {
         Messaging { kind, next_msg_id: 1_000_000_000, jobs: Vec::new(), clientmsgids: HashMap::new(), last_sendall_day: None }
     }
 
+    /// A run starting at `now` numbers its mass and preview msg_ids from `now × 1000`: above any
+    /// earlier run's (unless one made a thousand a second), as WeChat's never repeat — the
+    /// worker counts a console send once per MsgID, so a repeated one would go uncounted.
+    pub fn new_run(&mut self, now: u64) {
+        self.next_msg_id = self.next_msg_id.max(now.saturating_mul(1000));
+    }
+
     fn msg_id(&mut self) -> u64 {
         self.next_msg_id += 1;
         self.next_msg_id
+    }
+
+    #[cfg(test)]
+    pub fn new_msg_id_for_tests(&mut self) -> u64 {
+        self.msg_id()
     }
 
     /// `POST /cgi-bin/message/custom/send`.

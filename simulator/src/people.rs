@@ -175,6 +175,13 @@ impl People {
         p
     }
 
+    /// Mixes a run's entropy into the OpenIDs minted from now on, so a restarted simulator never
+    /// hands a new visitor an OpenID an earlier run gave someone else (the seeded followers stay
+    /// the same: they depend only on the seed).
+    pub fn new_run(&mut self, run: u64) {
+        self.rng = SplitMix(self.rng.0 ^ run.rotate_left(17));
+    }
+
     /// A never-seen OpenID for a new visitor.
     pub fn fresh_openid(&mut self) -> String {
         loop {

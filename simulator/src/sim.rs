@@ -53,6 +53,16 @@ impl Sim {
         }
     }
 
+    /// Starts a run of the simulator (a process) with its own entropy `run` at real time `now`:
+    /// the tickets, code URLs, new OpenIDs and msg_ids it hands out never repeat an earlier
+    /// run's, as WeChat's never do, while the seeded followers stay reproducible.
+    pub fn new_run(&mut self, run: u64, now: u64) {
+        self.rng = SplitMix(self.rng.0 ^ run);
+        self.people.new_run(run);
+        self.msgs.new_run(now);
+        // Inbound MsgIds are `now × 10000 + n`: distinct across runs as the clock moves on.
+    }
+
     /// The simulated time for a real `now`.
     pub fn now(&self, real: u64) -> u64 {
         (real as i64).saturating_add(self.clock_offset).max(0) as u64
@@ -182,6 +192,24 @@ impl Sim {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restarted_simulator_never_repeats_a_ticket_an_openid_or_a_msg_id() {
+        let run = |entropy: u64, now: u64| {
+            let mut s = Sim::new(Api::new("wx1234567890abcdef", "s3cret"), AccountKind::Service, 2, 1, now);
+            s.new_run(entropy, now);
+            let code = s.qr.create(&json!({"action_name": "QR_SCENE", "action_info": {"scene": {"scene_id": 1}}}), now, &mut s.rng);
+            let fresh = s.people.fresh_openid();
+            let first = s.people.list[0].openid.clone();
+            (code["ticket"].clone(), code["url"].clone(), fresh, s.msgs.new_msg_id_for_tests(), first)
+        };
+        let (a, b) = (run(11, 1_000_000), run(12, 1_000_060));
+        assert_ne!(a.0, b.0, "ticket");
+        assert_ne!(a.1, b.1, "code URL");
+        assert_ne!(a.2, b.2, "new OpenID");
+        assert!(b.3 > a.3 + 1000, "msg_ids move on with the clock: {} then {}", a.3, b.3);
+        assert_eq!(a.4, b.4, "the seeded followers are the same people");
+    }
 
     #[test]
     fn every_api_needs_the_current_token_and_a_json_body() {
