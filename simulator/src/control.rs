@@ -228,64 +228,56 @@ fn click(sim: &mut Sim, body: &Value, now: u64) -> Result<Action, Answer> {
 /// `article_view_limited`) push nothing: WeChat itself sends the material to the person.
 fn tap(sim: &mut Sim, body: &Value, now: u64) -> Result<Action, Answer> {
     use wxedge_core::xml::{push_cdata, push_element, push_number};
-    let button = body.get("button").filter(|b| b.is_object()).ok_or_else(|| error(47001, "data format error: give button"))?.clone();
+    let button = body.get("button").filter(|b| b.is_object()).ok_or_else(|| error(47001, "data format error: give button"))?;
     let field = |k: &str| button.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    // The button's type as the menu module knows it; for the event buttons it is also the
+    // event's name.
     let kind = field("type");
-    let tags = known_follower(sim, body)?.tags.clone();
-    let menu_id = sim.menus.for_tags(&tags).map(|m| m.menuid.to_string()).unwrap_or_default();
-    let pic_md5 = format!("{:032x}", u128::from(now) * 0x9E37_79B9_7F4A_7C15);
-    let (event, key, mut inner) = match kind.as_str() {
-        "click" => ("CLICK", field("key"), String::new()),
-        "view" => ("VIEW", field("url"), String::new()),
-        "miniprogram" => ("view_miniprogram", field("pagepath"), String::new()),
-        "scancode_push" | "scancode_waitmsg" => {
-            let mut inner = String::new();
-            push_element(&mut inner, "ScanCodeInfo", |o| {
-                push_cdata(o, "ScanType", "qrcode");
-                push_cdata(o, "ScanResult", body.get("scan_result").and_then(Value::as_str).unwrap_or("https://example.com/scanned"));
-            });
-            (if kind == "scancode_push" { "scancode_push" } else { "scancode_waitmsg" }, field("key"), inner)
-        }
-        "pic_sysphoto" | "pic_photo_or_album" | "pic_weixin" => {
-            let mut inner = String::new();
-            push_element(&mut inner, "SendPicsInfo", |o| {
-                push_number(o, "Count", 1);
-                push_element(o, "PicList", |o| push_element(o, "item", |o| push_cdata(o, "PicMd5Sum", &pic_md5)));
-            });
-            let event = match kind.as_str() {
-                "pic_sysphoto" => "pic_sysphoto",
-                "pic_photo_or_album" => "pic_photo_or_album",
-                _ => "pic_weixin",
-            };
-            (event, field("key"), inner)
-        }
-        "location_select" => {
-            let mut inner = String::new();
-            push_element(&mut inner, "SendLocationInfo", |o| {
-                push_number(o, "Location_X", "31.2304");
-                push_number(o, "Location_Y", "121.4737");
-                push_number(o, "Scale", 15);
-                push_cdata(o, "Label", "上海市黄浦区人民大道");
-                push_cdata(o, "Poiname", "人民广场");
-            });
-            ("location_select", field("key"), inner)
-        }
-        "media_id" | "article_id" | "article_view_limited" => {
-            let p = known_follower(sim, body)?;
-            let id = if kind == "media_id" { field("media_id") } else { field("article_id") };
-            p.inbox.push(InboxItem { kind: "menu", msgtype: kind.clone(), time: now, msg_id: None, content: json!({ "media_id": id }) });
-            // Nothing reaches the worker; the answer says so in the shape of a delivery.
-            return Err(json!({ "errcode": 0, "openid": p.openid, "event": Value::Null, "status": Value::Null, "reply": Value::Null }));
-        }
-        other => return Err(error(40016, &format!("invalid button type {other:?}"))),
+    let Some(kind) = crate::menu::TYPES.iter().copied().find(|t| *t == kind) else {
+        return Err(error(40016, &format!("invalid button type {kind:?}")));
     };
-    if matches!(event, "VIEW" | "view_miniprogram") && !menu_id.is_empty() {
-        push_cdata(&mut inner, "MenuId", &menu_id);
-    }
     let p = known_follower(sim, body)?;
+    let (openid, tags) = (p.openid.clone(), p.tags.clone());
+    if matches!(kind, "media_id" | "article_id" | "article_view_limited") {
+        let id = if kind == "media_id" { field("media_id") } else { field("article_id") };
+        p.inbox.push(InboxItem { kind: "menu", msgtype: kind.to_owned(), time: now, msg_id: None, content: json!({ "media_id": id }) });
+        // Nothing reaches the worker; the answer says so in the shape of a delivery.
+        return Err(json!({ "errcode": 0, "openid": openid, "event": Value::Null, "status": Value::Null, "reply": Value::Null }));
+    }
     open_event_window(p, now);
+    let mut inner = String::new();
+    let (event, key) = match kind {
+        "click" => ("CLICK", field("key")),
+        "view" => ("VIEW", field("url")),
+        "miniprogram" => ("view_miniprogram", field("pagepath")),
+        _ => (kind, field("key")),
+    };
+    match kind {
+        "scancode_push" | "scancode_waitmsg" => push_element(&mut inner, "ScanCodeInfo", |o| {
+            push_cdata(o, "ScanType", "qrcode");
+            push_cdata(o, "ScanResult", body.get("scan_result").and_then(Value::as_str).unwrap_or("https://example.com/scanned"));
+        }),
+        "pic_sysphoto" | "pic_photo_or_album" | "pic_weixin" => push_element(&mut inner, "SendPicsInfo", |o| {
+            push_number(o, "Count", 1);
+            let md5 = format!("{:032x}", u128::from(now) * 0x9E37_79B9_7F4A_7C15);
+            push_element(o, "PicList", |o| push_element(o, "item", |o| push_cdata(o, "PicMd5Sum", &md5)));
+        }),
+        "location_select" => push_element(&mut inner, "SendLocationInfo", |o| {
+            push_number(o, "Location_X", "31.2304");
+            push_number(o, "Location_Y", "121.4737");
+            push_number(o, "Scale", 15);
+            push_cdata(o, "Label", "上海市黄浦区人民大道");
+            push_cdata(o, "Poiname", "人民广场");
+        }),
+        "view" | "miniprogram" => {
+            if let Some(m) = sim.menus.for_tags(&tags) {
+                push_number(&mut inner, "MenuId", m.menuid);
+            }
+        }
+        _ => {}
+    }
     let push = if event == "CLICK" { Push::Click { key: key.clone() } } else { Push::MenuEvent { event, key: key.clone(), inner } };
-    Ok(Action { openid: p.openid.clone(), event, scene: Some(key), push, now })
+    Ok(Action { openid, event, scene: Some(key), push, now })
 }
 
 fn page(sim: &Sim, query: &str) -> Answer {

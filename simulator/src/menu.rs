@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 use crate::api::{error, ok, Answer};
 use crate::people::{tag_id_of, People};
 
-const TYPES: &[&str] = &[
+pub const TYPES: &[&str] = &[
     "click",
     "view",
     "scancode_push",
