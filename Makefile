@@ -1,6 +1,6 @@
 # Two commands matter: `make dev` and `make test`. Each installs what is missing first.
 SHELL := bash
-.PHONY: dev test build deploy-check bench fuzz setup clean
+.PHONY: dev test build deploy-check bench fuzz setup reset clean
 
 dev:
 	@bash scripts/dev.sh
@@ -26,5 +26,10 @@ fuzz:
 setup:
 	@bash scripts/setup.sh test
 
-clean:
-	rm -rf target dist worker/build worker/build-objects .wrangler/state
+# Forget the local stack's state, both sides together: the worker's KV and Durable Objects and
+# the simulated WeChat's followers, codes and menus (all in .wrangler/state).
+reset:
+	rm -rf .wrangler/state
+
+clean: reset
+	rm -rf target dist worker/build worker/build-objects

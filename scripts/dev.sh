@@ -30,9 +30,11 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 # The simulator signs (and in safe mode encrypts) its callbacks with the same settings and
-# delivers them to the worker, like WeChat; FOLLOWERS seeds its population.
+# delivers them to the worker, like WeChat; FOLLOWERS seeds its population. Its state is kept
+# beside the worker's (.wrangler/state), so a restart finds both sides as they were; `make reset`
+# forgets both.
 "$SIM" serve --port "$SIM_PORT" --env-file .wrangler/dev.env \
-  --callback-url "http://127.0.0.1:$PORT/wechat" --followers "${FOLLOWERS:-200}" &
+  --callback-url "http://127.0.0.1:$PORT/wechat" --followers "${FOLLOWERS:-200}" --state .wrangler/state &
 pids+=($!)
 objects=$(bash scripts/stack-config.sh .wrangler/stack .wrangler/dev.env | tail -n1)
 node_modules/.bin/wrangler dev -c wrangler.toml -c "$objects" --ip 127.0.0.1 --port "$PORT" --show-interactive-dev-session=false \
@@ -52,7 +54,7 @@ cat <<INFO
     WeChat callback   http://127.0.0.1:$PORT/wechat
     health            http://127.0.0.1:$PORT/api/health
     WeChat simulator  http://127.0.0.1:$SIM_PORT/  (WECHAT_API_BASE)
-    local KV          .wrangler/state/
+    local state       .wrangler/state/  (worker and simulator; make reset forgets both)
 
 INFO
 wait -n "${pids[@]}"

@@ -34,7 +34,7 @@ pub trait Entropy {
 }
 
 /// A deterministic generator for tests and the simulator's reproducible runs. Not for secrets.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SplitMix(pub u64);
 
 impl Entropy for SplitMix {

@@ -96,6 +96,10 @@ pub fn parse_scene(scene: &str) -> Option<u32> {
 pub struct Code {
     pub idx: u32,
     pub url: String,
+    /// WeChat's ticket, to ask whether WeChat still knows the code (codes pooled before the
+    /// ticket was kept have none and are lent unchecked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
     pub expires_at: u64,
     #[serde(default)]
     pub visit: Option<String>,
@@ -363,7 +367,7 @@ mod tests {
     use super::*;
 
     fn code(idx: u32, expires_at: u64) -> Code {
-        Code { idx, url: format!("http://weixin.qq.com/q/{idx}"), expires_at, visit: None, leased_until: 0 }
+        Code { idx, url: format!("http://weixin.qq.com/q/{idx}"), ticket: None, expires_at, visit: None, leased_until: 0 }
     }
 
     #[test]
@@ -421,7 +425,7 @@ mod tests {
         assert_eq!(shard_for_visitor("1.2.3.4", 1), 0);
         let mut pool = Pool::default();
         assert_eq!(pool.find_free(0, first_index(2)), Lease::Create(200_000));
-        pool.add(Code { idx: 200_000, url: "u".into(), expires_at: u64::MAX, visit: None, leased_until: u64::MAX });
+        pool.add(Code { idx: 200_000, url: "u".into(), ticket: None, expires_at: u64::MAX, visit: None, leased_until: u64::MAX });
         assert_eq!(pool.find_free(0, first_index(2)), Lease::Create(200_001));
     }
 

@@ -1,6 +1,7 @@
 //! The simulated WeChat server API: state and rules, independent of HTTP so they can be unit
 //! tested directly.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// One WeChat API answer: HTTP 200 with a JSON body, as WeChat answers even its errors.
@@ -14,7 +15,7 @@ pub fn ok() -> Answer {
     error(0, "ok")
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Api {
     pub appid: String,
     pub secret: String,

@@ -34,6 +34,8 @@ pub struct Shared {
     state: Mutex<Sim>,
     pub target: CallbackTarget,
     deliveries: AtomicU64,
+    /// Counts every hold of the lock: the state saver looks for a change when it moves.
+    generation: AtomicU64,
 }
 
 pub fn real_now() -> u64 {
@@ -42,13 +44,24 @@ pub fn real_now() -> u64 {
 
 impl Shared {
     pub fn new(sim: Sim, target: CallbackTarget) -> Shared {
-        Shared { state: Mutex::new(sim), target, deliveries: AtomicU64::new(0) }
+        Shared { state: Mutex::new(sim), target, deliveries: AtomicU64::new(0), generation: AtomicU64::new(0) }
     }
 
     /// The state, even after a panic elsewhere poisoned the lock: one bad request must not take
     /// the simulator down for the rest of a test run.
     pub fn lock(&self) -> MutexGuard<'_, Sim> {
+        self.generation.fetch_add(1, Ordering::Relaxed);
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state for a reader that changes nothing (the state saver): the generation stays.
+    pub fn lock_unchanged(&self) -> MutexGuard<'_, Sim> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves whenever the state may have changed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 
     /// Delivers one push from `openid` as WeChat does and counts it. Call without the lock.
@@ -122,16 +135,17 @@ fn passive_reply(reply: &str, now: u64) -> Option<InboxItem> {
         Some(c) if msgtype == "text" => json!(c),
         _ => json!(trimmed),
     };
-    Some(InboxItem { kind: "reply", msgtype, time: now, msg_id: None, content })
+    Some(InboxItem { kind: "reply".into(), msgtype, time: now, msg_id: None, content })
 }
 
 fn str_of<'a>(body: &'a Value, k: &str) -> Option<&'a str> {
     body.get(k).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
-/// Sim-only error codes (WeChat has no words for "no such QR code in this world").
-pub const SIM_UNKNOWN_QR: i64 = 90001;
-pub const SIM_EXPIRED_QR: i64 = 90002;
+/// Sim-only error codes for the person's side (WeChat's app shows a page, not an errcode).
+/// A code WeChat does not know and one that expired look the same to the person who scans it:
+/// WeChat says the code has expired and pushes nothing to the account.
+pub const SIM_CODE_GONE: i64 = 90002;
 pub const SIM_ALREADY_FOLLOWING: i64 = 90003;
 
 /// A follower's action: what changed in the state (under the lock), then the push.
@@ -161,8 +175,7 @@ fn scan(sim: &mut Sim, body: &Value, now: u64) -> Result<Action, Answer> {
     let what = str_of(body, "url").or_else(|| str_of(body, "ticket")).ok_or_else(|| error(47001, "data format error: give url or ticket"))?;
     let code = match sim.qr.lookup(what, now) {
         Lookup::Found(c) => c.clone(),
-        Lookup::Expired => return Err(error(SIM_EXPIRED_QR, "sim: this QR code has expired")),
-        Lookup::Unknown => return Err(error(SIM_UNKNOWN_QR, "sim: no such QR code")),
+        Lookup::Expired | Lookup::Unknown => return Err(error(SIM_CODE_GONE, "该二维码已过期 — this QR code has expired (nothing was sent to the account)")),
     };
     let openid = match str_of(body, "openid") {
         Some(o) => o.to_owned(),
@@ -240,7 +253,7 @@ fn tap(sim: &mut Sim, body: &Value, now: u64) -> Result<Action, Answer> {
     let (openid, tags) = (p.openid.clone(), p.tags.clone());
     if matches!(kind, "media_id" | "article_id" | "article_view_limited") {
         let id = if kind == "media_id" { field("media_id") } else { field("article_id") };
-        p.inbox.push(InboxItem { kind: "menu", msgtype: kind.to_owned(), time: now, msg_id: None, content: json!({ "media_id": id }) });
+        p.inbox.push(InboxItem { kind: "menu".into(), msgtype: kind.to_owned(), time: now, msg_id: None, content: json!({ "media_id": id }) });
         // Nothing reaches the worker; the answer says so in the shape of a delivery.
         return Err(json!({ "errcode": 0, "openid": openid, "event": Value::Null, "status": Value::Null, "reply": Value::Null }));
     }
@@ -408,7 +421,7 @@ mod tests {
         let action = scan(&mut sim, &json!({ "url": code["url"] }), now + 1).unwrap();
         assert_eq!(action.event, "subscribe");
         sim.people.get_mut(&action.openid).unwrap().inbox.push(InboxItem {
-            kind: "reply",
+            kind: "reply".into(),
             msgtype: "text".into(),
             time: now + 1,
             msg_id: None,

@@ -16,6 +16,7 @@ mod push;
 mod qr;
 mod server;
 mod sim;
+mod state;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -111,6 +112,10 @@ pub struct ServeArgs {
     /// OpenIDs depend only on this.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Keep the simulator's state in this folder (the worker's local state folder): a restart
+    /// finds the followers, codes, menus and jobs it left; --followers only seeds a new state.
+    #[arg(long, value_name = "DIR")]
+    state: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -210,13 +215,35 @@ fn serve(a: ServeArgs) -> Result<()> {
         appid: appid.clone(),
         aes_key: aes_key_of(&setting)?,
     };
-    let mut sim = sim::Sim::new(api::Api::new(&appid, &secret), kind, a.followers, a.seed, server::now());
+    if let Some(dir) = &a.state {
+        state::check_dir(dir)?;
+    }
+    let saved = match &a.state {
+        Some(dir) => state::load(dir, &appid, kind)?,
+        None => None,
+    };
+    let mut sim = match saved {
+        Some(mut s) => {
+            eprintln!(
+                "wxedge-sim: state from {} ({} people, {} codes)",
+                state::path_in(a.state.as_deref().unwrap()).display(),
+                s.people.list.len(),
+                s.qr.summary(0)["total"]
+            );
+            // The secret is the settings' (it may have been rotated); the rest is WeChat's.
+            s.api.secret = secret.clone();
+            s
+        }
+        None => sim::Sim::new(api::Api::new(&appid, &secret), kind, a.followers, a.seed, server::now()),
+    };
     // This run's own entropy: what it hands out never repeats an earlier run's.
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     sim.new_run(nanos ^ (u64::from(std::process::id()) << 40), server::now());
-    server::run(a.port, std::sync::Arc::new(control::Shared::new(sim, target)))
-        .map_err(|e| anyhow!(e))
-        .with_context(|| format!("serving on 127.0.0.1:{}", a.port))
+    let shared = std::sync::Arc::new(control::Shared::new(sim, target));
+    if let Some(dir) = a.state {
+        state::keep(shared.clone(), dir)?;
+    }
+    server::run(a.port, shared).map_err(|e| anyhow!(e)).with_context(|| format!("serving on 127.0.0.1:{}", a.port))
 }
 
 /// The worker's settings as `make dev` gives them: env files (dotenv, as wrangler reads them),

@@ -1,6 +1,7 @@
 //! Custom menus: the default menu, conditional (tag-matched) menus, and the two ways WeChat
 //! reads them back.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::api::{error, ok, Answer};
@@ -26,7 +27,7 @@ const LEAF_FIELDS: &[&str] = &["type", "name", "key", "url", "media_id", "articl
 /// Inference: WeChat documents no number; WxJava users report 20 conditional menus.
 const MAX_CONDITIONAL: usize = 20;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Menu {
     pub menuid: u64,
     /// Normalised top-level buttons, in `menu/get`'s shape.
@@ -34,7 +35,7 @@ pub struct Menu {
     pub tag_id: Option<u32>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Menus {
     pub base: Option<Menu>,
     /// Oldest first; matching goes newest first.

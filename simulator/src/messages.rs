@@ -1,7 +1,10 @@
 //! Messages the account sends: customer-service messages inside the interaction windows, and
 //! mass sends with their quotas. Days and months are China's (UTC+8, no DST).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
 
 use serde_json::{json, Value};
 use wxedge_core::config::AccountKind;
@@ -42,7 +45,7 @@ pub fn china_month(now: u64) -> u32 {
 }
 
 /// A mass send's outcome, delivered to the worker later as MASSSENDJOBFINISH.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobFinish {
     pub msg_id: u64,
     /// Everyone the send addressed.
@@ -54,10 +57,10 @@ pub struct JobFinish {
     pub error: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MassJob {
     pub finish: JobFinish,
-    pub api: &'static str,
+    pub api: Cow<'static, str>,
     pub msgtype: String,
     pub created: u64,
     pub finished: bool,
@@ -71,7 +74,7 @@ struct Outgoing {
     clientmsgid: Option<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Messaging {
     pub kind: AccountKind,
     next_msg_id: u64,
@@ -176,7 +179,7 @@ impl Messaging {
         if let Err(e) = consume_window(p, now) {
             return e;
         }
-        p.inbox.push(InboxItem { kind: "cs", msgtype: msgtype.to_owned(), time: now, msg_id: None, content });
+        p.inbox.push(InboxItem { kind: "cs".into(), msgtype: msgtype.to_owned(), time: now, msg_id: None, content });
         crate::api::ok()
     }
 
@@ -219,7 +222,7 @@ impl Messaging {
             }
             p.mass_count += 1;
             filter += 1;
-            p.inbox.push(InboxItem { kind: "mass", msgtype: msgtype.clone(), time: now, msg_id: Some(msg_id), content: content.clone() });
+            p.inbox.push(InboxItem { kind: "mass".into(), msgtype: msgtype.clone(), time: now, msg_id: Some(msg_id), content: content.clone() });
         }
         if let Some(id) = clientmsgid {
             self.clientmsgids.insert(id, (msg_id, now));
@@ -230,7 +233,7 @@ impl Messaging {
         if msgtype == "mpnews" {
             answer["msg_data_id"] = json!(msg_id);
         }
-        self.jobs.push(MassJob { finish: finish.clone(), api, msgtype, created: now, finished: false, deleted: false });
+        self.jobs.push(MassJob { finish: finish.clone(), api: api.into(), msgtype, created: now, finished: false, deleted: false });
         (answer, finish)
     }
 
@@ -312,7 +315,7 @@ impl Messaging {
         }
         self.next_msg_id += 1;
         let msg_id = self.next_msg_id;
-        p.inbox.push(InboxItem { kind: "preview", msgtype, time: now, msg_id: Some(msg_id), content });
+        p.inbox.push(InboxItem { kind: "preview".into(), msgtype, time: now, msg_id: Some(msg_id), content });
         json!({ "errcode": 0, "errmsg": "preview success", "msg_id": msg_id })
     }
 

@@ -1,7 +1,10 @@
 //! Followers, tags and the user APIs. Kept in one place because tags only mean anything through
 //! the followers who carry them, and both page the same way.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
 
 use serde_json::{json, Value};
 use wxedge_core::{Entropy, SplitMix};
@@ -20,10 +23,10 @@ const MAX_BATCH_TAGGING: usize = 50;
 const MAX_BATCHGET: usize = 100;
 
 /// Something a follower received, for `/sim/inbox`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InboxItem {
     /// "cs", "mass", "preview" or "reply" (the worker's passive reply to a callback).
-    pub kind: &'static str,
+    pub kind: Cow<'static, str>,
     pub msgtype: String,
     pub time: u64,
     pub msg_id: Option<u64>,
@@ -37,13 +40,13 @@ impl InboxItem {
 }
 
 /// How someone came to follow, as `user/info` reports it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Origin {
     Search,
     Qr { scene_id: u64, scene_str: String },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Person {
     pub openid: String,
     pub subscribed: bool,
@@ -115,16 +118,18 @@ impl Person {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Tag {
     pub id: u32,
     pub name: String,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct People {
     /// In follow order, which is the order `user/get` pages through.
     pub list: Vec<Person>,
+    /// Rebuilt from `list` when the state is loaded (`reindex`).
+    #[serde(skip)]
     index: HashMap<String, usize>,
     pub tags: Vec<Tag>,
     next_tag_id: u32,
@@ -180,6 +185,11 @@ impl People {
     /// the same: they depend only on the seed).
     pub fn new_run(&mut self, run: u64) {
         self.rng = SplitMix(self.rng.0 ^ run.rotate_left(17));
+    }
+
+    /// Rebuilds the OpenID index after the state was loaded from disk.
+    pub fn reindex(&mut self) {
+        self.index = self.list.iter().enumerate().map(|(i, p)| (p.openid.clone(), i)).collect();
     }
 
     /// A never-seen OpenID for a new visitor.

@@ -1,6 +1,9 @@
 //! Parametric QR codes: what `qrcode/create` hands out and what a scan resolves.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
 
 use serde_json::{json, Value};
 use wxedge_core::Entropy;
@@ -13,7 +16,7 @@ pub const MAX_EXPIRE: u64 = 2_592_000;
 pub const MAX_PERMANENT: usize = 100_000;
 const MAX_SCENE_STR: usize = 64;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Scene {
     Id(u64),
     Str(String),
@@ -29,21 +32,23 @@ impl Scene {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QrCode {
     pub ticket: String,
     pub url: String,
     pub scene: Scene,
-    pub action: &'static str,
+    pub action: Cow<'static, str>,
     /// None for permanent codes.
     pub expires_at: Option<u64>,
     /// When `qrcode/create` made it: the phone lists the newest first.
     pub created_at: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct QrCodes {
     by_ticket: HashMap<String, QrCode>,
+    /// Rebuilt from `by_ticket` when the state is loaded (`reindex`).
+    #[serde(skip)]
     ticket_by_url: HashMap<String, String>,
     pub permanent: usize,
 }
@@ -115,7 +120,7 @@ impl QrCodes {
             self.permanent += 1;
         }
         self.ticket_by_url.insert(url.clone(), ticket.clone());
-        self.by_ticket.insert(ticket.clone(), QrCode { ticket: ticket.clone(), url: url.clone(), scene, action, expires_at, created_at: now });
+        self.by_ticket.insert(ticket.clone(), QrCode { ticket: ticket.clone(), url: url.clone(), scene, action: action.into(), expires_at, created_at: now });
         if permanent {
             json!({ "ticket": ticket, "url": url })
         } else {
@@ -142,6 +147,11 @@ impl QrCodes {
             Some(code) if code.expires_at.is_some_and(|e| now >= e) => Lookup::Expired,
             Some(code) => Lookup::Found(code),
         }
+    }
+
+    /// Rebuilds the URL index after the state was loaded from disk.
+    pub fn reindex(&mut self) {
+        self.ticket_by_url = self.by_ticket.values().map(|c| (c.url.clone(), c.ticket.clone())).collect();
     }
 
     pub fn summary(&self, now: u64) -> Value {

@@ -98,6 +98,25 @@ fn handle(shared: &Arc<Shared>, mut req: Request) {
         let _ = req.respond(Response::from_string(PHONE_HTML).with_header(html));
         return;
     }
+    if method == "GET" && path == "/cgi-bin/showqrcode" {
+        // mp.weixin.qq.com's, and without a token: the code's image for a live ticket, HTTP 404
+        // for one WeChat does not know (its documented error). WeChat's image is a JPEG; the
+        // simulator draws an SVG of the same code, which only people look at.
+        let ticket = crate::sim::query_param(query, "ticket").unwrap_or_default();
+        let image = {
+            let sim = shared.lock_unchanged();
+            let now = sim.now(real_now());
+            match sim.qr.lookup(&ticket, now) {
+                crate::qr::Lookup::Found(code) if code.ticket == ticket => wxedge_core::qrsvg::qr_svg(&code.url),
+                _ => None,
+            }
+        };
+        let _ = match image {
+            Some(svg) => req.respond(Response::from_string(svg).with_header(Header::from_bytes("Content-Type", "image/svg+xml").expect("static header"))),
+            None => req.respond(Response::from_string("").with_status_code(404)),
+        };
+        return;
+    }
     if path.starts_with("/sim/") {
         let answer = control::handle(shared, &method, path, query, body);
         return respond(req, &answer);

@@ -1,6 +1,7 @@
 //! The whole simulated account and its WeChat API, by path, with no HTTP in sight: the server
 //! and the tests both call `Sim::call` with an explicit `now`.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use wxedge_core::config::AccountKind;
 use wxedge_core::SplitMix;
@@ -12,7 +13,9 @@ use crate::messages::{JobFinish, Messaging};
 use crate::people::People;
 use crate::qr::QrCodes;
 
-#[derive(Debug)]
+/// Everything but the injected faults is kept across restarts (`state.rs`): WeChat stays up
+/// while the worker restarts, and so does what the simulator knows.
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Sim {
     pub api: Api,
     pub kind: AccountKind,
@@ -22,6 +25,8 @@ pub struct Sim {
     pub menus: Menus,
     pub people: People,
     pub msgs: Messaging,
+    /// A test's injected faults last for the run that injected them.
+    #[serde(skip)]
     pub faults: Faults,
     pub callbacks_sent: u64,
     pub callbacks_failed: u64,

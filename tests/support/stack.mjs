@@ -50,6 +50,7 @@ export async function startStack(vars = {}, { followers = 20, dir: keepDir } = {
   const sim = spawn(SIM, [
     "serve", "--port", String(simPort), "--appid", config.WECHAT_APPID ?? "wx0", "--secret", config.WECHAT_APPSECRET ?? "x",
     "--env-file", envFile, "--callback-url", `http://127.0.0.1:${port}/wechat`, "--followers", String(followers),
+    "--state", join(dir, "state"), // beside the worker's: a restart on the same `dir` finds both sides
   ], { stdio: ["ignore", "pipe", "pipe"] });
   // Both workers' configs for this stack: no build hook (make test built everything), the
   // Durable Objects' script with this stack's settings beside it.

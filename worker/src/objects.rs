@@ -371,12 +371,19 @@ const FUNNEL_FLUSH_MS: i64 = 5_000;
 struct WeChatQr<'a>(&'a Env);
 
 impl QrMaker for WeChatQr<'_> {
-    async fn create(&self, scene: &str, lifetime_secs: u32) -> wxedge_core::Result<String> {
+    async fn create(&self, scene: &str, lifetime_secs: u32) -> wxedge_core::Result<wxedge_core::api::qr::QrCode> {
         let config = load_config(self.0)?;
         let credentials = Credentials::from_config(&config);
         let edge = Edge { env: self.0 };
         let request = QrRequest::temporary(Scene::Str(scene.to_owned()), lifetime_secs)?;
-        Ok(client(&edge, &credentials, 8_000).create_qr(&request).await?.url)
+        client(&edge, &credentials, 8_000).create_qr(&request).await
+    }
+
+    async fn exists(&self, ticket: &str) -> wxedge_core::Result<bool> {
+        let config = load_config(self.0)?;
+        let credentials = Credentials::from_config(&config);
+        let edge = Edge { env: self.0 };
+        client(&edge, &credentials, 4_000).qr_code_exists(ticket).await
     }
 }
 

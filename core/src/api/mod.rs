@@ -142,7 +142,19 @@ impl Credentials {
     pub fn from_config(c: &crate::config::Config) -> Credentials {
         Credentials { appid: c.appid.clone(), secret: c.appsecret.clone(), api_base: c.api_base.clone() }
     }
+
+    /// Where `showqrcode` is: WeChat serves it from mp.weixin.qq.com, not the API host; any
+    /// other API base (the simulator) serves it too.
+    pub fn mp_base(&self) -> &str {
+        if self.api_base == crate::config::DEFAULT_API_BASE {
+            MP_BASE
+        } else {
+            &self.api_base
+        }
+    }
 }
+
+const MP_BASE: &str = "https://mp.weixin.qq.com";
 
 pub struct Client<'a, P> {
     pub platform: &'a P,

@@ -110,6 +110,20 @@ impl<P: Http + Kv + Clock> Client<'_, P> {
     pub async fn create_qr(&self, request: &QrRequest) -> Result<QrCode> {
         self.call_as(&request.to_call()).await
     }
+
+    /// Whether WeChat still knows the code with `ticket` (`showqrcode`, on mp.weixin.qq.com:
+    /// its image for a live ticket, HTTP 404 for an unknown or expired one). The widget draws
+    /// codes itself, so this is only asked to find a code WeChat dropped before it expired.
+    pub async fn qr_code_exists(&self, ticket: &str) -> Result<bool> {
+        let url = format!("{}/cgi-bin/showqrcode?ticket={}", self.credentials.mp_base(), crate::encoding::encode_query_value(ticket));
+        let req = crate::ports::HttpRequest { method: crate::ports::Method::Get, url, headers: Vec::new(), body: None };
+        match self.platform.send(req).await {
+            Ok(r) if (200..300).contains(&r.status) => Ok(true),
+            Ok(r) if r.status == 404 => Ok(false),
+            Ok(r) => Err(Error::Upstream(format!("showqrcode answered HTTP {}", r.status))),
+            Err(e) => Err(Error::Upstream(e)),
+        }
+    }
 }
 
 #[cfg(test)]

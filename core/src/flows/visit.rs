@@ -21,13 +21,27 @@ use crate::visits::{
 };
 use crate::Entropy;
 
-/// Creates temporary parametric QR codes (WeChat's `qrcode/create`); answers the URL to draw.
+/// Creates temporary parametric QR codes (WeChat's `qrcode/create`) and asks whether WeChat
+/// still knows one (`showqrcode`).
 pub trait QrMaker {
-    async fn create(&self, scene: &str, lifetime_secs: u32) -> Result<String>;
+    /// The new code's ticket and the URL to draw.
+    async fn create(&self, scene: &str, lifetime_secs: u32) -> Result<crate::api::qr::QrCode>;
+    /// `Ok(false)` when WeChat answers that it does not know the ticket.
+    async fn exists(&self, ticket: &str) -> Result<bool>;
 }
 
 /// A placeholder holds a code's index this long while WeChat is asked for the code.
 const CREATING_HOLD_SECS: u64 = 120;
+/// A pooled code is held this long while WeChat is asked whether it still knows it.
+const CHECKING_HOLD_SECS: u64 = 30;
+
+/// What WeChat said of a pooled code.
+enum Known {
+    Yes,
+    Dropped,
+    /// No ticket to ask with, or the question failed.
+    Unchecked,
+}
 /// Funnel events one request may carry.
 pub const MAX_EVENTS_PER_REQUEST: usize = 20;
 
@@ -41,6 +55,11 @@ pub struct VisitsObject<E> {
     /// alarm writes them (`flush`), so a busy page rewrites a day's funnel once per flush, not
     /// once per beacon.
     pending: RefCell<std::collections::BTreeMap<u32, Funnel>>,
+    /// Codes WeChat confirmed (or made) since this object started. A code is checked once per
+    /// object life before it is lent again: WeChat does not drop a live code, but a WeChat that
+    /// forgot (a simulator started afresh beside kept worker state, an account reset) would
+    /// have visitors scan codes that do nothing; such a code is replaced, not lent.
+    checked: RefCell<std::collections::HashSet<u32>>,
     entropy: RefCell<E>,
 }
 
@@ -52,6 +71,7 @@ impl<E: Entropy> VisitsObject<E> {
             budget: RefCell::new(RateLimiter::new(MAX_NEW_LEASES_PER_MINUTE)),
             event_limiter: RefCell::new(RateLimiter::new(MAX_EVENTS_PER_IP_PER_MINUTE)),
             pending: RefCell::default(),
+            checked: RefCell::default(),
             entropy: RefCell::new(entropy),
         }
     }
@@ -197,36 +217,75 @@ impl<E: Entropy> VisitsObject<E> {
         }
         self.ensure_pool(store).await?;
         let idx = match self.with_pool(|p| p.find_free(now, crate::visits::first_index(shard))) {
-            Lease::Reuse(pos) => self.with_pool(|p| p.codes[pos].idx),
             Lease::Full => return Err(Error::Busy("every QR code is in use; try again in a minute".into())),
-            Lease::Create(idx) => {
-                // Hold the index while WeChat is asked (other requests run during the call and
-                // must not pick it); a code replaced under it takes its last visit with it.
-                let placeholder = Code { idx, url: String::new(), expires_at: 0, visit: None, leased_until: now + CREATING_HOLD_SECS };
-                let old = self.with_pool(|p| {
-                    let old = p.codes.iter().find(|c| c.idx == idx).and_then(|c| c.visit.clone());
-                    p.add(placeholder);
-                    old
-                });
-                if let Some(old) = old {
-                    delete(store, &keys::visit(&old)).await?;
-                }
-                self.store_code(store, idx).await?;
-                match qr.create(&scene_of(idx), CODE_LIFETIME_SECS).await {
-                    Ok(url) => {
-                        self.with_pool(|p| p.add(Code { idx, url, expires_at: now + u64::from(CODE_LIFETIME_SECS), visit: None, leased_until: 0 }));
-                        idx
-                    }
-                    Err(e) => {
-                        log.log(super::Level::Warn, &format!("QR code {idx} not created: {e}"));
-                        self.with_pool(|p| p.codes.retain(|c| c.idx != idx || c.expires_at != 0));
-                        self.store_code(store, idx).await?;
-                        return Err(e);
-                    }
-                }
-            }
+            Lease::Reuse(pos) => match self.check_with_wechat(qr, log, pos, now).await {
+                (idx, Known::Dropped) => self.create_code(store, qr, log, idx, now).await?,
+                (idx, Known::Yes | Known::Unchecked) => idx,
+            },
+            Lease::Create(idx) => self.create_code(store, qr, log, idx, now).await?,
         };
         self.lend(store, idx, page, scene, now, shard).await?.ok_or_else(|| Error::Busy("the code was withdrawn; try again".into()))
+    }
+
+    /// Makes code `idx` through WeChat (new, or replacing the code that had the index).
+    async fn create_code(&self, store: &impl Store, qr: &impl QrMaker, log: &impl Log, idx: u32, now: u64) -> Result<u32> {
+        // Hold the index while WeChat is asked (other requests run during the call and must not
+        // pick it); a code replaced under it takes its last visit with it.
+        let placeholder = Code { idx, url: String::new(), ticket: None, expires_at: 0, visit: None, leased_until: now + CREATING_HOLD_SECS };
+        let old = self.with_pool(|p| {
+            let old = p.codes.iter().find(|c| c.idx == idx).and_then(|c| c.visit.clone());
+            p.add(placeholder);
+            old
+        });
+        if let Some(old) = old {
+            delete(store, &keys::visit(&old)).await?;
+        }
+        self.store_code(store, idx).await?;
+        match qr.create(&scene_of(idx), CODE_LIFETIME_SECS).await {
+            Ok(made) => {
+                let code =
+                    Code { idx, url: made.url, ticket: Some(made.ticket), expires_at: now + u64::from(CODE_LIFETIME_SECS), visit: None, leased_until: 0 };
+                self.with_pool(|p| p.add(code));
+                self.checked.borrow_mut().insert(idx);
+                Ok(idx)
+            }
+            Err(e) => {
+                log.log(super::Level::Warn, &format!("QR code {idx} not created: {e}"));
+                self.with_pool(|p| p.codes.retain(|c| c.idx != idx || c.expires_at != 0));
+                self.store_code(store, idx).await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Asks WeChat, once per object life, whether the free code at `pos` is still known (its
+    /// index and the answer; a dropped code is then replaced). The code is held while WeChat is
+    /// asked, so no other visit takes it meanwhile. A failed check lends the code anyway: a
+    /// visitor is not kept waiting on a question whose answer is almost always yes.
+    async fn check_with_wechat(&self, qr: &impl QrMaker, log: &impl Log, pos: usize, now: u64) -> (u32, Known) {
+        let (idx, ticket) = self.with_pool(|p| {
+            let c = &mut p.codes[pos];
+            (c.idx, c.ticket.clone())
+        });
+        if self.checked.borrow().contains(&idx) {
+            return (idx, Known::Yes);
+        }
+        let Some(ticket) = ticket else { return (idx, Known::Unchecked) };
+        self.with_pool(|p| p.codes[pos].leased_until = p.codes[pos].leased_until.max(now + CHECKING_HOLD_SECS));
+        match qr.exists(&ticket).await {
+            Ok(true) => {
+                self.checked.borrow_mut().insert(idx);
+                (idx, Known::Yes)
+            }
+            Ok(false) => {
+                log.log(super::Level::Warn, &format!("QR code {idx} is unknown to WeChat; replacing it"));
+                (idx, Known::Dropped)
+            }
+            Err(e) => {
+                log.log(super::Level::Warn, &format!("QR code {idx} not checked with WeChat: {e}"));
+                (idx, Known::Unchecked)
+            }
+        }
     }
 
     /// Lends code `idx` (found again by index: positions may move while other requests run).

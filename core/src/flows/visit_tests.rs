@@ -13,13 +13,19 @@ use crate::SplitMix;
 #[derive(Default)]
 struct FakeQr {
     created: RefCell<Vec<String>>,
+    /// Tickets WeChat no longer knows.
+    dropped: RefCell<Vec<String>>,
+    /// Tickets asked about.
+    asked: RefCell<Vec<String>>,
+    /// `showqrcode` cannot be reached.
+    unreachable: Cell<bool>,
     fail: Cell<bool>,
     delay_ms: Cell<u64>,
     clock: RefCell<Option<Rc<VirtualClock>>>,
 }
 
 impl QrMaker for FakeQr {
-    async fn create(&self, scene: &str, lifetime_secs: u32) -> Result<String> {
+    async fn create(&self, scene: &str, lifetime_secs: u32) -> Result<crate::api::qr::QrCode> {
         assert_eq!(lifetime_secs, CODE_LIFETIME_SECS);
         let clock = self.clock.borrow().clone();
         if let Some(c) = clock {
@@ -29,7 +35,20 @@ impl QrMaker for FakeQr {
             return Err(Error::WeChat(crate::error::WeChatError::new(45009, "reach max api daily quota limit")));
         }
         self.created.borrow_mut().push(scene.to_owned());
-        Ok(format!("http://weixin.qq.com/q/{scene}-{}", self.created.borrow().len()))
+        let n = self.created.borrow().len();
+        Ok(crate::api::qr::QrCode {
+            ticket: format!("T{scene}-{n}"),
+            expire_seconds: Some(u64::from(lifetime_secs)),
+            url: format!("http://weixin.qq.com/q/{scene}-{n}"),
+        })
+    }
+
+    async fn exists(&self, ticket: &str) -> Result<bool> {
+        self.asked.borrow_mut().push(ticket.to_owned());
+        if self.unreachable.get() {
+            return Err(Error::Upstream("showqrcode: connection refused".into()));
+        }
+        Ok(!self.dropped.borrow().iter().any(|t| t == ticket))
     }
 }
 
@@ -186,6 +205,45 @@ fn codes_near_their_end_are_replaced_and_a_restarted_object_finds_the_pool() {
     assert_ne!(fresh, url);
     assert!(fresh.contains("w1-"), "{fresh}");
     assert!(matches!(again.state(&first, late), Err(Error::NotFound(_))));
+}
+
+#[test]
+fn a_code_wechat_dropped_is_replaced_not_lent_and_each_code_is_checked_once_per_object_life() {
+    let w = world();
+    let (_, url_a) = w.acquire("/", "1.1.1.1", NOW).unwrap();
+    let (_, url_b) = w.acquire("/", "1.1.1.2", NOW).unwrap();
+    w.scan(1, true, NOW + 1);
+    w.scan(2, true, NOW + 1);
+    // Codes this object made are known to be live: lent again without asking.
+    let later = NOW + 10 + RELEASE_GRACE_SECS;
+    assert_eq!(w.acquire("/", "1.1.1.3", later).unwrap().1, url_a);
+    assert!(w.qr.asked.borrow().is_empty());
+
+    // A restarted object over the same storage; meanwhile WeChat forgot code 2 (not code 1).
+    let World { store, qr, .. } = w;
+    let w = World { object: VisitsObject::new(SplitMix(9)), store, qr };
+    w.qr.dropped.borrow_mut().push("Tw2-2".into());
+    let after = later + FIRST_LEASE_SECS + 1;
+    let (_, lent) = w.acquire("/x", "1.1.1.4", after).unwrap();
+    assert_eq!(w.qr.asked.borrow().as_slice(), ["Tw2-2"], "the code idle longest is checked first");
+    assert_ne!(lent, url_b, "a dropped code is never lent");
+    assert!(lent.contains("w2-3"), "index 2 gets a new code: {lent}");
+    // Code 1 is checked before its first lend in this life, then never again.
+    let (_, one) = w.acquire("/y", "1.1.1.5", after).unwrap();
+    assert_eq!(one, url_a);
+    assert_eq!(w.qr.asked.borrow().len(), 2);
+    w.scan(1, true, after + 1);
+    w.acquire("/z", "1.1.1.6", after + 2 + RELEASE_GRACE_SECS).unwrap();
+    assert_eq!(w.qr.asked.borrow().len(), 2, "checked once per object life");
+
+    // WeChat unreachable: the code is lent anyway (and asked again next time).
+    let World { store, qr, .. } = w;
+    let w = World { object: VisitsObject::new(SplitMix(10)), store, qr };
+    w.qr.unreachable.set(true);
+    let t = after + 10 + FIRST_LEASE_SECS;
+    assert!(w.acquire("/", "1.1.1.7", t).is_ok());
+    assert_eq!(w.qr.asked.borrow().len(), 3);
+    assert_eq!(w.qr.created.borrow().len(), 3, "nothing replaced on a failed check");
 }
 
 #[test]
