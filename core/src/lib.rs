@@ -16,6 +16,7 @@ pub mod forward;
 pub mod keys;
 pub mod ledger;
 pub mod message;
+pub mod notify;
 pub mod ports;
 pub mod qrsvg;
 pub mod reply;

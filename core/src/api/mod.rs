@@ -13,6 +13,7 @@
 
 pub mod menu;
 pub mod messages;
+pub mod notifications;
 pub mod qr;
 pub mod users;
 

@@ -31,6 +31,7 @@ pub mod broadcast;
 pub mod fanout;
 pub mod import;
 pub mod migrate;
+pub mod notify;
 pub mod push;
 pub mod replay;
 pub mod reshard;

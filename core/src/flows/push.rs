@@ -110,6 +110,12 @@ pub async fn handle<P: PushPorts>(p: &P, config: &Config, inbound: &Inbound, bod
     if let Kind::Event(Event::MassSendJobFinish(result)) = &inbound.message.kind {
         return job_finished(p, result, now).await;
     }
+    if let Kind::Event(
+        event @ (Event::TemplateSendJobFinish { .. } | Event::SubscribeMsgPopup(_) | Event::SubscribeMsgChange(_) | Event::SubscribeMsgSent(_)),
+    ) = &inbound.message.kind
+    {
+        return notification_event(p, &inbound.message.from, event, now).await;
+    }
     let from = &inbound.message.from;
     let key = inbound.dedupe_key();
     let record = match claim(p, config, &key, from, now).await {
@@ -252,6 +258,37 @@ async fn claimed<P: PushPorts>(
 /// signature does not cover the body, so a report alone could be forged, and four forged reports
 /// would use up every follower's month. WeChat answering that it knows no such send (40097 and
 /// the like) drops the report; WeChat unreachable asks for the retry.
+/// A notification's outcome or a follower's answer to a subscribe popup, kept in the follower's
+/// shard. Each is a plain overwrite (idempotent), so WeChat's retries need no claim.
+async fn notification_event(p: &impl PushPorts, from: &str, event: &Event, now: u64) -> Answer {
+    use super::notify;
+    use crate::notify::NoticeStatus;
+    let kept = match event {
+        Event::TemplateSendJobFinish { msg_id, status } => notify::finished(p, from, *msg_id, NoticeStatus::of_job_finish(status), status, now).await.map(drop),
+        Event::SubscribeMsgPopup(items) | Event::SubscribeMsgChange(items) => {
+            notify::accepted(p, from, items.iter().map(|i| (i.template_id.clone(), i.status.clone())).collect(), now).await
+        }
+        Event::SubscribeMsgSent(items) => {
+            let mut result = Ok(());
+            for i in items {
+                let Some(msg_id) = i.msg_id.as_deref().and_then(|m| m.parse().ok()) else { continue };
+                let status = if i.error_code.as_deref().unwrap_or("0") == "0" { NoticeStatus::Delivered } else { NoticeStatus::Failed };
+                let detail = format!("{} {}", i.error_code.as_deref().unwrap_or(""), i.status).trim().to_owned();
+                result = result.and(notify::finished(p, from, msg_id, status, &detail, now).await.map(drop));
+            }
+            result
+        }
+        _ => Ok(()),
+    };
+    match kept {
+        Ok(()) => Answer::Body("success".into()),
+        Err(e) => {
+            p.log(Level::Error, &format!("notification event from {from} not recorded ({e}); answering 500 so WeChat retries"));
+            Answer::Retry(e)
+        }
+    }
+}
+
 async fn job_finished(p: &impl PushPorts, result: &crate::message::MassSendResult, now: u64) -> Answer {
     let retry = |e: Error| {
         p.log(Level::Error, &format!("mass-send outcome {} not recorded ({e}); answering 500 so WeChat retries", result.msg_id));

@@ -18,7 +18,7 @@ use crate::follower::FollowerRecord;
 use crate::sql::{Sql, SqlValue};
 
 /// The shard layout's version, kept in `meta` (Durable Objects' SQLite refuses most PRAGMAs).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Follower shards when `FOLLOWER_SHARDS` is not set.
 pub const DEFAULT_SHARDS: u32 = 16;
@@ -100,7 +100,7 @@ pub fn migrate(db: &impl Sql) -> Result<()> {
     if current.first().and_then(|r| r[0].as_i64()) == Some(SCHEMA_VERSION) {
         return Ok(());
     }
-    for statement in &SCHEMA[1..] {
+    for statement in SCHEMA[1..].iter().chain(notices::SCHEMA) {
         db.exec(statement, &[]).map_err(db_err)?;
     }
     db.exec("INSERT INTO meta (key, value) VALUES ('schema', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value", &[SCHEMA_VERSION.into()])
@@ -172,7 +172,11 @@ pub fn forget_answers(db: &impl Sql, now: u64) -> Result<u64> {
 #[serde(rename_all = "snake_case")]
 pub enum ShardRequest {
     /// Claims a push's delivery (`begin`); the first delivery also gets the follower's record.
-    Begin { key: String, openid: String, now: u64 },
+    Begin {
+        key: String,
+        openid: String,
+        now: u64,
+    },
     /// The claimed delivery's answer (`finish`), or `None`: given up unanswered (`release`);
     /// with the follower's record when the push changed it, written in the same call.
     Finish {
@@ -183,7 +187,9 @@ pub enum ShardRequest {
         now: u64,
     },
     /// The follower's record (the console, a late reply's window check).
-    Load { openid: String },
+    Load {
+        openid: String,
+    },
     /// Writes the follower's record (a change of follow state before the push's answer, a
     /// customer-service message counted against its window); `moved`: a record brought from the
     /// old layout as it was, no change to count (`put_record`).
@@ -194,28 +200,60 @@ pub enum ShardRequest {
         moved: bool,
     },
     /// Followers brought over from the single ledger object (`migrate_follower`).
-    Migrate { followers: Vec<Migrated>, now: u64 },
+    Migrate {
+        followers: Vec<Migrated>,
+        now: u64,
+    },
     /// Index changes for this shard's followers (imports, tags; `apply`).
-    Apply { changes: Vec<crate::ledger::IndexChange> },
+    Apply {
+        changes: Vec<crate::ledger::IndexChange>,
+    },
     /// A segment's followers here, by mass messages this month (`mass::counts`).
-    Counts { segment: Segment, month: u32, now: u64 },
+    Counts {
+        segment: Segment,
+        month: u32,
+        now: u64,
+    },
     /// Books the segment's followers with quota left for broadcast `id` (`mass::reserve`).
     Reserve(mass::Booking),
     /// Rows `[from, to)` of a broadcast's booking here (`mass::recipients`): a part of a batch.
-    Recipients { id: String, from: u64, to: u64 },
+    Recipients {
+        id: String,
+        from: u64,
+        to: u64,
+    },
     /// The outcome of rows `[from, to)` (`mass::settle`).
-    Settle { id: String, from: u64, to: u64, sent: bool, month: u32 },
+    Settle {
+        id: String,
+        from: u64,
+        to: u64,
+        sent: bool,
+        month: u32,
+    },
     /// A confirmed mass send wxedge did not make, counted for everyone once (`mass::count_everyone`).
-    CountEveryone { msg_id: u64, month: u32 },
+    CountEveryone {
+        msg_id: u64,
+        month: u32,
+    },
     /// The shard's quota view for KV (`mass::mirror`).
-    Mirror { month: u32, now: u64 },
+    Mirror {
+        month: u32,
+        now: u64,
+    },
     /// One follower's index row (the console's follower view).
-    Entry { openid: String },
+    Entry {
+        openid: String,
+    },
     /// The follows and unfollows counted here on these China days (`day_stats`).
-    Stats { days: Vec<u32> },
+    Stats {
+        days: Vec<u32>,
+    },
     /// Up to `limit` followers' rows after OpenID `after`, and with the first page the shard's
     /// statistics: what a reshard copies (`export`).
-    Export { after: String, limit: u32 },
+    Export {
+        after: String,
+        limit: u32,
+    },
     /// Rows and statistics from another layout's shard (`adopt`).
     Adopt {
         rows: Vec<Row>,
@@ -223,9 +261,62 @@ pub enum ShardRequest {
         stats: Option<MovedStats>,
     },
     /// Drops a broadcast's bookings (`mass::release`).
-    Release { id: String },
+    Release {
+        id: String,
+    },
     /// Forgets old answers and expired bookings (the object's alarm).
-    Sweep { now: u64 },
+    Sweep {
+        now: u64,
+    },
+    /// Claims a notification for sending (`notices::begin`): idempotent by its id.
+    NoticeBegin {
+        notice: crate::notify::Notice,
+        now: u64,
+    },
+    /// The sender's outcome (`notices::settle`).
+    NoticeSettle {
+        id: String,
+        status: crate::notify::NoticeStatus,
+        msg_id: Option<u64>,
+        error: Option<String>,
+        now: u64,
+    },
+    /// WeChat's TEMPLATESENDJOBFINISH (or subscribe_msg_sent_event) for one follower.
+    NoticeFinished {
+        openid: String,
+        msg_id: u64,
+        status: crate::notify::NoticeStatus,
+        detail: String,
+        now: u64,
+    },
+    NoticeGet {
+        id: String,
+    },
+    /// Binds a notice id to its follower (`openid` given) or answers whom it is bound to, in
+    /// the id's shard (`notices::bind_id`).
+    NoticeId {
+        id: String,
+        openid: Option<String>,
+    },
+    /// The newest notices created before `before` (all here, or one follower's).
+    NoticeList {
+        before: u64,
+        limit: u32,
+        openid: Option<String>,
+    },
+    /// Notices WeChat accepted since `since`.
+    NoticesSent {
+        since: u64,
+    },
+    /// A follower's answers to subscribe-notification popups: (template, accept | reject | ban).
+    Accepted {
+        openid: String,
+        items: Vec<(String, String)>,
+        now: u64,
+    },
+    Acceptance {
+        openid: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -269,6 +360,20 @@ pub enum ShardResponse {
     Swept {
         left: u64,
     },
+    Begun(notices::Begun),
+    Notices {
+        notices: Vec<crate::notify::Notice>,
+    },
+    Count {
+        n: u64,
+    },
+    Owner {
+        openid: Option<String>,
+    },
+    /// (template, accept | reject | ban, when).
+    Acceptance {
+        items: Vec<(String, String, u64)>,
+    },
 }
 
 impl ShardResponse {
@@ -286,6 +391,11 @@ impl ShardResponse {
             ShardResponse::Recipients { .. } => "recipients",
             ShardResponse::Settled { .. } => "settled",
             ShardResponse::Swept { .. } => "swept",
+            ShardResponse::Begun(_) => "begun",
+            ShardResponse::Notices { .. } => "notices",
+            ShardResponse::Count { .. } => "count",
+            ShardResponse::Owner { .. } => "owner",
+            ShardResponse::Acceptance { .. } => "acceptance",
         }
     }
 }
@@ -342,7 +452,23 @@ impl ShardObject {
             ShardRequest::Export { after, limit } => export(db, &after, limit),
             ShardRequest::Adopt { rows, stats } => adopt(db, &rows, stats.as_ref()).map(|()| ShardResponse::Done),
             ShardRequest::Release { id } => mass::release(db, &id).map(|()| ShardResponse::Done),
+            ShardRequest::NoticeBegin { notice, now } => notices::begin(db, &notice, now).map(ShardResponse::Begun),
+            ShardRequest::NoticeSettle { id, status, msg_id, error, now } => {
+                notices::settle(db, &id, status, msg_id, error, now).map(|n| ShardResponse::Notices { notices: n.into_iter().collect() })
+            }
+            ShardRequest::NoticeFinished { openid, msg_id, status, detail, now } => {
+                notices::finished(db, &openid, msg_id, status, &detail, now).map(|found| ShardResponse::Count { n: u64::from(found) })
+            }
+            ShardRequest::NoticeGet { id } => notices::get(db, &id).map(|n| ShardResponse::Notices { notices: n.into_iter().collect() }),
+            ShardRequest::NoticeList { before, limit, openid } => {
+                notices::list(db, before, limit.min(200), openid.as_deref()).map(|notices| ShardResponse::Notices { notices })
+            }
+            ShardRequest::NoticeId { id, openid } => notices::bind_id(db, &id, openid.as_deref()).map(|openid| ShardResponse::Owner { openid }),
+            ShardRequest::NoticesSent { since } => notices::sent_since(db, since).map(|n| ShardResponse::Count { n }),
+            ShardRequest::Accepted { openid, items, now } => notices::accepted(db, &openid, &items, now).map(|()| ShardResponse::Done),
+            ShardRequest::Acceptance { openid } => notices::acceptance(db, &openid).map(|items| ShardResponse::Acceptance { items }),
             ShardRequest::Sweep { now } => {
+                notices::trim(db)?;
                 mass::expire(db, now)?;
                 let left = forget_answers(db, now)?;
                 let booked = db.exec("SELECT COUNT(*) FROM booked", &[]).map_err(db_err)?;
@@ -745,6 +871,7 @@ pub fn count(db: &impl Sql, segment: &Segment) -> Result<u64> {
 }
 
 pub mod mass;
+pub mod notices;
 
 #[cfg(test)]
 mod tests;
