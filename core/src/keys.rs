@@ -26,6 +26,9 @@
 //! | Replay (16)    | `rp:<sha1 of signed query>`  | a plain-mode query seen, with its body's hash (2 min)   |
 //! | FollowerShard  | object `followers-<k>-of-<n>`| SQLite tables, not keys: `shard::SCHEMA` (followers,    |
 //! |                | (`follower_shard`)           | tags, deliveries, bookings, reservations, day stats)    |
+//! |                |                              | and `shard::notices::SCHEMA` (notices, notice ids,      |
+//! |                |                              | subscribe-notification answers)                         |
+//! | KV             | `notify:templates`           | the notification templates last read from WeChat        |
 
 pub const RULES: &str = "rules";
 pub const MENU_PREVIEW: &str = "menu:public";
@@ -36,6 +39,8 @@ pub const IMPORT_CURSOR: &str = "import";
 /// The ledger object's move of its index into the follower shards (`flows::migrate`).
 pub const MIGRATION: &str = "migrate";
 pub const RESHARD: &str = "reshard";
+/// KV: the account's notification templates as last read from WeChat (`notify::Template`s).
+pub const NOTIFY_TEMPLATES: &str = "notify:templates";
 pub const CODE_PREFIX: &str = "c:";
 pub const REPLAY_PREFIX: &str = "rp:";
 

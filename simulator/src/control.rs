@@ -12,10 +12,10 @@ use wxedge_core::crypto::AesKey;
 use wxedge_core::SplitMix;
 
 use crate::api::{error, Answer};
-use crate::messages::JobFinish;
 use crate::people::{InboxItem, Origin};
 use crate::push::{Push, Sender, GH_ID};
 use crate::qr::{Lookup, Scene};
+use crate::sim::Later;
 use crate::sim::{query_param, Sim};
 
 /// FromUserName of WeChat's own events (MASSSENDJOBFINISH), as in WeChat's documentation.
@@ -108,17 +108,31 @@ impl Shared {
     /// Delivers MASSSENDJOBFINISH after `delay_ms`, from its own thread, as WeChat reports a
     /// job's end some time after accepting it. The job reads as done before the event arrives,
     /// so a worker checking `mass/get` while handling it sees SEND_SUCCESS.
-    pub fn finish_later(self: &std::sync::Arc<Self>, f: JobFinish, delay_ms: u64) {
+    /// Delivers what a call left owed (a job-finish event) after `delay_ms`, as WeChat does.
+    pub fn finish_later(self: &std::sync::Arc<Self>, later: Later, delay_ms: u64) {
         let shared = self.clone();
         std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-            let now = {
+            let (push, from, now) = {
                 let mut sim = shared.lock();
-                sim.msgs.mark_finished(f.msg_id);
-                sim.now(real_now())
+                let now = sim.now(real_now());
+                match later {
+                    Later::Mass(f) => {
+                        sim.msgs.mark_finished(f.msg_id);
+                        let push = Push::MassJobFinish {
+                            msg_id: f.msg_id,
+                            status: "send success".into(),
+                            total: f.total,
+                            filter: f.filter,
+                            sent: f.sent,
+                            error: f.error,
+                        };
+                        (push, SYSTEM_OPENID.to_owned(), now)
+                    }
+                    Later::Push { openid, push } => (push, openid, now),
+                }
             };
-            let push = Push::MassJobFinish { msg_id: f.msg_id, status: "send success".into(), total: f.total, filter: f.filter, sent: f.sent, error: f.error };
-            shared.deliver(&push, SYSTEM_OPENID, now);
+            shared.deliver(&push, &from, now);
         });
     }
 }
@@ -236,6 +250,26 @@ fn click(sim: &mut Sim, body: &Value, now: u64) -> Result<Action, Answer> {
     Ok(Action { openid: p.openid.clone(), event: "CLICK", scene: Some(key.clone()), push: Push::Click { key }, now })
 }
 
+/// A follower answers a subscribe-notification popup (`{"openid", "template_id", "accept"}`):
+/// the answer is kept (a one-time acceptance is spent by one send) and pushed as
+/// subscribe_msg_popup_event.
+fn answer_popup(sim: &mut Sim, body: &Value, now: u64) -> Result<Action, Answer> {
+    let template = str_of(body, "template_id").ok_or_else(|| error(47001, "data format error: give template_id"))?.to_owned();
+    if !sim.templates.private.iter().any(|t| t.template_id == template && t.source.starts_with("subscribe")) {
+        return Err(error(200014, "template not exist"));
+    }
+    let status = if body.get("accept").and_then(Value::as_bool).unwrap_or(true) { "accept" } else { "reject" };
+    let p = known_follower(sim, body)?;
+    p.subscriptions.insert(template.clone(), status.to_owned());
+    Ok(Action {
+        openid: p.openid.clone(),
+        event: "subscribe_msg_popup_event",
+        scene: None,
+        push: Push::SubscribePopup { items: vec![(template, status.to_owned())] },
+        now,
+    })
+}
+
 /// A tap on a menu button (`{"openid", "button": {…as in the menu…}, "scan_result"?}`): the
 /// event WeChat pushes for its type. Buttons that send a material (`media_id`, `article_id`,
 /// `article_view_limited`) push nothing: WeChat itself sends the material to the person.
@@ -346,6 +380,7 @@ pub fn handle(shared: &Shared, method: &str, path: &str, query: &str, body: Resu
         ("POST", "/sim/text") => text,
         ("POST", "/sim/click") => click,
         ("POST", "/sim/tap") => tap,
+        ("POST", "/sim/subscribe-popup") => answer_popup,
         _ => return control(shared, method, path, query, &body),
     };
     let act = {
@@ -385,6 +420,17 @@ fn control(shared: &Shared, method: &str, path: &str, query: &str, body: &Value)
             }
         }
         ("GET", "/sim/followers") => page(&sim, query),
+        // The person turns the account's template messages off (or on again) in WeChat.
+        ("POST", "/sim/notifications/block") => {
+            let blocked = body.get("blocked").and_then(Value::as_bool).unwrap_or(true);
+            match known_follower(&mut sim, body) {
+                Ok(p) => {
+                    p.blocks_notifications = blocked;
+                    json!({ "errcode": 0, "errmsg": "ok", "openid": p.openid, "blocked": blocked })
+                }
+                Err(e) => e,
+            }
+        }
         ("GET", "/sim/phone") => phone(&sim, query, now),
         ("POST", "/sim/faults") => sim.faults.add(body),
         ("DELETE", "/sim/faults") => sim.faults.clear(),

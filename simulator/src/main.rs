@@ -17,6 +17,7 @@ mod qr;
 mod server;
 mod sim;
 mod state;
+mod templates;
 
 use std::collections::HashMap;
 use std::process::ExitCode;

@@ -64,6 +64,13 @@ pub struct Person {
     pub mass_month: u32,
     pub mass_count: u32,
     pub inbox: Vec<InboxItem>,
+    /// The person turned off the account's template messages (sent ones end `failed:user block`).
+    #[serde(default)]
+    pub blocks_notifications: bool,
+    /// Subscribe-notification templates the person answered: accept or reject (a one-time
+    /// acceptance is used up by one send).
+    #[serde(default)]
+    pub subscriptions: std::collections::BTreeMap<String, String>,
 }
 
 impl Person {
@@ -82,6 +89,8 @@ impl Person {
             mass_month: 0,
             mass_count: 0,
             inbox: Vec::new(),
+            blocks_notifications: false,
+            subscriptions: Default::default(),
         }
     }
 

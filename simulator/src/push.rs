@@ -44,6 +44,20 @@ pub enum Push {
         sent: u64,
         error: u64,
     },
+    /// A template message's outcome (TEMPLATESENDJOBFINISH): `success`, `failed:user block` or
+    /// `failed: system failed`.
+    TemplateJobFinish {
+        msg_id: u64,
+        status: String,
+    },
+    /// The follower's answers to a subscribe-notification popup: (template, accept | reject).
+    SubscribePopup {
+        items: Vec<(String, String)>,
+    },
+    /// A subscribe notification's outcome: (template, msg_id, error code, status).
+    SubscribeSent {
+        items: Vec<(String, u64, u32, String)>,
+    },
     /// A menu button's event other than CLICK (VIEW, scancode_*, pic_*, location_select,
     /// view_miniprogram): its `EventKey` and the rest of the body, already XML.
     MenuEvent {
@@ -114,6 +128,36 @@ impl Push {
                 push_number(&mut out, "Latitude", latitude);
                 push_number(&mut out, "Longitude", longitude);
                 push_number(&mut out, "Precision", "30.0");
+            }
+            Push::TemplateJobFinish { msg_id, status } => {
+                event(&mut out, "TEMPLATESENDJOBFINISH");
+                push_number(&mut out, "MsgID", msg_id);
+                push_cdata(&mut out, "Status", status);
+            }
+            Push::SubscribePopup { items } => {
+                event(&mut out, "subscribe_msg_popup_event");
+                out.push_str("<SubscribeMsgPopupEvent>");
+                for (template, status) in items {
+                    out.push_str("<List>");
+                    push_cdata(&mut out, "TemplateId", template);
+                    push_cdata(&mut out, "SubscribeStatusString", status);
+                    push_number(&mut out, "PopupScene", 2);
+                    out.push_str("</List>");
+                }
+                out.push_str("</SubscribeMsgPopupEvent>");
+            }
+            Push::SubscribeSent { items } => {
+                event(&mut out, "subscribe_msg_sent_event");
+                out.push_str("<SubscribeMsgSentEvent>");
+                for (template, msg_id, code, status) in items {
+                    out.push_str("<List>");
+                    push_cdata(&mut out, "TemplateId", template);
+                    push_number(&mut out, "MsgID", msg_id);
+                    push_number(&mut out, "ErrorCode", code);
+                    push_cdata(&mut out, "ErrorStatus", status);
+                    out.push_str("</List>");
+                }
+                out.push_str("</SubscribeMsgSentEvent>");
             }
             Push::MassJobFinish { msg_id, status, total, filter, sent, error } => {
                 event(&mut out, "MASSSENDJOBFINISH");

@@ -11,7 +11,18 @@ use crate::faults::Faults;
 use crate::menu::Menus;
 use crate::messages::{JobFinish, Messaging};
 use crate::people::People;
+use crate::push::Push;
 use crate::qr::QrCodes;
+use crate::templates::Templates;
+
+/// A push WeChat owes the worker after answering a call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Later {
+    /// MASSSENDJOBFINISH, from the system.
+    Mass(JobFinish),
+    /// A push from a follower (a notification's job-finish event).
+    Push { openid: String, push: Push },
+}
 
 /// Everything but the injected faults is kept across restarts (`state.rs`): WeChat stays up
 /// while the worker restarts, and so does what the simulator knows.
@@ -25,6 +36,9 @@ pub struct Sim {
     pub menus: Menus,
     pub people: People,
     pub msgs: Messaging,
+    /// Template messages and subscribe notifications (a state saved before them has none).
+    #[serde(default)]
+    pub templates: Templates,
     /// A test's injected faults last for the run that injected them.
     #[serde(skip)]
     pub faults: Faults,
@@ -50,6 +64,7 @@ impl Sim {
             menus: Menus::default(),
             people,
             msgs: Messaging::new(kind),
+            templates: Templates::seeded(kind, &mut SplitMix(seed ^ 0x7e3a_17e5)),
             faults: Faults::default(),
             callbacks_sent: 0,
             callbacks_failed: 0,
@@ -65,6 +80,7 @@ impl Sim {
         self.rng = SplitMix(self.rng.0 ^ run);
         self.people.new_run(run);
         self.msgs.new_run(now);
+        self.templates.new_run(now);
         // Inbound MsgIds are `now × 10000 + n`: distinct across runs as the clock moves on.
     }
 
@@ -81,7 +97,7 @@ impl Sim {
 
     /// One WeChat API call. `body` is the parsed JSON (Null when empty) or the parse error.
     /// Returns the answer and, for an accepted mass send, the job whose finish event is owed.
-    pub fn call(&mut self, path: &str, query: &str, body: Result<Value, Answer>, now: u64) -> (Answer, Option<JobFinish>) {
+    pub fn call(&mut self, path: &str, query: &str, body: Result<Value, Answer>, now: u64) -> (Answer, Option<Later>) {
         match path {
             "/cgi-bin/token" => {
                 if query_param(query, "grant_type").as_deref() != Some("client_credential") {
@@ -123,8 +139,24 @@ impl Sim {
             "/cgi-bin/message/mass/preview",
             "/cgi-bin/message/mass/get",
             "/cgi-bin/message/mass/delete",
+            "/cgi-bin/message/template/send",
+            "/cgi-bin/message/subscribe/bizsend",
+            "/cgi-bin/template/api_set_industry",
+            "/cgi-bin/template/api_add_template",
+            "/cgi-bin/template/del_private_template",
+            "/wxaapi/newtmpl/addtemplate",
+            "/wxaapi/newtmpl/deltemplate",
         ];
-        if !KNOWN.contains(&path) {
+        const TEMPLATE_READS: &[&str] = &[
+            "/cgi-bin/template/get_industry",
+            "/cgi-bin/template/get_all_private_template",
+            "/wxaapi/newtmpl/getcategory",
+            "/wxaapi/newtmpl/getpubtemplatetitles",
+            "/wxaapi/newtmpl/getpubtemplatekeywords",
+            "/wxaapi/newtmpl/gettemplate",
+        ];
+        let known = KNOWN.contains(&path) || TEMPLATE_READS.contains(&path);
+        if !known {
             return (error(-1, "system error: no such API in the simulator"), None);
         }
         if let Err(e) = self.api.check_token(query_param(query, "access_token").as_deref(), now) {
@@ -139,6 +171,7 @@ impl Sim {
             "/cgi-bin/tags/get" => return (self.people.tags_get(), None),
             "/cgi-bin/user/info" => return (self.people.user_info(q("openid").as_deref()), None),
             "/cgi-bin/user/get" => return (self.people.user_get(q("next_openid").as_deref().unwrap_or("")), None),
+            p if TEMPLATE_READS.contains(&p) => return (self.templates.call(self.kind, p, &q, &Value::Null, &mut self.rng), None),
             _ => {}
         }
         let body = match body {
@@ -162,8 +195,20 @@ impl Sim {
             "/cgi-bin/user/tag/get" => self.people.tag_members(&body),
             "/cgi-bin/user/info/batchget" => self.people.user_batchget(&body),
             "/cgi-bin/message/custom/send" => self.msgs.custom_send(&mut self.people, &body, now),
-            "/cgi-bin/message/mass/sendall" => return self.msgs.sendall(&mut self.people, &body, now),
-            "/cgi-bin/message/mass/send" => return self.msgs.send(&mut self.people, &body, now),
+            "/cgi-bin/message/mass/sendall" => {
+                let (a, f) = self.msgs.sendall(&mut self.people, &body, now);
+                return (a, f.map(Later::Mass));
+            }
+            "/cgi-bin/message/mass/send" => {
+                let (a, f) = self.msgs.send(&mut self.people, &body, now);
+                return (a, f.map(Later::Mass));
+            }
+            "/cgi-bin/message/template/send" | "/cgi-bin/message/subscribe/bizsend" => {
+                let subscribe = path.ends_with("bizsend");
+                let (a, later) = self.templates.send(self.kind, subscribe, &mut self.people, &body, now);
+                return (a, later.map(|(openid, push)| Later::Push { openid, push }));
+            }
+            p if p.starts_with("/cgi-bin/template/") || p.starts_with("/wxaapi/newtmpl/") => self.templates.call(self.kind, p, &q, &body, &mut self.rng),
             "/cgi-bin/message/mass/preview" => self.msgs.preview(&mut self.people, &body, now),
             "/cgi-bin/message/mass/get" => self.msgs.get(&body),
             "/cgi-bin/message/mass/delete" => self.msgs.delete(&body),
@@ -187,6 +232,7 @@ impl Sim {
             "menu": self.menus.summary(),
             "qrcodes": self.qr.summary(now),
             "mass": self.msgs.summary(),
+            "notifications": self.templates.summary(),
             "callbacks_sent": self.callbacks_sent,
             "callbacks_failed": self.callbacks_failed,
             "faults": self.faults.to_json(),

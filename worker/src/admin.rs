@@ -27,6 +27,9 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
     if let Some(answer) = crate::broadcasts::handle(&mut req, env, config, path).await? {
         return Ok(answer);
     }
+    if let Some(answer) = crate::notifications::handle(&mut req, env, config, path).await? {
+        return Ok(answer);
+    }
     match (req.method(), path) {
         (Method::Get, "/api/admin/health") => Response::from_json(&serde_json::json!({
             "ok": true,

@@ -18,6 +18,8 @@ mod broadcasts;
 mod callback;
 #[cfg(feature = "front")]
 mod ledger;
+#[cfg(feature = "front")]
+mod notifications;
 #[cfg(feature = "objects")]
 mod objects;
 mod platform;
