@@ -131,6 +131,32 @@ describe("console", () => {
     await page.screenshot({ path: shot("broadcasts"), fullPage: true });
   });
 
+  test("notifications: the template's fields with their rules, a live card preview, a field over its limit named, a test sent and delivered", async () => {
+    const who = (await s.sim("/sim/follow", {})).openid;
+    await page.goto(s.base + "/console/#notifications");
+    await page.waitForSelector("#notifications[data-loaded]:not([hidden])");
+    await page.selectOption("#n-template", { label: "订单发货通知" });
+    const field = (k) => page.locator(`#n-fields input[data-key="${k}"]`);
+    await field("thing1").fill("一".repeat(21));
+    assert.equal(await page.locator("#n-fields label:has(input[data-key=thing1]) .count").innerText(), "21/20");
+    assert.ok(await page.locator("#n-fields label:has(input[data-key=thing1]) .count.over").count(), "marked over");
+    for (const [k, v] of [["thing2", "顺丰速运"], ["character_string3", "SF1234567890"], ["time4", "2026-12-03 15:01"], ["phrase5", "已发货"]]) await field(k).fill(v);
+    await page.fill("#n-url", "https://shop.example.com/orders/1001");
+    await page.fill("#n-openid", who);
+    assert.match(await page.locator("#n-preview").innerText(), /订单发货通知[\s\S]*快递单号\s*SF1234567890[\s\S]*View details/);
+    await page.click("#n-send");
+    await page.waitForSelector("#n-result .problems");
+    assert.match(await page.locator("#n-result").innerText(), /data\.thing1: at most 20 characters, got 21/);
+    assert.equal(await field("thing1").getAttribute("aria-invalid"), "true", "the field WeChat would refuse is marked");
+    await field("thing1").fill("羊毛围巾 × 2");
+    await page.screenshot({ path: shot("notifications") });
+    await page.click("#n-send");
+    await page.waitForSelector("#n-result .status-sent");
+    await page.waitForFunction(() => [...document.querySelectorAll("#n-history tbody tr")].some((r) => r.innerText.includes("delivered")), null, { timeout: 8000 });
+    assert.ok((await s.sim(`/sim/inbox?openid=${who}`)).messages.some((m) => m.kind === "notification" && m.content.title === "订单发货通知"));
+    assert.match(await page.locator("#n-budget").innerText(), /Today: 1 sent, 99999 of 100000 left/);
+  });
+
   test("embed: the snippet follows the choices and the preview runs it", async () => {
     await page.goto(s.base + "/console/#embed");
     await page.waitForSelector("#embed:not([hidden])");

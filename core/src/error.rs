@@ -299,7 +299,7 @@ impl fmt::Display for Error {
             Error::Decrypt(why) => write!(f, "cannot decrypt: {why}"),
             Error::WrongAppId => f.write_str("decrypted message is for another appid"),
             Error::Reply(m) => write!(f, "reply not allowed: {m}"),
-            Error::Invalid(m) => write!(f, "invalid document: {m}"),
+            Error::Invalid(m) => write!(f, "{m}"),
             Error::WeChat(e) => write!(f, "WeChat error {} ({}): {}", e.errcode, e.errmsg, e.advice()),
             Error::Upstream(m) => write!(f, "WeChat API unreachable: {m}"),
             Error::Refused(m) => write!(f, "not sent: {m}"),

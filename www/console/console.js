@@ -103,8 +103,8 @@
     document.querySelectorAll("#tabs a").forEach(function (a) {
       if (a.getAttribute("href") === "#" + page) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
     });
-    var load = { menu: loadMenu, replies: loadRules, broadcasts: loadBroadcasts, followers: loadFollowers, embed: renderEmbed }[page];
-    if (load && (!loaded[page] || page === "followers" || page === "broadcasts")) {
+    var load = { menu: loadMenu, replies: loadRules, broadcasts: loadBroadcasts, notifications: loadNotifications, followers: loadFollowers, embed: renderEmbed }[page];
+    if (load && (!loaded[page] || page === "followers" || page === "broadcasts" || page === "notifications")) {
       loaded[page] = true;
       var section = document.getElementById(page);
       section.removeAttribute("data-loaded");
@@ -113,6 +113,93 @@
     }
   }
   window.addEventListener("hashchange", route);
+
+  // ---- notifications ---------------------------------------------------------------------------
+
+  var templates = [];
+  var RULES = { thing: "any text", character_string: "letters, digits, symbols", time: "a time, e.g. 2026-12-03 15:01", date: "a date, e.g. 2026-12-03",
+    amount: "a sum, e.g. ¥12.50", number: "digits", letter: "letters", symbol: "symbols", phrase: "Chinese only, e.g. 已发货", car_number: "a licence plate",
+    name: "a name", phone_number: "a phone number", other: "any text" };
+
+  function currentTemplate() { return templates.find(function (t) { return t.template_id === $("#n-template").value; }); }
+
+  function renderFields() {
+    var t = currentTemplate(), box = $("#n-fields");
+    box.replaceChildren();
+    if (!t) return;
+    t.fields.forEach(function (f) {
+      var input = el("input", { "data-key": f.key, maxlength: String(f.max_chars * 2), required: true, oninput: preview });
+      var count = el("span", { class: "count field-rule", text: "" });
+      box.appendChild(el("label", {}, [document.createTextNode(f.name + " (" + f.key + ") "), input, count,
+        el("span", { class: "muted field-rule", text: " " + f.kind + ": " + (RULES[f.kind] || "") + ", at most " + f.max_chars })]));
+    });
+    preview();
+  }
+
+  /** The card as the follower's WeChat draws it, with each field's length against its limit. */
+  function preview() {
+    var t = currentTemplate(), card = $("#n-preview");
+    card.replaceChildren();
+    if (!t) return;
+    card.appendChild(el("div", { class: "t", text: t.title }));
+    var grid = el("div", { class: "f" });
+    t.fields.forEach(function (f) {
+      var input = document.querySelector('#n-fields input[data-key="' + f.key + '"]');
+      var v = input ? input.value : "";
+      var n = Array.from(v).length;
+      var count = input && input.parentNode.querySelector(".count");
+      if (count) { count.textContent = n + "/" + f.max_chars; count.classList.toggle("over", n > f.max_chars || /[\r\n]/.test(v)); }
+      grid.appendChild(el("span", { text: f.name })); grid.appendChild(el("span", { text: v || "—" }));
+    });
+    card.appendChild(grid);
+    if ($("#n-url").value) card.appendChild(el("div", { class: "more", text: "View details ›" }));
+  }
+  $("#n-template").addEventListener("change", renderFields);
+  $("#n-url").addEventListener("input", preview);
+
+  async function loadNotifications() {
+    var list = await api("/notifications/templates");
+    templates = list.templates;
+    var sel = $("#n-template"), keep = sel.value;
+    sel.replaceChildren.apply(sel, templates.map(function (t) { return el("option", { value: t.template_id, text: t.title + (t.source === "subscribe" ? " (subscribe)" : "") }); }));
+    if (keep && templates.some(function (t) { return t.template_id === keep; })) sel.value = keep;
+    renderFields();
+    await refreshNotifications();
+  }
+
+  async function refreshNotifications() {
+    var [h, b] = await Promise.all([api("/notifications?limit=30"), api("/notifications/budget")]);
+    $("#n-budget").textContent = "Today: " + b.sent + " sent, " + b.left + " of " + b.limit + " left";
+    var titles = {};
+    templates.forEach(function (t) { titles[t.template_id] = t.title; });
+    $("#n-history tbody").replaceChildren.apply($("#n-history tbody"), h.notifications.map(function (n) {
+      return el("tr", {}, [el("td", { text: n.id }), el("td", { text: new Date(n.created_at * 1000).toLocaleString() }), el("td", { text: n.openid }),
+        el("td", { text: titles[n.template_id] || n.template_id }), el("td", { class: "status-" + n.status, text: n.status }), el("td", { text: n.error || "" })]);
+    }));
+  }
+
+  $("#notify-form").addEventListener("submit", guard(async function (e) {
+    e.preventDefault();
+    var data = {};
+    document.querySelectorAll("#n-fields input").forEach(function (i) { data[i.getAttribute("data-key")] = i.value; });
+    var body = { openid: $("#n-openid").value.trim(), template_id: $("#n-template").value, data: data };
+    if ($("#n-url").value) body.url = $("#n-url").value;
+    $("#n-result").replaceChildren();
+    try {
+      var n = await api("/notifications", { method: "POST", body: body });
+      $("#n-result").appendChild(el("p", { class: "status-" + n.status, text: "Notification " + n.id + ": " + n.status + (n.error ? " — " + n.error : "") }));
+    } catch (err) {
+      $("#n-result").appendChild(el("p", { class: "problems", text: err.message }));
+      var key = (err.message.match(/data\.([a-z_0-9]+)/) || [])[1];
+      var input = key && document.querySelector('#n-fields input[data-key="' + key + '"]');
+      if (input) { input.setAttribute("aria-invalid", "true"); input.focus(); }
+      return;
+    }
+    document.querySelectorAll("#n-fields input").forEach(function (i) { i.removeAttribute("aria-invalid"); });
+    await refreshNotifications();
+    // WeChat's job-finish event moves a sent notification on within a few seconds.
+    setTimeout(guard(refreshNotifications), 2000);
+  }));
 
   // ---- menu editor ---------------------------------------------------------------------------
 

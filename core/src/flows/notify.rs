@@ -183,10 +183,10 @@ pub const BATCH_CONCURRENCY: usize = 5;
 /// a time. A daily-limit answer from WeChat stops the rest (they are answered `failed`, nothing
 /// kept: send them again tomorrow with the same ids).
 pub async fn batch(s: &impl Shards, api: &impl NoticeApi, kind: AccountKind, req: &BatchRequest, ids: Vec<String>, now: u64) -> Result<Vec<BatchItem>> {
+    account_may_notify(kind)?;
     if req.recipients.is_empty() || req.recipients.len() > MAX_BATCH {
         return Err(Error::Invalid(format!("recipients: 1 to {MAX_BATCH} per request, got {}", req.recipients.len())));
     }
-    account_may_notify(kind)?;
     let t = template(api, &req.template_id).await?;
     let mut notices = Vec::with_capacity(req.recipients.len());
     for (i, (r, id)) in req.recipients.iter().zip(ids).enumerate() {
@@ -374,7 +374,7 @@ mod tests {
 
         // Checked before WeChat is asked: the field is named, nothing sent, nothing kept.
         let e = run(send(&s, &api, AccountKind::Service, &req("oA", &"长".repeat(21)), "order-2".into(), NOW)).unwrap_err();
-        assert!(e.to_string().ends_with(": data.thing1: at most 20 characters, got 21"), "{e}");
+        assert_eq!(e.to_string(), "data.thing1: at most 20 characters, got 21");
         assert!(run(get(&s, "order-2")).unwrap().is_none());
         let e = run(send(&s, &api, AccountKind::Service, &SendRequest { template_id: "NOPE".into(), ..req("oA", "x") }, "order-3".into(), NOW)).unwrap_err();
         assert!(e.to_string().contains("no template \"NOPE\""), "{e}");
@@ -408,7 +408,7 @@ mod tests {
         let ids = |n: usize| (0..n).map(|i| format!("b-{i}")).collect::<Vec<_>>();
         let bad = BatchRequest { template_id: "SHIP".into(), url: None, recipients: vec![r(0, "ok"), r(1, "line\nbreak")] };
         let e = run(batch(&s, &api, AccountKind::Service, &bad, ids(2), NOW)).unwrap_err();
-        assert!(e.to_string().ends_with(": recipients[1].data.thing1: no line breaks"), "{e}");
+        assert_eq!(e.to_string(), "recipients[1].data.thing1: no line breaks");
         assert!(api.sent.borrow().is_empty(), "nothing sent when one recipient is wrong");
         let too_many = BatchRequest { template_id: "SHIP".into(), url: None, recipients: (0..MAX_BATCH + 1).map(|i| r(i, "x")).collect() };
         assert!(run(batch(&s, &api, AccountKind::Service, &too_many, ids(MAX_BATCH + 1), NOW)).is_err());
