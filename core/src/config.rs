@@ -69,10 +69,14 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "FOLLOWER_SHARDS", required: false, default: "16", about: "How many Durable Objects hold the followers' shards (1 to 1024), by a hash of the OpenID. Each push makes one atomic call to its follower's shard. To change it on a live account, set FOLLOWER_SHARDS_FROM to the old count with it (docs/scale.md)." },
     Setting { name: "FOLLOWER_SHARDS_FROM", required: false, default: "", about: "Only while resharding: the FOLLOWER_SHARDS the followers are copied out of. The ledger copies them into the new layout by itself; GET /api/admin/followers/reshard shows how far; broadcasts wait until it is done; then remove this setting (docs/scale.md)." },
     Setting { name: "DEV_CLOCK", required: false, default: "false", about: "true lets admin requests set the clock with an `X-Wxedge-Now: <unix seconds>` header (tests and demos of China-day and month boundaries). Never in production." },
+    Setting { name: "LOGIN_SECRET", required: false, default: "", about: "At least 32 random characters: turns on follow-to-log-in (data-intent=\"login\"). The signing keys (Ed25519, rotated weekly) and the per-site subject ids are derived from it; changing it replaces every key at once (docs/login.md). Secret." },
+    Setting { name: "LOGIN_RAW_OPENID", required: false, default: "false", about: "true puts the follower's OpenID in a log-in token's `sub` instead of a per-site pseudonym." },
+    Setting { name: "LOGIN_MESSAGE", required: false, default: DEFAULT_LOGIN_MESSAGE, about: "What a follower is told in the chat after logging in by a scan; {site} is the page's host." },
     Setting { name: "REPLY_BUDGET_MS", required: false, default: "4000", about: "How long a callback may work on its reply (500 to 4500 ms; WeChat waits 5 s). Past it the callback answers `success` and the reply follows as a customer-service message." },
 ];
 
 pub const DEFAULT_REPLY_BUDGET_MS: u64 = 4000;
+pub const DEFAULT_LOGIN_MESSAGE: &str = "You are now logged in on {site}. Not you? Ignore this; nothing else was shared.";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -98,6 +102,10 @@ pub struct Config {
     pub follower_shards: u32,
     /// While resharding: the layout the followers are copied out of (`flows::reshard`).
     pub follower_shards_from: Option<u32>,
+    /// Follow-to-log-in is on (`login`).
+    pub login_secret: Option<String>,
+    pub login_raw_openid: bool,
+    pub login_message: String,
 }
 
 fn bad(setting: &'static str, problem: impl Into<String>) -> Error {
@@ -230,7 +238,22 @@ impl Config {
             None => None,
             Some(_) => Some(count("FOLLOWER_SHARDS_FROM", 0, crate::shard::MAX_SHARDS)?).filter(|n| *n != follower_shards),
         };
+        let login_secret = opt("LOGIN_SECRET");
+        if let Some(s) = &login_secret {
+            if s.chars().count() < crate::login::MIN_SECRET_CHARS {
+                return Err(bad("LOGIN_SECRET", format!("must be at least {} characters (random); this one has {}", crate::login::MIN_SECRET_CHARS, s.chars().count())));
+            }
+        }
+        let login_raw_openid = match opt("LOGIN_RAW_OPENID").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => return Err(bad("LOGIN_RAW_OPENID", format!("{other:?} is not true or false"))),
+        };
+        let login_message = opt("LOGIN_MESSAGE").unwrap_or_else(|| DEFAULT_LOGIN_MESSAGE.to_owned());
         Ok(Config {
+            login_secret,
+            login_raw_openid,
+            login_message,
             visit_shards,
             follower_shards,
             follower_shards_from,

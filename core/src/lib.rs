@@ -15,6 +15,7 @@ pub mod follower;
 pub mod forward;
 pub mod keys;
 pub mod ledger;
+pub mod login;
 pub mod message;
 pub mod notify;
 pub mod ports;

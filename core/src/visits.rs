@@ -205,6 +205,40 @@ pub struct ScanAnswer {
     pub visit: String,
     pub page: String,
     pub scene: String,
+    /// A log-in visit: the follower is told in the chat which site they logged in on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<LoginAsk>,
+}
+
+/// What a page opened the dialog for (the snippet's `data-intent`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Intent {
+    #[default]
+    Follow,
+    /// The page gets a signed token naming who scanned (`login`).
+    Login,
+    /// The page reveals something after the follow (a soft gate).
+    Unlock,
+}
+
+/// A log-in visit's binding: the page's origin (the token's audience) and its nonce.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginAsk {
+    pub origin: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+}
+
+/// What a scanned log-in visit hands the token's maker, once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginGrant {
+    pub openid: String,
+    pub origin: String,
+    pub nonce: Option<String>,
+    pub new_follower: bool,
+    pub page: String,
+    pub scene: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,6 +253,24 @@ pub struct Visit {
     pub state: VisitState,
     pub created_at: u64,
     pub leased_until: u64,
+    #[serde(default, skip_serializing_if = "is_follow")]
+    pub intent: Intent,
+    /// A log-in visit's origin and nonce.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<LoginAsk>,
+    /// Who scanned (kept for a log-in visit only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openid: Option<String>,
+    /// A log-in visit's token was made (one per visit).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub token_made: bool,
+    /// Its token was verified by `POST /api/login/verify` (once).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redeemed: bool,
+}
+
+fn is_follow(i: &Intent) -> bool {
+    *i == Intent::Follow
 }
 
 impl Visit {
@@ -439,7 +491,20 @@ mod tests {
 
     #[test]
     fn visits_follow_their_states() {
-        let mut v = Visit { id: "v".into(), idx: 1, page: "/p".into(), scene: "p".into(), state: VisitState::Waiting, created_at: 0, leased_until: 600 };
+        let mut v = Visit {
+            id: "v".into(),
+            idx: 1,
+            page: "/p".into(),
+            scene: "p".into(),
+            state: VisitState::Waiting,
+            created_at: 0,
+            leased_until: 600,
+            intent: Intent::Follow,
+            login: None,
+            openid: None,
+            token_made: false,
+            redeemed: false,
+        };
         assert_eq!(v.reported_state(10), PollState::Waiting);
         assert_eq!(v.reported_state(600), PollState::Expired);
         assert!(v.scanned(false));
@@ -537,6 +602,11 @@ pub enum VisitsRequest {
         now: u64,
         #[serde(default)]
         shard: u32,
+        #[serde(default)]
+        intent: Intent,
+        /// For `Intent::Login`: the page's origin and nonce.
+        #[serde(default)]
+        login: Option<LoginAsk>,
     },
     State {
         visit: String,
@@ -551,6 +621,18 @@ pub enum VisitsRequest {
         idx: u32,
         follow: bool,
         now: u64,
+        /// Who scanned (a log-in visit keeps it for its token).
+        #[serde(default)]
+        openid: Option<String>,
+    },
+    /// A scanned log-in visit's grant, once (`token_made`); the page then gets its token.
+    Login {
+        visit: String,
+        now: u64,
+    },
+    /// Marks a log-in visit's token verified; answers whether this was the first time.
+    Redeem {
+        visit: String,
     },
     Events {
         events: Vec<FunnelEvent>,
@@ -587,6 +669,10 @@ pub enum VisitsResponse {
     Code {
         url: String,
     },
+    Login(LoginGrant),
+    Redeemed {
+        first: bool,
+    },
 }
 
 impl VisitsResponse {
@@ -605,6 +691,8 @@ impl VisitsResponse {
             VisitsResponse::Counted => "counted",
             VisitsResponse::Funnel { .. } => "funnel",
             VisitsResponse::Code { .. } => "code",
+            VisitsResponse::Login(_) => "login",
+            VisitsResponse::Redeemed { .. } => "redeemed",
         }
     }
 }

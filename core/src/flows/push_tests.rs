@@ -523,7 +523,7 @@ fn a_late_reply_wechat_refuses_is_logged_not_retried() {
 fn a_widget_scan_takes_the_visits_page_and_label_and_survives_the_visits_object_failing() {
     let (w, c) = (World::new(), config(4000));
     w.rules(r#"{"welcome":{"scenes":{"pricing":{"type":"text","content":"Pricing welcome"}},"widget_scenes":["pricing"]}}"#);
-    w.0.visits.borrow_mut().insert(17, ScanAnswer { visit: "v1".into(), page: "/pricing".into(), scene: "pricing".into() });
+    w.0.visits.borrow_mut().insert(17, ScanAnswer { visit: "v1".into(), page: "/pricing".into(), scene: "pricing".into(), login: None });
     assert!(body(&answer(&w, &c, &subscribe("oW1", Some("w17")))).contains("Pricing welcome"));
     let r = w.record("oW1").unwrap();
     assert_eq!((r.scene.as_deref(), r.page.as_deref()), (Some("pricing"), Some("/pricing")));
@@ -539,7 +539,7 @@ fn a_label_the_owner_did_not_declare_is_only_a_funnel_label() {
     // "vip-coupon" is the owner's scene for the codes they hand out themselves; a visitor asking
     // the widget for a code labelled so gets the default welcome and no vip audience.
     w.rules(r#"{"welcome":{"scenes":{"vip-coupon":{"type":"text","content":"Your VIP coupon: 50% off"}},"widget_scenes":["home"]}}"#);
-    w.0.visits.borrow_mut().insert(5, ScanAnswer { visit: "v5".into(), page: "/".into(), scene: "vip-coupon".into() });
+    w.0.visits.borrow_mut().insert(5, ScanAnswer { visit: "v5".into(), page: "/".into(), scene: "vip-coupon".into(), login: None });
     let a = body(&answer(&w, &c, &subscribe("oV", Some("w5")))).to_owned();
     assert!(a.contains("Welcome!") && !a.contains("VIP"), "{a}");
     let r = w.record("oV").unwrap();

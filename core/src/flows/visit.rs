@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::keys;
 use crate::ports::{delete, load_json, save_json, Store};
 use crate::visits::{
+    Intent, LoginAsk, LoginGrant,
     clean_label, client_key, count, merge, scene_of, Code, Funnel, FunnelEvent, Lease, PollState, Pool, RateLimiter, ScanAnswer, Step, Visit, VisitState,
     VisitsRequest, VisitsResponse, CODE_LIFETIME_SECS, FIRST_LEASE_SECS, MAX_EVENTS_PER_IP_PER_MINUTE, MAX_NEW_LEASES_PER_MINUTE,
 };
@@ -34,6 +35,15 @@ pub trait QrMaker {
 const CREATING_HOLD_SECS: u64 = 120;
 /// A pooled code is held this long while WeChat is asked whether it still knows it.
 const CHECKING_HOLD_SECS: u64 = 30;
+
+/// A log-in visit's token is given at most this long after the dialog opened.
+const MAX_LOGIN_SECS: u64 = 30 * 60;
+
+/// Why a visit was opened, and a log-in's binding.
+pub struct Purpose {
+    pub intent: Intent,
+    pub login: Option<LoginAsk>,
+}
 
 /// What WeChat said of a pooled code.
 enum Known {
@@ -85,7 +95,10 @@ impl<E: Entropy> VisitsObject<E> {
 
     pub async fn handle(&self, store: &impl Store, qr: &impl QrMaker, log: &impl Log, request: VisitsRequest) -> Result<VisitsResponse> {
         match request {
-            VisitsRequest::Acquire { page, scene, ip, now, shard } => self.acquire(store, qr, log, &page, &scene, &ip, now, shard).await,
+            VisitsRequest::Acquire { page, scene, ip, now, shard, intent, login } => {
+                let purpose = Purpose { intent, login: login.filter(|_| intent == Intent::Login) };
+                self.acquire(store, qr, log, &page, &scene, &ip, now, shard, purpose).await
+            }
             VisitsRequest::State { visit, now } => {
                 let v = self.poll(store, &visit, now).await?;
                 Ok(VisitsResponse::State { state: v.reported_state(now), page: v.page, scene: v.scene })
@@ -97,7 +110,17 @@ impl<E: Entropy> VisitsObject<E> {
                 let url = self.with_pool(|p| p.codes.iter().find(|c| c.idx == v.idx && c.visit.as_deref() == Some(&v.id)).map(|c| c.url.clone()));
                 Ok(VisitsResponse::Code { url: url.ok_or_else(|| Error::NotFound("the visit's code has moved on".into()))? })
             }
-            VisitsRequest::Scan { idx, follow, now } => self.scan(store, idx, follow, now).await,
+            VisitsRequest::Scan { idx, follow, now, openid } => self.scan(store, idx, follow, now, openid).await,
+            VisitsRequest::Login { visit, now } => self.login(store, &visit, now).await,
+            VisitsRequest::Redeem { visit } => {
+                let mut v = load_json::<Visit>(store, &keys::visit(&visit)).await?.ok_or_else(|| Error::NotFound("no such log-in (it may have expired)".into()))?;
+                let first = v.token_made && !v.redeemed;
+                if first {
+                    v.redeemed = true;
+                    save_json(store, &keys::visit(&visit), &v).await?;
+                }
+                Ok(VisitsResponse::Redeemed { first })
+            }
             VisitsRequest::Events { events, ip, now } => self.events(&events, &ip, now),
             VisitsRequest::Funnel { days } => {
                 let mut out = std::collections::BTreeMap::new();
@@ -205,6 +228,7 @@ impl<E: Entropy> VisitsObject<E> {
         ip: &str,
         now: u64,
         shard: u32,
+        purpose: Purpose,
     ) -> Result<VisitsResponse> {
         // The visitor's own limit first: a limited visitor does not spend everyone's budget.
         if !self.limiter.borrow_mut().allow(&client_key(ip), now) {
@@ -224,7 +248,7 @@ impl<E: Entropy> VisitsObject<E> {
             },
             Lease::Create(idx) => self.create_code(store, qr, log, idx, now).await?,
         };
-        self.lend(store, idx, page, scene, now, shard).await?.ok_or_else(|| Error::Busy("the code was withdrawn; try again".into()))
+        self.lend(store, idx, page, scene, now, shard, purpose).await?.ok_or_else(|| Error::Busy("the code was withdrawn; try again".into()))
     }
 
     /// Makes code `idx` through WeChat (new, or replacing the code that had the index).
@@ -290,7 +314,7 @@ impl<E: Entropy> VisitsObject<E> {
 
     /// Lends code `idx` (found again by index: positions may move while other requests run).
     #[allow(clippy::too_many_arguments)]
-    async fn lend(&self, store: &impl Store, idx: u32, page: &str, scene: &str, now: u64, shard: u32) -> Result<Option<VisitsResponse>> {
+    async fn lend(&self, store: &impl Store, idx: u32, page: &str, scene: &str, now: u64, shard: u32, purpose: Purpose) -> Result<Option<VisitsResponse>> {
         let mut id = [0u8; 12];
         self.entropy.borrow_mut().fill(&mut id);
         // The id's first hex digit names the shard (`visits::shard_of_visit`).
@@ -309,6 +333,11 @@ impl<E: Entropy> VisitsObject<E> {
             state: VisitState::Waiting,
             created_at: now,
             leased_until: code.leased_until,
+            intent: purpose.intent,
+            login: purpose.login,
+            openid: None,
+            token_made: false,
+            redeemed: false,
         };
         self.store_code(store, idx).await?;
         save_json(store, &keys::visit(&id), &visit).await?;
@@ -322,12 +351,18 @@ impl<E: Entropy> VisitsObject<E> {
 
     /// A subscribe or SCAN through code `idx`: marks its visit, counts the funnel, and frees the
     /// code after a follow. Answers the visit (its page and scene) for the callback.
-    async fn scan(&self, store: &impl Store, idx: u32, follow: bool, now: u64) -> Result<VisitsResponse> {
+    async fn scan(&self, store: &impl Store, idx: u32, follow: bool, now: u64, openid: Option<String>) -> Result<VisitsResponse> {
         self.ensure_pool(store).await?;
         // A code never lent, or a visit that expired: nothing to attribute.
         let Some(id) = self.with_pool(|p| p.visit_of(idx).map(str::to_owned)) else { return Ok(VisitsResponse::Scanned { visit: None }) };
         let Some(mut visit) = load_json::<Visit>(store, &keys::visit(&id)).await? else { return Ok(VisitsResponse::Scanned { visit: None }) };
+        let first_scan = visit.state == VisitState::Waiting;
         if visit.scanned(follow) {
+            // A log-in visit keeps who scanned it first, for its token (a later scan by someone
+            // else through the same code cannot change whom the page logs in).
+            if visit.intent == Intent::Login && first_scan {
+                visit.openid = openid;
+            }
             save_json(store, &keys::visit(&id), &visit).await?;
             self.bump_funnel(store, now, &[(visit.page.as_str(), visit.scene.as_str(), if follow { Step::Followed } else { Step::Scanned })]).await?;
             if follow {
@@ -335,7 +370,27 @@ impl<E: Entropy> VisitsObject<E> {
                 self.store_code(store, idx).await?;
             }
         }
-        Ok(VisitsResponse::Scanned { visit: Some(ScanAnswer { visit: visit.id, page: visit.page, scene: visit.scene }) })
+        // The chat message goes with the scan that made the visit's log-in (not WeChat's retries).
+        let login = visit.login.clone().filter(|_| visit.intent == Intent::Login && first_scan);
+        Ok(VisitsResponse::Scanned { visit: Some(ScanAnswer { visit: visit.id, page: visit.page, scene: visit.scene, login }) })
+    }
+
+    /// A scanned log-in visit's grant, once: the caller makes its token.
+    async fn login(&self, store: &impl Store, id: &str, now: u64) -> Result<VisitsResponse> {
+        let mut v = load_json::<Visit>(store, &keys::visit(id)).await?.ok_or_else(|| Error::NotFound("no such visit (it may have expired)".into()))?;
+        let (Intent::Login, Some(ask)) = (v.intent, v.login.clone()) else { return Err(Error::Refused("this visit is not a log-in".into())) };
+        let Some(openid) = v.openid.clone() else {
+            return Err(Error::Refused(format!("the visit's code has not been scanned yet (it is {:?})", v.reported_state(now)).to_lowercase()));
+        };
+        if v.token_made {
+            return Err(Error::Conflict("this visit's log-in token was already given; start a new log-in".into()));
+        }
+        if now > v.created_at + MAX_LOGIN_SECS {
+            return Err(Error::Refused("the log-in took too long; start a new one".into()));
+        }
+        v.token_made = true;
+        save_json(store, &keys::visit(id), &v).await?;
+        Ok(VisitsResponse::Login(LoginGrant { openid, origin: ask.origin, nonce: ask.nonce, new_follower: v.state == VisitState::Followed, page: v.page, scene: v.scene }))
     }
 
     /// Funnel events from visitors' pages: impressions and codes shown only (scans and follows
