@@ -42,6 +42,11 @@ if [ "$want" != dev ]; then
     python3 -m venv "$PY_VENV"
     "$PY_VENV/bin/pip" install -q wechatpy==1.8.18 cryptography
   fi
+  # PyJWT verifies the follow-to-log-in tokens as a site's python backend would.
+  if ! "$PY_VENV/bin/python" -c 'import jwt' 2>/dev/null; then
+    say "installing PyJWT into $PY_VENV"
+    "$PY_VENV/bin/pip" install -q "PyJWT[crypto]==2.10.1"
+  fi
   if [ "$("$PY_VENV/bin/st" --version 2>/dev/null)" != "st, version $SCHEMATHESIS_VERSION" ]; then
     say "installing schemathesis $SCHEMATHESIS_VERSION into $PY_VENV"
     "$PY_VENV/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"

@@ -21,6 +21,7 @@ import init, { boot, command, mount } from "wasm-glue";
     api: (ds.api || new URL(src).origin).replace(/\/$/, ""),
     account: ds.account, mode: ds.mode, qrUrl: ds.qrUrl, lang: ds.lang, theme: ds.theme,
     scene: ds.scene, page: ds.page, menu: ds.menu, target: ds.target,
+    intent: ds.intent, nonce: ds.nonce, unlock: ds.unlock,
     prompt: ds.prompt === undefined ? "floating" : ds.prompt,
   };
   var queued = Array.isArray(w.wxedge) ? w.wxedge.slice() : [];

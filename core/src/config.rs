@@ -241,7 +241,10 @@ impl Config {
         let login_secret = opt("LOGIN_SECRET");
         if let Some(s) = &login_secret {
             if s.chars().count() < crate::login::MIN_SECRET_CHARS {
-                return Err(bad("LOGIN_SECRET", format!("must be at least {} characters (random); this one has {}", crate::login::MIN_SECRET_CHARS, s.chars().count())));
+                return Err(bad(
+                    "LOGIN_SECRET",
+                    format!("must be at least {} characters (random); this one has {}", crate::login::MIN_SECRET_CHARS, s.chars().count()),
+                ));
             }
         }
         let login_raw_openid = match opt("LOGIN_RAW_OPENID").as_deref() {

@@ -257,7 +257,12 @@ mod tests {
         for bad in ["", "a.b", "a.b.c.d", &format!("{}x", &token[..token.len() - 2]), &token[..token.len() - 4]] {
             assert!(parse(bad, now).is_err(), "{bad}");
         }
-        let none = format!("{}.{}.{}", URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"wxedge-100"}"#), input.split('.').nth(1).unwrap(), URL_SAFE_NO_PAD.encode([1u8; 64]));
+        let none = format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"wxedge-100"}"#),
+            input.split('.').nth(1).unwrap(),
+            URL_SAFE_NO_PAD.encode([1u8; 64])
+        );
         assert_eq!(parse(&none, now).unwrap_err(), Refusal::Malformed, "alg none is not ours");
         assert_eq!(clean_nonce(Some(" abc ")), Some("abc".into()));
         assert_eq!(clean_nonce(Some("a b")), None);

@@ -628,6 +628,8 @@ pub enum VisitsRequest {
     /// A scanned log-in visit's grant, once (`token_made`); the page then gets its token.
     Login {
         visit: String,
+        /// The asking page's origin: only the page that opened the log-in gets its token.
+        origin: String,
         now: u64,
     },
     /// Marks a log-in visit's token verified; answers whether this was the first time.

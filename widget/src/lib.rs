@@ -37,6 +37,12 @@ struct Config {
     theme: String,
     scene: String,
     page: String,
+    /// `follow` (default), `login` (the page gets a signed token: `wxedge:login`) or `unlock`
+    /// (the `unlock` selector's elements are shown after the follow).
+    intent: String,
+    /// The page's nonce, carried into the log-in token.
+    nonce: String,
+    unlock: String,
 }
 
 impl Config {
@@ -54,6 +60,9 @@ impl Config {
         set(&mut self.theme, "theme");
         set(&mut self.scene, "scene");
         set(&mut self.page, "page");
+        set(&mut self.intent, "intent");
+        set(&mut self.nonce, "nonce");
+        set(&mut self.unlock, "unlock");
     }
 
     fn page(&self) -> String {
@@ -191,6 +200,17 @@ pub fn command(args: js_sys::Array) -> Result<(), JsValue> {
         }),
         "prompt" => show_prompt(&arg(1), &arg(2))?,
         "open" => open(None)?,
+        // `["login", {nonce}]`: the dialog as a log-in (as `data-intent="login"`).
+        "login" => {
+            STATE.with(|s| {
+                let mut s = s.borrow_mut();
+                s.config.intent = "login".into();
+                if let Some(n) = get_str(&args.get(1), "nonce") {
+                    s.config.nonce = n;
+                }
+            });
+            open(None)?
+        }
         "close" => close(),
         // With a menu object, draws that one (the console's live preview of unpublished edits).
         "menu" if args.length() > 2 => menu_preview_of(&arg(1), &args.get(2))?,
@@ -431,6 +451,11 @@ async fn follow_visit(d: Rc<Dialog>, generation: u32) {
                     d.status.set_text_content(Some(&done));
                     d.status.set_class_name("status done");
                     emit(&state, &JsValue::from_str(&visit));
+                    match c.intent.as_str() {
+                        "login" => log_in(&c, &d, &visit).await,
+                        "unlock" => unlock(&c.unlock),
+                        _ => {}
+                    }
                     return;
                 }
                 "expired" => break,
@@ -512,6 +537,46 @@ impl Drop for Live {
     }
 }
 
+/// A log-in visit was scanned: asks for its token (from this page's origin, once) and hands it
+/// to the page as `wxedge:login` `{token, new_follower}`.
+async fn log_in(c: &Config, d: &Dialog, visit: &str) {
+    let t = text();
+    let body = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&body, &"visit".into(), &visit.into());
+    let json = js_sys::JSON::stringify(&body).ok().and_then(|s| s.as_string()).unwrap_or_default();
+    match ui::fetch_json("POST", &[&c.api, "/api/login/token"].concat(), Some(&json)).await {
+        Ok((200, v)) if get_str(&v, "token").is_some() => {
+            d.status.set_text_content(Some(&t.logged_in()));
+            emit("login", &v);
+        }
+        Ok((status, v)) => {
+            web_sys::console::error_1(&["wxedge: log-in refused (", &status_text(status), "): ", &get_str(&v, "message").unwrap_or_default()].concat().into());
+            d.status.set_text_content(Some(&t.login_failed()));
+            d.status.set_class_name("status");
+        }
+        Err(e) => {
+            web_sys::console::error_2(&"wxedge: log-in failed:".into(), &e);
+            d.status.set_text_content(Some(&t.login_failed()));
+        }
+    }
+}
+
+/// `data-intent="unlock"`: shows the page's `data-unlock` elements after the follow. A soft
+/// gate (the content was in the page all along), not access control: docs/login.md.
+fn unlock(selector: &str) {
+    let Ok(doc) = ui::document() else { return };
+    let selector = if selector.is_empty() { "[data-wxedge-unlock]" } else { selector };
+    if let Ok(list) = doc.query_selector_all(selector) {
+        for i in 0..list.length() {
+            if let Some(el) = list.item(i).and_then(|n| n.dyn_into::<Element>().ok()) {
+                let _ = el.remove_attribute("hidden");
+                let _ = el.set_attribute("data-wxedge-unlocked", "");
+            }
+        }
+    }
+    emit("unlocked", &JsValue::from_str(selector));
+}
+
 /// The URL to draw and, in parametric mode, the visit to follow.
 async fn acquire(c: &Config) -> Result<(String, Option<String>), JsValue> {
     if c.mode == "static" && !c.qr_url.is_empty() {
@@ -521,6 +586,12 @@ async fn acquire(c: &Config) -> Result<(String, Option<String>), JsValue> {
     let _ = js_sys::Reflect::set(&body, &"page".into(), &c.page().into());
     let _ = js_sys::Reflect::set(&body, &"scene".into(), &c.scene().into());
     let _ = js_sys::Reflect::set(&body, &"static".into(), &JsValue::from_bool(c.mode == "static"));
+    if c.intent == "login" {
+        let _ = js_sys::Reflect::set(&body, &"intent".into(), &"login".into());
+        if !c.nonce.is_empty() {
+            let _ = js_sys::Reflect::set(&body, &"nonce".into(), &c.nonce.as_str().into());
+        }
+    }
     let json = js_sys::JSON::stringify(&body).ok().and_then(|s| s.as_string()).unwrap_or_default();
     match ui::fetch_json("POST", &[&c.api, "/api/qr"].concat(), Some(&json)).await {
         Ok((200, v)) => match get_str(&v, "url") {

@@ -99,6 +99,12 @@ impl Text {
     pub fn followed(&self) -> String {
         self.pick("Followed — thank you!", "关注成功，感谢！")
     }
+    pub fn logged_in(&self) -> String {
+        self.pick("Logged in — welcome!", "登录成功，欢迎！")
+    }
+    pub fn login_failed(&self) -> String {
+        self.pick("Scanned, but the log-in failed. Please try again.", "已扫码，但登录失败，请重试。")
+    }
     pub fn renewed(&self) -> String {
         self.pick("The code expired; here is a fresh one.", "二维码已过期，已为您更新。")
     }

@@ -159,8 +159,8 @@ impl Ledger for EdgePorts {
 }
 
 impl Visits for EdgePorts {
-    async fn scan(&self, idx: u32, follow: bool, now: u64) -> wxedge_core::Result<Option<ScanAnswer>> {
-        crate::visits::scan(&self.env, idx, follow, now).await
+    async fn scan(&self, idx: u32, follow: bool, openid: &str, now: u64) -> wxedge_core::Result<Option<ScanAnswer>> {
+        crate::visits::scan(&self.env, idx, follow, openid, now).await
     }
 }
 

@@ -19,6 +19,8 @@ mod callback;
 #[cfg(feature = "front")]
 mod ledger;
 #[cfg(feature = "front")]
+mod login;
+#[cfg(feature = "front")]
 mod notifications;
 #[cfg(feature = "objects")]
 mod objects;
@@ -54,6 +56,17 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         (Method::Get, "/api/openapi.json") => return env.assets("ASSETS")?.fetch("https://assets.local/openapi.json", None).await,
         (_, p) if p.starts_with("/api/admin/") => match load_config(&env) {
             Ok(config) => admin::handle(req, &env, &config, &path).await,
+            Err(e) => config_error(&e),
+        },
+        (Method::Get, "/.well-known/jwks.json") => match load_config(&env) {
+            Ok(config) => login::jwks(&config).await,
+            Err(e) => config_error(&e),
+        },
+        (Method::Post, "/api/login/verify") => match load_config(&env) {
+            Ok(config) => {
+                let own = wxedge_core::encoding::origin_of(&req.inner().url()).unwrap_or_default().to_owned();
+                login::verify(req, &env, &config, &own).await
+            }
             Err(e) => config_error(&e),
         },
         (_, p) if widget_api::is_widget_route(p) => match load_config(&env) {

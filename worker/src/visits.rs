@@ -14,8 +14,9 @@ pub async fn call(env: &Env, shard: u32, request: &VisitsRequest) -> wxedge_core
 }
 
 /// The callback's question: whose visit was code `idx`? (Its shard is in the index.)
-pub async fn scan(env: &Env, idx: u32, follow: bool, now: u64) -> wxedge_core::Result<Option<ScanAnswer>> {
-    match call(env, wxedge_core::visits::shard_of_code(idx), &VisitsRequest::Scan { idx, follow, now }).await? {
+pub async fn scan(env: &Env, idx: u32, follow: bool, openid: &str, now: u64) -> wxedge_core::Result<Option<ScanAnswer>> {
+    let request = VisitsRequest::Scan { idx, follow, now, openid: Some(openid.to_owned()) };
+    match call(env, wxedge_core::visits::shard_of_code(idx), &request).await? {
         VisitsResponse::Scanned { visit } => Ok(visit),
         other => Err(other.unexpected("a scan")),
     }

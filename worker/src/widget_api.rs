@@ -9,8 +9,9 @@ use wxedge_core::api::Credentials;
 use wxedge_core::config::Config;
 use wxedge_core::flows::visit::{offer, Offer};
 use wxedge_core::keys;
+use wxedge_core::login;
 use wxedge_core::qrsvg::qr_svg;
-use wxedge_core::visits::{shard_for_visitor, shard_of_visit, FunnelEvent, Step, VisitsRequest, VisitsResponse};
+use wxedge_core::visits::{shard_for_visitor, shard_of_visit, FunnelEvent, Intent, LoginAsk, Step, VisitsRequest, VisitsResponse};
 
 use crate::platform::KV;
 use crate::platform::{client, error_response, json_error, now_secs, public_error_response, query_param, read_capped, Edge};
@@ -36,6 +37,11 @@ fn origin(req: &Request, config: &Config) -> std::result::Result<Option<String>,
     }
 }
 
+/// The page's origin: the cross-origin caller's (already allowed), else the worker's own.
+fn page_origin(req: &Request, cors: &Option<String>) -> String {
+    cors.clone().unwrap_or_else(|| wxedge_core::encoding::origin_of(&req.inner().url()).unwrap_or_default().to_owned())
+}
+
 fn with_cors(mut r: Response, origin: &Option<String>) -> Result<Response> {
     if let Some(o) = origin {
         let h = r.headers_mut();
@@ -46,7 +52,7 @@ fn with_cors(mut r: Response, origin: &Option<String>) -> Result<Response> {
 }
 
 pub fn is_widget_route(path: &str) -> bool {
-    path == "/api/qr" || path.starts_with("/api/qr/") || path == "/api/qr.svg" || path == "/api/menu" || path == "/api/events"
+    path == "/api/qr" || path.starts_with("/api/qr/") || path == "/api/qr.svg" || path == "/api/menu" || path == "/api/events" || path == "/api/login/token"
 }
 
 pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) -> Result<Response> {
@@ -73,7 +79,37 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
             };
             let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
             let wants_static = v.get("static").and_then(Value::as_bool).unwrap_or(false);
-            acquire(&req, env, config, &s("page"), &s("scene"), wants_static).await?
+            let purpose = match s("intent").as_str() {
+                "" | "follow" => None,
+                "login" if config.login_secret.is_none() => {
+                    return json_error(422, "refused", "log-in is not turned on for this account: set LOGIN_SECRET (docs/login.md)")
+                }
+                // The token's audience: the page's origin (checked above against ALLOWED_ORIGINS).
+                "login" => Some(LoginAsk { origin: page_origin(&req, &origin), nonce: login::clean_nonce(v.get("nonce").and_then(Value::as_str)) }),
+                other => return json_error(400, "invalid", &format!("intent {other:?} is not follow or login")),
+            };
+            if purpose.is_some() && v.get("nonce").is_some_and(|n| login::clean_nonce(n.as_str()).is_none()) {
+                return json_error(400, "invalid", "nonce: 1 to 128 printable ASCII characters");
+            }
+            acquire(&req, env, config, &s("page"), &s("scene"), wants_static && purpose.is_none(), purpose).await?
+        }
+        // A scanned log-in visit's token, for the page that opened it (its origin) and once.
+        (Method::Post, "/api/login/token") => {
+            let bytes = match read_capped(&mut req, MAX_BODY).await? {
+                Ok(b) => b,
+                Err(e) => return with_cors(error_response(&e)?, &origin),
+            };
+            let visit = crate::platform::json_from_bytes::<Value>(&bytes).ok().and_then(|v| v.get("visit").and_then(Value::as_str).map(str::to_owned));
+            let Some(visit) = visit else { return with_cors(json_error(400, "invalid", "send {\"visit\": \"<the visit id>\"}")?, &origin) };
+            let own = wxedge_core::encoding::origin_of(&req.inner().url()).unwrap_or_default().to_owned();
+            match crate::login::token(env, config, &own, &page_origin(&req, &origin), &visit).await {
+                Ok(v) => {
+                    let mut r = Response::from_json(&v)?;
+                    r.headers_mut().set("cache-control", "no-store")?;
+                    r
+                }
+                Err(e) => public_error_response(&e)?,
+            }
         }
         // An image anyone can embed (an `<img>` sends no Origin), so it never spends a code: with
         // `visit` it draws that waiting visit's code (lent by `POST /api/qr`, which checks the
@@ -155,7 +191,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
 
 /// A code for a new visit (parametric), or the account's ordinary follow code: asked for, or
 /// whatever keeps a pooled code from this visitor (`flows::visit::offer` decides).
-async fn acquire(req: &Request, env: &Env, config: &Config, page: &str, scene: &str, wants_static: bool) -> Result<Response> {
+async fn acquire(req: &Request, env: &Env, config: &Config, page: &str, scene: &str, wants_static: bool, purpose: Option<LoginAsk>) -> Result<Response> {
     let ordinary = config.follow_qr_url.as_deref();
     let offer = if wants_static {
         match ordinary {
@@ -165,8 +201,11 @@ async fn acquire(req: &Request, env: &Env, config: &Config, page: &str, scene: &
     } else {
         let ip = req.headers().get("cf-connecting-ip")?.unwrap_or_else(|| "local".into());
         let shard = shard_for_visitor(&ip, config.visit_shards);
-        let request = VisitsRequest::Acquire { page: page.to_owned(), scene: scene.to_owned(), ip, now: now_secs(), shard };
-        offer(visits::call(env, shard, &request).await, ordinary)
+        let intent = if purpose.is_some() { Intent::Login } else { Intent::Follow };
+        let request = VisitsRequest::Acquire { page: page.to_owned(), scene: scene.to_owned(), ip, now: now_secs(), shard, intent, login: purpose.clone() };
+        // A log-in needs a visit: the ordinary code would log no one in.
+        let answer = visits::call(env, shard, &request).await;
+        offer(answer, if purpose.is_some() { None } else { ordinary })
     };
     match offer {
         Offer::Lent { visit, url, expires_in, scene } => Response::from_json(&json!({ "visit": visit, "url": url, "expires_in": expires_in, "scene": scene })),

@@ -65,8 +65,8 @@ pub fn unexpected(what: &str, answer: &LedgerResponse) -> Error {
 }
 
 pub trait Visits {
-    /// A subscribe or SCAN through pooled code `idx`: the visit it was lent to, if any.
-    async fn scan(&self, idx: u32, follow: bool, now: u64) -> Result<Option<ScanAnswer>>;
+    /// A subscribe or SCAN by `openid` through pooled code `idx`: the visit it was lent to, if any.
+    async fn scan(&self, idx: u32, follow: bool, openid: &str, now: u64) -> Result<Option<ScanAnswer>>;
 }
 
 /// The per-follower records: in the follower's shard, or — a follower the shard has no row for

@@ -213,7 +213,7 @@ async fn claimed<P: PushPorts>(
         Ok(r) => r,
         Err(e) => return (Answer::Retry(e), None),
     };
-    let visit = widget_visit(p, &inbound.message, &rules.welcome.widget_scenes, now).await;
+    let visit = widget_visit(p, config, &inbound.message, &rules.welcome.widget_scenes, now).await;
     let patched;
     let msg = match &visit {
         Some((label, _)) => {
@@ -355,15 +355,27 @@ fn with_scene(message: &Message, label: &str) -> Message {
 /// so it becomes the scene — picking a welcome, joining an audience — only when the owner
 /// declared it (`widget_scenes` in the rules); else the scene is `widget` and the label stays a
 /// funnel label. A failure only loses the attribution, never the push.
-async fn widget_visit(p: &impl PushPorts, message: &Message, declared: &[String], now: u64) -> Option<(String, String)> {
+async fn widget_visit<P: PushPorts>(p: &P, config: &Config, message: &Message, declared: &[String], now: u64) -> Option<(String, String)> {
     let (scene, follow) = match &message.kind {
         Kind::Event(Event::Subscribe { scene: Some(scene), .. }) => (scene, true),
         Kind::Event(Event::Scan { scene, .. }) => (scene, false),
         _ => return None,
     };
     let idx = crate::visits::parse_scene(scene)?;
-    match p.scan(idx, follow, now).await {
+    match p.scan(idx, follow, &message.from, now).await {
         Ok(Some(v)) => {
+            // A log-in: the follower is told which site they logged in on (a customer-service
+            // message, inside the minute a scan opens), so a lured scan does not go unnoticed.
+            if let Some(login) = &v.login {
+                let text = crate::login::chat_message(&config.login_message, &login.origin);
+                let body = serde_json::json!({ "touser": message.from, "msgtype": "text", "text": { "content": text } });
+                let q = p.clone();
+                p.spawn(async move {
+                    if let Err(e) = q.send_custom(&body).await {
+                        q.log(Level::Warn, &format!("log-in message not sent: {e}"));
+                    }
+                });
+            }
             let scene = if declared.contains(&v.scene) { v.scene } else { WIDGET_SCENE.to_owned() };
             Some((scene, v.page))
         }

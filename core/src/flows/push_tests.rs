@@ -216,7 +216,7 @@ impl Ledger for World {
 }
 
 impl Visits for World {
-    async fn scan(&self, idx: u32, _follow: bool, _now: u64) -> Result<Option<ScanAnswer>> {
+    async fn scan(&self, idx: u32, _follow: bool, _openid: &str, _now: u64) -> Result<Option<ScanAnswer>> {
         if self.0.faults.visits.get() {
             return Err(Error::Storage("visits object unreachable (injected)".into()));
         }

@@ -16,9 +16,8 @@ use crate::error::{Error, Result};
 use crate::keys;
 use crate::ports::{delete, load_json, save_json, Store};
 use crate::visits::{
-    Intent, LoginAsk, LoginGrant,
-    clean_label, client_key, count, merge, scene_of, Code, Funnel, FunnelEvent, Lease, PollState, Pool, RateLimiter, ScanAnswer, Step, Visit, VisitState,
-    VisitsRequest, VisitsResponse, CODE_LIFETIME_SECS, FIRST_LEASE_SECS, MAX_EVENTS_PER_IP_PER_MINUTE, MAX_NEW_LEASES_PER_MINUTE,
+    clean_label, client_key, count, merge, scene_of, Code, Funnel, FunnelEvent, Intent, Lease, LoginAsk, LoginGrant, PollState, Pool, RateLimiter, ScanAnswer,
+    Step, Visit, VisitState, VisitsRequest, VisitsResponse, CODE_LIFETIME_SECS, FIRST_LEASE_SECS, MAX_EVENTS_PER_IP_PER_MINUTE, MAX_NEW_LEASES_PER_MINUTE,
 };
 use crate::Entropy;
 
@@ -111,9 +110,10 @@ impl<E: Entropy> VisitsObject<E> {
                 Ok(VisitsResponse::Code { url: url.ok_or_else(|| Error::NotFound("the visit's code has moved on".into()))? })
             }
             VisitsRequest::Scan { idx, follow, now, openid } => self.scan(store, idx, follow, now, openid).await,
-            VisitsRequest::Login { visit, now } => self.login(store, &visit, now).await,
+            VisitsRequest::Login { visit, origin, now } => self.login(store, &visit, &origin, now).await,
             VisitsRequest::Redeem { visit } => {
-                let mut v = load_json::<Visit>(store, &keys::visit(&visit)).await?.ok_or_else(|| Error::NotFound("no such log-in (it may have expired)".into()))?;
+                let mut v =
+                    load_json::<Visit>(store, &keys::visit(&visit)).await?.ok_or_else(|| Error::NotFound("no such log-in (it may have expired)".into()))?;
                 let first = v.token_made && !v.redeemed;
                 if first {
                     v.redeemed = true;
@@ -376,9 +376,12 @@ impl<E: Entropy> VisitsObject<E> {
     }
 
     /// A scanned log-in visit's grant, once: the caller makes its token.
-    async fn login(&self, store: &impl Store, id: &str, now: u64) -> Result<VisitsResponse> {
+    async fn login(&self, store: &impl Store, id: &str, origin: &str, now: u64) -> Result<VisitsResponse> {
         let mut v = load_json::<Visit>(store, &keys::visit(id)).await?.ok_or_else(|| Error::NotFound("no such visit (it may have expired)".into()))?;
         let (Intent::Login, Some(ask)) = (v.intent, v.login.clone()) else { return Err(Error::Refused("this visit is not a log-in".into())) };
+        if ask.origin != origin {
+            return Err(Error::Refused("this log-in belongs to another page's origin".into()));
+        }
         let Some(openid) = v.openid.clone() else {
             return Err(Error::Refused(format!("the visit's code has not been scanned yet (it is {:?})", v.reported_state(now)).to_lowercase()));
         };
@@ -390,7 +393,14 @@ impl<E: Entropy> VisitsObject<E> {
         }
         v.token_made = true;
         save_json(store, &keys::visit(id), &v).await?;
-        Ok(VisitsResponse::Login(LoginGrant { openid, origin: ask.origin, nonce: ask.nonce, new_follower: v.state == VisitState::Followed, page: v.page, scene: v.scene }))
+        Ok(VisitsResponse::Login(LoginGrant {
+            openid,
+            origin: ask.origin,
+            nonce: ask.nonce,
+            new_follower: v.state == VisitState::Followed,
+            page: v.page,
+            scene: v.scene,
+        }))
     }
 
     /// Funnel events from visitors' pages: impressions and codes shown only (scans and follows

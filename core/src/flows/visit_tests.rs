@@ -73,7 +73,15 @@ impl World {
     }
 
     fn acquire(&self, page: &str, ip: &str, now: u64) -> Result<(String, String)> {
-        match self.ask(VisitsRequest::Acquire { page: page.into(), scene: "s".into(), ip: ip.into(), now, shard: 0, intent: Default::default(), login: None })? {
+        match self.ask(VisitsRequest::Acquire {
+            page: page.into(),
+            scene: "s".into(),
+            ip: ip.into(),
+            now,
+            shard: 0,
+            intent: Default::default(),
+            login: None,
+        })? {
             VisitsResponse::Lent { visit, url, .. } => Ok((visit, url)),
             other => panic!("{other:?}"),
         }
@@ -139,7 +147,15 @@ fn concurrent_visits_while_wechat_is_slow_never_share_a_code() {
                 &w.store,
                 &w.qr,
                 &Quiet,
-                VisitsRequest::Acquire { page: "/".into(), scene: "s".into(), ip: format!("10.0.0.{i}"), now: NOW, shard: 0, intent: Default::default(), login: None },
+                VisitsRequest::Acquire {
+                    page: "/".into(),
+                    scene: "s".into(),
+                    ip: format!("10.0.0.{i}"),
+                    now: NOW,
+                    shard: 0,
+                    intent: Default::default(),
+                    login: None,
+                },
             )
         });
         futures::future::join_all(asks).await
@@ -307,7 +323,18 @@ fn a_scan_by_a_follower_marks_the_visit_but_keeps_its_code() {
 fn labels_from_visitors_are_cleaned_and_bounded() {
     let w = world();
     let long = "x".repeat(500);
-    match w.ask(VisitsRequest::Acquire { page: format!("/a b\n{long}"), scene: "s\u{0}c".into(), ip: "i".into(), now: NOW, shard: 0, intent: Default::default(), login: None }).unwrap() {
+    match w
+        .ask(VisitsRequest::Acquire {
+            page: format!("/a b\n{long}"),
+            scene: "s\u{0}c".into(),
+            ip: "i".into(),
+            now: NOW,
+            shard: 0,
+            intent: Default::default(),
+            login: None,
+        })
+        .unwrap()
+    {
         VisitsResponse::Lent { scene, visit, .. } => {
             assert_eq!(scene, "sc");
             match w.ask(VisitsRequest::State { visit, now: NOW }).unwrap() {
@@ -444,7 +471,10 @@ fn beacons_gather_in_memory_and_a_flush_writes_each_day_once() {
 #[test]
 fn a_shard_lends_codes_of_its_own_range_and_ids_that_name_it() {
     let w = world();
-    match w.ask(VisitsRequest::Acquire { page: "/".into(), scene: "s".into(), ip: "1.1.1.1".into(), now: NOW, shard: 3, intent: Default::default(), login: None }).unwrap() {
+    match w
+        .ask(VisitsRequest::Acquire { page: "/".into(), scene: "s".into(), ip: "1.1.1.1".into(), now: NOW, shard: 3, intent: Default::default(), login: None })
+        .unwrap()
+    {
         VisitsResponse::Lent { visit, url, .. } => {
             assert_eq!(crate::visits::shard_of_visit(&visit), Some(3), "{visit}");
             assert!(url.contains("w300000-"), "{url}");
@@ -460,9 +490,17 @@ fn a_shard_lends_codes_of_its_own_range_and_ids_that_name_it() {
 fn a_log_in_visit_keeps_who_scanned_gives_its_grant_once_and_is_redeemed_once() {
     let w = world();
     let ask = crate::visits::LoginAsk { origin: "https://shop.example".into(), nonce: Some("n1".into()) };
-    let lent = w.ask(VisitsRequest::Acquire { page: "/login".into(), scene: "login".into(), ip: "1.1.1.1".into(), now: NOW, shard: 0, intent: crate::visits::Intent::Login, login: Some(ask.clone()) });
+    let lent = w.ask(VisitsRequest::Acquire {
+        page: "/login".into(),
+        scene: "login".into(),
+        ip: "1.1.1.1".into(),
+        now: NOW,
+        shard: 0,
+        intent: crate::visits::Intent::Login,
+        login: Some(ask.clone()),
+    });
     let VisitsResponse::Lent { visit, .. } = lent.unwrap() else { panic!() };
-    let early = w.ask(VisitsRequest::Login { visit: visit.clone(), now: NOW + 1 }).unwrap_err();
+    let early = w.ask(VisitsRequest::Login { visit: visit.clone(), origin: "https://shop.example".into(), now: NOW + 1 }).unwrap_err();
     assert!(matches!(early, Error::Refused(_)), "not scanned yet: {early}");
     let scan = |openid: &str, follow: bool, now: u64| match w.ask(VisitsRequest::Scan { idx: 1, follow, now, openid: Some(openid.into()) }).unwrap() {
         VisitsResponse::Scanned { visit } => visit.unwrap(),
@@ -473,13 +511,21 @@ fn a_log_in_visit_keeps_who_scanned_gives_its_grant_once_and_is_redeemed_once() 
     // second message.
     assert_eq!(scan("oAlice", false, NOW + 3).login, None);
     assert_eq!(scan("oMallory", true, NOW + 4).login, None);
-    let VisitsResponse::Login(grant) = w.ask(VisitsRequest::Login { visit: visit.clone(), now: NOW + 5 }).unwrap() else { panic!() };
+    let other = w.ask(VisitsRequest::Login { visit: visit.clone(), origin: "https://evil.example".into(), now: NOW + 5 }).unwrap_err();
+    assert!(matches!(other, Error::Refused(_)), "another origin's page gets nothing, and spends nothing: {other}");
+    let VisitsResponse::Login(grant) = w.ask(VisitsRequest::Login { visit: visit.clone(), origin: "https://shop.example".into(), now: NOW + 5 }).unwrap()
+    else {
+        panic!()
+    };
     assert_eq!((grant.openid.as_str(), grant.origin.as_str(), grant.nonce.as_deref()), ("oAlice", "https://shop.example", Some("n1")));
-    assert!(matches!(w.ask(VisitsRequest::Login { visit: visit.clone(), now: NOW + 6 }), Err(Error::Conflict(_))), "one token per visit");
+    assert!(
+        matches!(w.ask(VisitsRequest::Login { visit: visit.clone(), origin: "https://shop.example".into(), now: NOW + 6 }), Err(Error::Conflict(_))),
+        "one token per visit"
+    );
     assert_eq!(w.ask(VisitsRequest::Redeem { visit: visit.clone() }).unwrap(), VisitsResponse::Redeemed { first: true });
     assert_eq!(w.ask(VisitsRequest::Redeem { visit }).unwrap(), VisitsResponse::Redeemed { first: false }, "verified once");
     // An ordinary visit gives no log-in, whoever scans it.
     let (plain, _) = w.acquire("/", "1.1.1.2", NOW + 7).unwrap();
     w.scan(2, true, NOW + 8);
-    assert!(matches!(w.ask(VisitsRequest::Login { visit: plain, now: NOW + 9 }), Err(Error::Refused(_))));
+    assert!(matches!(w.ask(VisitsRequest::Login { visit: plain, origin: "https://shop.example".into(), now: NOW + 9 }), Err(Error::Refused(_))));
 }
