@@ -22,10 +22,11 @@ before(async () => {
   s = await startStack({ ALLOWED_ORIGINS: hostBase, LOGIN_SECRET: SECRET });
   host = http.createServer((req, res) => {
     res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
+    const intent = req.url.startsWith("/unlock") ? "unlock" : "login";
     res.end(`<!doctype html><html lang="en"><head><title>Shop</title></head><body><h1>Log in to the shop</h1><div id="slot"></div>
       <p id="members" data-wxedge-unlock hidden>members only</p>
       <script>addEventListener("wxedge:login", (e) => { window.__login = e.detail; }); addEventListener("wxedge:qr", (e) => { window.__qr = e.detail; });</script>
-      <script async src="${s.base}/widget.js" data-account="AcmeTea" data-prompt="inline" data-target="#slot" data-scene="login" data-intent="login" data-nonce="n-${req.url.length}"></script>
+      <script async src="${s.base}/widget.js" data-account="AcmeTea" data-prompt="inline" data-target="#slot" data-scene="login" data-intent="${intent}" data-nonce="n-${req.url.length}"></script>
       </body></html>`);
   });
   await new Promise((r) => host.listen(hostPort, "127.0.0.1", r));
@@ -138,6 +139,19 @@ describe("follow to log in", () => {
     const plain = await (await fetch(`${s.base}/api/qr`, { method: "POST", headers: { origin: hostBase, "cf-connecting-ip": "198.51.100.41" }, body: JSON.stringify({ page: "/", scene: "x" }) })).json();
     await s.sim("/sim/scan", { url: plain.url });
     assert.equal((await fetch(`${s.base}/api/login/token`, { method: "POST", headers: { origin: hostBase }, body: JSON.stringify({ visit: plain.visit }) })).status, 422);
+  });
+
+  test("data-intent=unlock reveals the page's gated element after the follow (a soft gate)", async () => {
+    const page = await browser.newPage();
+    await page.goto(hostBase + "/unlock");
+    await page.waitForSelector("html[data-wxedge=ready]");
+    assert.ok(await page.locator("#members").isHidden());
+    await page.locator("#slot button").first().click();
+    await page.waitForFunction(() => window.__qr && window.__qr.visit, null, { timeout: 10000 });
+    await s.sim("/sim/scan", { url: (await page.evaluate(() => window.__qr)).url });
+    await page.waitForSelector("#members[data-wxedge-unlocked]", { state: "visible", timeout: 8000 });
+    assert.equal(await page.evaluate(() => window.__login), undefined, "no token for an unlock");
+    await page.close();
   });
 
   test("rotation: the JWKS has this week's and last week's keys; a token signed with last week's verifies", async () => {
