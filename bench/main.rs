@@ -242,7 +242,11 @@ fn shards(followers: usize, shards: u32) -> Value {
             last_event_at: Some(now),
             ..FollowerRecord::new(&openid)
         };
-        let finish = ShardRequest::Finish { key, answer: Some("<xml>welcome</xml>".into()), record: Some(record), now };
+        // The follow and its welcome go into the follower's conversation in the same call.
+        let mut follow = shard::conversation::Entry::out(now, shard::conversation::By::Follower, "event", "subscribe expo");
+        follow.dir = shard::conversation::Direction::In;
+        let talk = vec![follow, shard::conversation::Entry::out(now, shard::conversation::By::Auto, "text", "Welcome!")];
+        let finish = ShardRequest::Finish { key, answer: Some("<xml>welcome</xml>".into()), record: Some(record), now, talk, transferred: false };
         objects[k].handle(&dbs[k], finish).expect("finish");
     }
     let push_us = start.elapsed().as_secs_f64() * 1e6 / pushes as f64;

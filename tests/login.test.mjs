@@ -154,6 +154,15 @@ describe("follow to log in", () => {
     await page.close();
   });
 
+  test("the console's log-ins by site", async () => {
+    const r = await (await s.admin("/logins")).json();
+    assert.equal(r.enabled, true);
+    const site = r.sites.find((x) => x.origin === hostBase);
+    assert.ok(site && site.logins >= 4 && site.new_followers >= 2, JSON.stringify(r.sites));
+    assert.equal(r.logins[0].origin, hostBase);
+    assert.ok(r.logins.every((l, i) => i === 0 || r.logins[i - 1].at >= l.at), "newest first");
+  });
+
   test("rotation: the JWKS has this week's and last week's keys; a token signed with last week's verifies", async () => {
     const jwks = await (await fetch(`${s.base}/.well-known/jwks.json`)).json();
     const period = Math.floor(Date.now() / 1000 / WEEK);
@@ -175,5 +184,36 @@ describe("follow to log in", () => {
     const key2 = createPrivateKey({ key: Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seed2]), format: "der", type: "pkcs8" });
     const input2 = `${b64url(JSON.stringify({ alg: "EdDSA", typ: "JWT", kid: `wxedge-${period - 2}` }))}.${p}`;
     assert.equal((await verify({ token: `${input2}.${b64url(sign(null, Buffer.from(input2), key2))}` })).reason, "unknown_key");
+  });
+});
+
+describe("follow to log in with a confirmation in the chat (LOGIN_CONFIRM)", () => {
+  let outer;
+  before(async () => { outer = s; s = await startStack({ ALLOWED_ORIGINS: hostBase, LOGIN_SECRET: SECRET, LOGIN_CONFIRM: "true" }); });
+  after(async () => { await s?.stop(); s = outer; });
+
+  test("no token until the one who scanned replies 1; someone else's reply changes nothing", async () => {
+    const page = await browser.newPage();
+    await page.goto(hostBase + "/");
+    await page.waitForSelector("html[data-wxedge=ready]");
+    await page.locator("#slot button").first().click();
+    await page.waitForFunction(() => window.__qr && window.__qr.visit, null, { timeout: 10000 });
+    const scan = await s.sim("/sim/scan", { url: (await page.evaluate(() => window.__qr)).url });
+    const asked = async () => (await s.sim(`/sim/inbox?openid=${scan.openid}`)).messages.some((m) => m.kind === "cs" && /Reply 1 within 3 minutes/.test(JSON.stringify(m.content)));
+    for (let i = 0; i < 30 && !(await asked()); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(await asked(), "the follower is asked in the chat, naming the site");
+    await page.waitForFunction(() => /confirm in WeChat/.test(document.querySelector("[data-wxedge]")?.shadowRoot?.textContent || document.body.innerText), null, { timeout: 5000 }).catch(() => {});
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(await page.evaluate(() => window.__login), undefined, "no token before the confirmation");
+    const other = (await s.sim("/sim/follow", {})).openid;
+    await s.sim("/sim/text", { openid: other, content: "1" });
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(await page.evaluate(() => window.__login), undefined, "someone else's 1 confirms nothing");
+    const reply = await s.sim("/sim/text", { openid: scan.openid, content: "1" });
+    assert.match(JSON.stringify(reply.reply), /Confirmed: you are now logged in on/);
+    await page.waitForFunction(() => window.__login, null, { timeout: 5000 });
+    const { payload } = await jwtVerify((await page.evaluate(() => window.__login)).token, createRemoteJWKSet(new URL(`${s.base}/.well-known/jwks.json`)), { audience: hostBase });
+    assert.equal(payload.new_follower, true);
+    await page.close();
   });
 });

@@ -71,6 +71,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "DEV_CLOCK", required: false, default: "false", about: "true lets admin requests set the clock with an `X-Wxedge-Now: <unix seconds>` header (tests and demos of China-day and month boundaries). Never in production." },
     Setting { name: "LOGIN_SECRET", required: false, default: "", about: "At least 32 random characters: turns on follow-to-log-in (data-intent=\"login\"). The signing keys (Ed25519, rotated weekly) and the per-site subject ids are derived from it; changing it replaces every key at once (docs/login.md). Secret." },
     Setting { name: "LOGIN_RAW_OPENID", required: false, default: "false", about: "true puts the follower's OpenID in a log-in token's `sub` instead of a per-site pseudonym." },
+    Setting { name: "LOGIN_CONFIRM", required: false, default: "false", about: "true makes every log-in wait until the follower confirms it in the chat (replies 1): a lured scan then logs no one in (docs/login.md)." },
     Setting { name: "LOGIN_MESSAGE", required: false, default: DEFAULT_LOGIN_MESSAGE, about: "What a follower is told in the chat after logging in by a scan; {site} is the page's host." },
     Setting { name: "REPLY_BUDGET_MS", required: false, default: "4000", about: "How long a callback may work on its reply (500 to 4500 ms; WeChat waits 5 s). Past it the callback answers `success` and the reply follows as a customer-service message." },
 ];
@@ -105,6 +106,7 @@ pub struct Config {
     /// Follow-to-log-in is on (`login`).
     pub login_secret: Option<String>,
     pub login_raw_openid: bool,
+    pub login_confirm: bool,
     pub login_message: String,
 }
 
@@ -252,10 +254,16 @@ impl Config {
             Some("true") => true,
             Some(other) => return Err(bad("LOGIN_RAW_OPENID", format!("{other:?} is not true or false"))),
         };
+        let login_confirm = match opt("LOGIN_CONFIRM").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => return Err(bad("LOGIN_CONFIRM", format!("{other:?} is not true or false"))),
+        };
         let login_message = opt("LOGIN_MESSAGE").unwrap_or_else(|| DEFAULT_LOGIN_MESSAGE.to_owned());
         Ok(Config {
             login_secret,
             login_raw_openid,
+            login_confirm,
             login_message,
             visit_shards,
             follower_shards,

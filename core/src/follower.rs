@@ -177,6 +177,23 @@ impl FollowerRecord {
         event.max(message)
     }
 
+    /// Why a customer-service message cannot be sent now, in the owner's words, with when the
+    /// window reopens; `None` when it can.
+    pub fn cs_refusal(&self, now: u64) -> Option<String> {
+        if self.cs_window(now).open {
+            return None;
+        }
+        if !self.following {
+            return Some("they do not follow the account: WeChat delivers nothing to them".into());
+        }
+        let spent = self.last_message_at.is_some_and(|t| now < t + MESSAGE_WINDOW_SECS) && self.cs_since_message >= MESSAGE_WINDOW_SENDS;
+        Some(if spent {
+            format!("the window is spent: {MESSAGE_WINDOW_SENDS} messages were sent since their last message; it reopens when they write again")
+        } else {
+            "the window is closed: WeChat allows replies for 48 hours (5 messages) after the follower writes, and 1 minute (3) after a menu click, follow or scan; it reopens when they next do".into()
+        })
+    }
+
     /// Counts a customer-service message sent at `now` against the window it used.
     pub fn record_cs_sent(&mut self, now: u64) {
         match self.cs_window(now).kind {

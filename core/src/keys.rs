@@ -23,6 +23,8 @@
 //! | Visits         | `c:<idx>`                    | one pooled QR code                                      |
 //! | Visits         | `v:<visit>`                  | one visit's state                                       |
 //! | Visits         | `fn:<YYYYMMDD>`              | that day's widget funnel                                |
+//! | Visits         | `logins`                     | the newest log-ins given (100)                          |
+//! | KV             | `lc:<openid>`                | the log-in a follower is asked to confirm (3 min)       |
 //! | Replay (16)    | `rp:<sha1 of signed query>`  | a plain-mode query seen, with its body's hash (2 min)   |
 //! | FollowerShard  | object `followers-<k>-of-<n>`| SQLite tables, not keys: `shard::SCHEMA` (followers,    |
 //! |                | (`follower_shard`)           | tags, deliveries, bookings, reservations, day stats)    |
@@ -42,6 +44,8 @@ pub const RESHARD: &str = "reshard";
 /// KV: the account's notification templates as last read from WeChat (`notify::Template`s).
 pub const NOTIFY_TEMPLATES: &str = "notify:templates";
 pub const CODE_PREFIX: &str = "c:";
+/// Visits: the newest log-ins this shard gave (`visits::LoginRecord`s).
+pub const LOGINS: &str = "logins";
 pub const REPLAY_PREFIX: &str = "rp:";
 
 pub fn follower(openid: &str) -> String {
@@ -74,6 +78,11 @@ pub fn day_stats(day: u32) -> String {
 
 pub fn code(idx: u32) -> String {
     format!("{CODE_PREFIX}{idx}")
+}
+
+/// KV: the log-in visit `openid` was asked to confirm in the chat.
+pub fn login_confirm(openid: &str) -> String {
+    format!("lc:{openid}")
 }
 
 pub fn visit(id: &str) -> String {

@@ -189,6 +189,21 @@ pub fn clean_nonce(nonce: Option<&str>) -> Option<String> {
     nonce.map(str::trim).filter(|n| !n.is_empty() && n.len() <= MAX_NONCE_CHARS && n.bytes().all(|b| b.is_ascii_graphic())).map(str::to_owned)
 }
 
+/// What a follower replies to confirm a log-in (`LOGIN_CONFIRM`).
+pub fn is_confirmation(text: &str) -> bool {
+    matches!(text.trim(), "1" | "确认" | "yes" | "YES" | "Yes")
+}
+
+/// What a follower is asked when a log-in waits for their confirmation.
+pub fn confirm_question(origin: &str) -> String {
+    chat_message("Someone is logging in on {site} with your WeChat. Was it you? Reply 1 within 3 minutes to log in. Not you? Ignore this.", origin)
+}
+
+/// The answer to their confirmation.
+pub fn confirmed_message(origin: &str) -> String {
+    chat_message("Confirmed: you are now logged in on {site}.", origin)
+}
+
 /// The message the follower gets in the chat, naming the site (`{site}` is its host).
 pub fn chat_message(template: &str, origin: &str) -> String {
     let host = origin.split("://").nth(1).unwrap_or(origin);

@@ -228,7 +228,23 @@ pub struct LoginAsk {
     pub origin: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+    /// The follower must confirm in the chat before the token is given (`LOGIN_CONFIRM`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confirm: bool,
 }
+
+/// One log-in, as the console lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginRecord {
+    pub at: u64,
+    pub origin: String,
+    pub openid: String,
+    pub new_follower: bool,
+    pub page: String,
+}
+
+/// Log-ins each visits shard keeps for the console.
+pub const KEEP_LOGINS: usize = 100;
 
 /// What a scanned log-in visit hands the token's maker, once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,6 +280,9 @@ pub struct Visit {
     /// A log-in visit's token was made (one per visit).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub token_made: bool,
+    /// The follower confirmed in the chat (a log-in that asks for it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confirmed: bool,
     /// Its token was verified by `POST /api/login/verify` (once).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redeemed: bool,
@@ -503,6 +522,7 @@ mod tests {
             login: None,
             openid: None,
             token_made: false,
+            confirmed: false,
             redeemed: false,
         };
         assert_eq!(v.reported_state(10), PollState::Waiting);
@@ -636,6 +656,15 @@ pub enum VisitsRequest {
     Redeem {
         visit: String,
     },
+    /// The follower `openid` confirmed log-in visit `visit` in the chat; answers its origin
+    /// when that was theirs to confirm.
+    Confirm {
+        visit: String,
+        openid: String,
+        now: u64,
+    },
+    /// The newest log-ins given by this shard.
+    Logins,
     Events {
         events: Vec<FunnelEvent>,
         ip: String,
@@ -675,6 +704,12 @@ pub enum VisitsResponse {
     Redeemed {
         first: bool,
     },
+    Confirmed {
+        origin: Option<String>,
+    },
+    Logins {
+        logins: Vec<LoginRecord>,
+    },
 }
 
 impl VisitsResponse {
@@ -695,6 +730,8 @@ impl VisitsResponse {
             VisitsResponse::Code { .. } => "code",
             VisitsResponse::Login(_) => "login",
             VisitsResponse::Redeemed { .. } => "redeemed",
+            VisitsResponse::Confirmed { .. } => "confirmed",
+            VisitsResponse::Logins { .. } => "logins",
         }
     }
 }

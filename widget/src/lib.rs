@@ -452,7 +452,7 @@ async fn follow_visit(d: Rc<Dialog>, generation: u32) {
                     d.status.set_class_name("status done");
                     emit(&state, &JsValue::from_str(&visit));
                     match c.intent.as_str() {
-                        "login" => log_in(&c, &d, &visit).await,
+                        "login" => log_in(&c, &d, &visit, generation).await,
                         "unlock" => unlock(&c.unlock),
                         _ => {}
                     }
@@ -539,12 +539,23 @@ impl Drop for Live {
 
 /// A log-in visit was scanned: asks for its token (from this page's origin, once) and hands it
 /// to the page as `wxedge:login` `{token, new_follower}`.
-async fn log_in(c: &Config, d: &Dialog, visit: &str) {
+async fn log_in(c: &Config, d: &Dialog, visit: &str, generation: u32) {
     let t = text();
     let body = js_sys::Object::new();
     let _ = js_sys::Reflect::set(&body, &"visit".into(), &visit.into());
     let json = js_sys::JSON::stringify(&body).ok().and_then(|s| s.as_string()).unwrap_or_default();
-    match ui::fetch_json("POST", &[&c.api, "/api/login/token"].concat(), Some(&json)).await {
+    let url = [&c.api, "/api/login/token"].concat();
+    // A log-in the follower must confirm in the chat answers 503 until they do (3 minutes).
+    let mut answer = ui::fetch_json("POST", &url, Some(&json)).await;
+    for _ in 0..180 {
+        if !matches!(answer, Ok((503, _))) || !still_open(generation) {
+            break;
+        }
+        d.status.set_text_content(Some(&t.confirm_in_wechat()));
+        ui::sleep(1000).await;
+        answer = ui::fetch_json("POST", &url, Some(&json)).await;
+    }
+    match answer {
         Ok((200, v)) if get_str(&v, "token").is_some() => {
             d.status.set_text_content(Some(&t.logged_in()));
             emit("login", &v);

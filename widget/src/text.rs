@@ -102,6 +102,9 @@ impl Text {
     pub fn logged_in(&self) -> String {
         self.pick("Logged in — welcome!", "登录成功，欢迎！")
     }
+    pub fn confirm_in_wechat(&self) -> String {
+        self.pick("Scanned — now confirm in WeChat (reply 1 in the chat).", "已扫码——请在微信中确认（在对话中回复 1）。")
+    }
     pub fn login_failed(&self) -> String {
         self.pick("Scanned, but the log-in failed. Please try again.", "已扫码，但登录失败，请重试。")
     }

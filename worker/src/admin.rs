@@ -30,6 +30,9 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
     if let Some(answer) = crate::notifications::handle(&mut req, env, config, path).await? {
         return Ok(answer);
     }
+    if let Some(answer) = crate::inbox::handle(&mut req, env, config, path).await? {
+        return Ok(answer);
+    }
     match (req.method(), path) {
         (Method::Get, "/api/admin/health") => Response::from_json(&serde_json::json!({
             "ok": true,
@@ -41,6 +44,10 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
             "wasm_memory_bytes": wasm_memory_bytes(),
         })),
         (Method::Get, "/api/admin/rules") => Response::from_json(&*store::rules(env).await?),
+        (Method::Get, "/api/admin/logins") => match crate::login::recent(env, config).await {
+            Ok(v) => Response::from_json(&v),
+            Err(e) => crate::platform::error_response(&e),
+        },
         (Method::Put, "/api/admin/rules") => {
             let body = match crate::platform::read_capped(&mut req, MAX_RULES_BYTES).await? {
                 Ok(b) => b,

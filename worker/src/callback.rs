@@ -135,8 +135,22 @@ impl Deliveries for EdgePorts {
         }
     }
 
-    async fn finish(&self, key: &str, openid: &str, answer: Option<&str>, record: Option<&FollowerRecord>) -> wxedge_core::Result<()> {
-        let request = ShardRequest::Finish { key: key.to_owned(), answer: answer.map(str::to_owned), record: record.cloned(), now: now_secs() };
+    async fn finish(
+        &self,
+        key: &str,
+        openid: &str,
+        answer: Option<&str>,
+        record: Option<&FollowerRecord>,
+        talk: &wxedge_core::flows::Talk,
+    ) -> wxedge_core::Result<()> {
+        let request = ShardRequest::Finish {
+            key: key.to_owned(),
+            answer: answer.map(str::to_owned),
+            record: record.cloned(),
+            now: now_secs(),
+            talk: talk.entries.clone(),
+            transferred: talk.transferred,
+        };
         self.followers().ask(openid, &request).await.map(|_| ())
     }
 }
@@ -161,6 +175,10 @@ impl Ledger for EdgePorts {
 impl Visits for EdgePorts {
     async fn scan(&self, idx: u32, follow: bool, openid: &str, now: u64) -> wxedge_core::Result<Option<ScanAnswer>> {
         crate::visits::scan(&self.env, idx, follow, openid, now).await
+    }
+
+    async fn confirm_login(&self, openid: &str, now: u64) -> wxedge_core::Result<Option<String>> {
+        crate::visits::confirm_login(&self.env, openid, now).await
     }
 }
 

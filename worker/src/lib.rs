@@ -17,6 +17,8 @@ mod broadcasts;
 #[cfg(feature = "front")]
 mod callback;
 #[cfg(feature = "front")]
+mod inbox;
+#[cfg(feature = "front")]
 mod ledger;
 #[cfg(feature = "front")]
 mod login;

@@ -114,6 +114,30 @@ pub async fn jwks(config: &Config) -> Result<Response> {
     Ok(r)
 }
 
+/// `GET /api/admin/logins`: the newest log-ins from every visits shard, and how many per site.
+pub async fn recent(env: &Env, config: &Config) -> wxedge_core::Result<Value> {
+    let asks = (0..config.visit_shards).map(|k| visits::call(env, k, &VisitsRequest::Logins));
+    let mut all = Vec::new();
+    for answer in futures_util::future::join_all(asks).await {
+        match answer? {
+            VisitsResponse::Logins { logins } => all.extend(logins),
+            other => return Err(other.unexpected("log-ins")),
+        }
+    }
+    all.sort_by_key(|l| std::cmp::Reverse(l.at));
+    let mut sites: std::collections::BTreeMap<String, (u64, u64, u64)> = Default::default();
+    for l in &all {
+        let s = sites.entry(l.origin.clone()).or_default();
+        s.0 += 1;
+        s.1 += u64::from(l.new_follower);
+        s.2 = s.2.max(l.at);
+    }
+    all.truncate(50);
+    let sites: Vec<Value> =
+        sites.into_iter().map(|(origin, (n, new, last))| json!({ "origin": origin, "logins": n, "new_followers": new, "last_at": last })).collect();
+    Ok(json!({ "enabled": config.login_secret.is_some(), "confirm": config.login_confirm, "sites": sites, "logins": all }))
+}
+
 fn refused(reason: Refusal) -> Result<Response> {
     Ok(Response::from_json(&json!({ "valid": false, "reason": reason.as_str() }))?.with_status(401))
 }

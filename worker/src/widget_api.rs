@@ -85,7 +85,11 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config, path: &str) ->
                     return json_error(422, "refused", "log-in is not turned on for this account: set LOGIN_SECRET (docs/login.md)")
                 }
                 // The token's audience: the page's origin (checked above against ALLOWED_ORIGINS).
-                "login" => Some(LoginAsk { origin: page_origin(&req, &origin), nonce: login::clean_nonce(v.get("nonce").and_then(Value::as_str)) }),
+                "login" => Some(LoginAsk {
+                    origin: page_origin(&req, &origin),
+                    nonce: login::clean_nonce(v.get("nonce").and_then(Value::as_str)),
+                    confirm: config.login_confirm,
+                }),
                 other => return json_error(400, "invalid", &format!("intent {other:?} is not follow or login")),
             };
             if purpose.is_some() && v.get("nonce").is_some_and(|n| login::clean_nonce(n.as_str()).is_none()) {

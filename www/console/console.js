@@ -526,6 +526,16 @@
     bars($("#funnel-chart"), ["impressions", "QR shown", "scanned", "followed"], [{ name: "visitors", color: "#07c160", values: steps }],
       "Funnel: " + steps[0] + " impressions, " + steps[1] + " QR codes shown, " + steps[2] + " scans, " + steps[3] + " follows");
     quotaChart($("#quota-chart-2"), await api("/quota"));
+    var logins = await api("/logins");
+    var when = function (t) { return new Date(t * 1000).toLocaleString(); };
+    $("#logins-note").textContent = !logins.enabled ? "Follow-to-log-in is off: set LOGIN_SECRET (docs/login.md)."
+      : "The newest log-ins by a scan" + (logins.confirm ? ", each confirmed by the follower in the chat" : "") + ".";
+    $("#login-sites tbody").replaceChildren.apply($("#login-sites tbody"), logins.sites.map(function (s) {
+      return el("tr", {}, [el("td", { text: s.origin }), el("td", { text: String(s.logins) }), el("td", { text: String(s.new_followers) }), el("td", { text: when(s.last_at) })]);
+    }));
+    $("#login-recent tbody").replaceChildren.apply($("#login-recent tbody"), logins.logins.slice(0, 20).map(function (l) {
+      return el("tr", {}, [el("td", { text: when(l.at) }), el("td", { text: l.origin }), el("td", { text: l.openid + (l.new_follower ? " (new)" : "") }), el("td", { text: l.page })]);
+    }));
   }
 
   $("#import").addEventListener("click", guard(async function () {

@@ -67,6 +67,9 @@ pub fn unexpected(what: &str, answer: &LedgerResponse) -> Error {
 pub trait Visits {
     /// A subscribe or SCAN by `openid` through pooled code `idx`: the visit it was lent to, if any.
     async fn scan(&self, idx: u32, follow: bool, openid: &str, now: u64) -> Result<Option<ScanAnswer>>;
+    /// `openid` confirmed, in the chat, the log-in they were asked to confirm: its site's origin
+    /// (None: nothing of theirs waits for a confirmation).
+    async fn confirm_login(&self, openid: &str, now: u64) -> Result<Option<String>>;
 }
 
 /// The per-follower records: in the follower's shard, or — a follower the shard has no row for
@@ -90,7 +93,15 @@ pub trait Deliveries {
     async fn begin(&self, key: &str, openid: &str, now: u64) -> Result<Claimed>;
     /// The claimed delivery's answer, or `None`: given up unanswered (the push answered 500);
     /// with the record when the push changed it, in the same call.
-    async fn finish(&self, key: &str, openid: &str, answer: Option<&str>, record: Option<&FollowerRecord>) -> Result<()>;
+    async fn finish(&self, key: &str, openid: &str, answer: Option<&str>, record: Option<&FollowerRecord>, talk: &Talk) -> Result<()>;
+}
+
+/// What a push adds to the follower's conversation: the push and its automatic reply, and
+/// whether the rules handed the follower to customer service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Talk {
+    pub entries: Vec<crate::shard::conversation::Entry>,
+    pub transferred: bool,
 }
 
 /// A claim as `Deliveries::begin` answers it.

@@ -23,7 +23,7 @@ use futures_channel::oneshot;
 use futures_util::future::{select, Either};
 
 use super::replay::{Replays, Seen};
-use super::{Backend, CustomerService, Deliveries, Followers, Ledger, Level, Log, MassJobs, RulesSource, Tasks, Visits};
+use super::{Backend, CustomerService, Deliveries, Followers, Ledger, Level, Log, MassJobs, RulesSource, Talk, Tasks, Visits};
 use crate::api::messages::custom_message;
 use crate::callback::{self, Inbound};
 use crate::config::Config;
@@ -34,6 +34,7 @@ use crate::message::{Event, Kind, Message};
 use crate::ports::Clock;
 use crate::reply::Reply;
 use crate::rules::{Forward, Route};
+use crate::shard::conversation::Entry;
 use crate::shard::Delivery;
 use crate::Entropy;
 
@@ -124,7 +125,7 @@ pub async fn handle<P: PushPorts>(p: &P, config: &Config, inbound: &Inbound, bod
         Ok(Claim::Busy) => return Answer::Body("success".into()),
         Err(e) => return Answer::Retry(e),
     };
-    let (answer, changed) = claimed(p, config, inbound, body, record, now, entropy).await;
+    let (answer, changed, talk) = claimed(p, config, inbound, body, record, now, entropy).await;
     match &answer {
         Answer::Body(b) => {
             // After the answer, with the record if it changed (one call): a retry comes 5 s
@@ -132,7 +133,7 @@ pub async fn handle<P: PushPorts>(p: &P, config: &Config, inbound: &Inbound, bod
             // answer and the window bookkeeping, never the reply or the follow (in the ledger).
             let (q, key, from, b) = (p.clone(), key.clone(), from.clone(), b.clone());
             p.spawn(async move {
-                if let Err(e) = q.finish(&key, &from, Some(&b), changed.as_ref()).await {
+                if let Err(e) = q.finish(&key, &from, Some(&b), changed.as_ref(), &talk).await {
                     q.log(Level::Error, &format!("answer to {key} and the record of {from} not kept: {e}"));
                 }
             });
@@ -140,7 +141,7 @@ pub async fn handle<P: PushPorts>(p: &P, config: &Config, inbound: &Inbound, bod
         // Nothing was done: the retry (or a waiting duplicate) must find the delivery free. If
         // the shard cannot hear it, the claim goes stale after `shard::CLAIM_SECS`.
         Answer::Retry(_) | Answer::Refused(_) => {
-            if let Err(e) = p.finish(&key, from, None, None).await {
+            if let Err(e) = p.finish(&key, from, None, None, &Talk::default()).await {
                 p.log(Level::Error, &format!("claim on {key} not released: {e}"));
             }
         }
@@ -189,7 +190,7 @@ async fn claimed<P: PushPorts>(
     record: Option<FollowerRecord>,
     now: u64,
     entropy: &mut impl Entropy,
-) -> (Answer, Option<FollowerRecord>) {
+) -> (Answer, Option<FollowerRecord>, Talk) {
     let from = &inbound.message.from;
     // No row in the shard: a follower of the old layout (moved into the shard now), or someone new.
     let (mut record, moved) = match record {
@@ -197,21 +198,21 @@ async fn claimed<P: PushPorts>(
         None => match p.legacy(from).await {
             Ok(Some(r)) => (r, true),
             Ok(None) => (FollowerRecord::new(from), false),
-            Err(e) => return (Answer::Retry(e), None),
+            Err(e) => return (Answer::Retry(e), None, Talk::default()),
         },
     };
     // Moved as it was first (once per follower): what this push changes is then counted against
     // the old layout's state, not as a follow of someone new.
     if moved {
         if let Err(e) = p.keep_moved(&record).await {
-            return (Answer::Retry(e), None);
+            return (Answer::Retry(e), None, Talk::default());
         }
     }
     // The rules first: they say which widget labels are the owner's scenes, and a push that
     // cannot be answered keeps nothing (WeChat's retry does it all).
     let rules = match p.rules().await {
         Ok(r) => r,
-        Err(e) => return (Answer::Retry(e), None),
+        Err(e) => return (Answer::Retry(e), None, Talk::default()),
     };
     let visit = widget_visit(p, config, &inbound.message, &rules.welcome.widget_scenes, now).await;
     let patched;
@@ -232,16 +233,35 @@ async fn claimed<P: PushPorts>(
     if change.followed || change.unfollowed {
         if let Err(e) = p.save(&record).await {
             p.log(Level::Error, &format!("follow state of {} not kept ({e}); answering 500 so WeChat retries", msg.from));
-            return (Answer::Retry(e), None);
+            return (Answer::Retry(e), None, Talk::default());
         }
     }
-    let reply = match rules.route(msg, &config.welcome_text) {
+    // A follower confirming a log-in (`LOGIN_CONFIRM`) is answered by the log-in, not the rules.
+    let confirmed = match &msg.kind {
+        Kind::Text { content, .. } if crate::login::is_confirmation(content) => p.confirm_login(&msg.from, now).await.unwrap_or_else(|e| {
+            p.log(Level::Warn, &format!("log-in confirmation of {} not checked: {e}", msg.from));
+            None
+        }),
+        _ => None,
+    };
+    let route = match confirmed {
+        Some(origin) => Route::Reply(Reply::Text { content: crate::login::confirmed_message(&origin) }),
+        None => rules.route(msg, &config.welcome_text),
+    };
+    let reply = match route {
         Route::Reply(r) => Some(r),
         Route::Forward { to, fallback } => {
             let plain = inbound.decrypted.clone().unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
             guarded(p, config, msg, plain, to.clone(), fallback).await
         }
     };
+    // The push and its automatic reply, for the follower's conversation (written with the answer).
+    let mut talk = Talk { entries: Entry::of(msg).into_iter().collect(), transferred: false };
+    match &reply {
+        Some(crate::reply::Reply::TransferCustomerService { .. }) => talk.transferred = true,
+        Some(r) => talk.entries.extend(Entry::of_reply(r, now)),
+        None => {}
+    }
     let answer = match reply {
         // Late: `success` now stops WeChat's retries; the reply follows.
         None => "success".to_owned(),
@@ -250,7 +270,7 @@ async fn claimed<P: PushPorts>(
             "success".to_owned()
         }),
     };
-    (Answer::Body(answer), (change.dirty || moved).then_some(record))
+    (Answer::Body(answer), (change.dirty || moved).then_some(record), talk)
 }
 
 /// MASSSENDJOBFINISH. One of ours lands on its batch. One the ledger does not know is counted for
@@ -367,7 +387,11 @@ async fn widget_visit<P: PushPorts>(p: &P, config: &Config, message: &Message, d
             // A log-in: the follower is told which site they logged in on (a customer-service
             // message, inside the minute a scan opens), so a lured scan does not go unnoticed.
             if let Some(login) = &v.login {
-                let text = crate::login::chat_message(&config.login_message, &login.origin);
+                let text = if login.confirm {
+                    crate::login::confirm_question(&login.origin)
+                } else {
+                    crate::login::chat_message(&config.login_message, &login.origin)
+                };
                 let body = serde_json::json!({ "touser": message.from, "msgtype": "text", "text": { "content": text } });
                 let q = p.clone();
                 p.spawn(async move {

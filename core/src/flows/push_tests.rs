@@ -195,13 +195,24 @@ impl Deliveries for World {
             other => panic!("{other:?}"),
         }
     }
-    async fn finish(&self, key: &str, openid: &str, answer: Option<&str>, record: Option<&FollowerRecord>) -> Result<()> {
+    async fn finish(&self, key: &str, openid: &str, answer: Option<&str>, record: Option<&FollowerRecord>, talk: &crate::flows::Talk) -> Result<()> {
         self.0.clock.sleep(1).await;
         if record.is_some() && self.0.faults.save.get() {
             return Err(Error::Storage("shard write failed (injected)".into()));
         }
         let now = self.0.clock.now_ms() / 1000;
-        self.shard(openid, crate::shard::ShardRequest::Finish { key: key.into(), answer: answer.map(str::to_owned), record: record.cloned(), now }).map(|_| ())
+        self.shard(
+            openid,
+            crate::shard::ShardRequest::Finish {
+                key: key.into(),
+                answer: answer.map(str::to_owned),
+                record: record.cloned(),
+                talk: talk.entries.clone(),
+                transferred: talk.transferred,
+                now,
+            },
+        )
+        .map(|_| ())
     }
 }
 
@@ -216,6 +227,10 @@ impl Ledger for World {
 }
 
 impl Visits for World {
+    async fn confirm_login(&self, _openid: &str, _now: u64) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     async fn scan(&self, idx: u32, _follow: bool, _openid: &str, _now: u64) -> Result<Option<ScanAnswer>> {
         if self.0.faults.visits.get() {
             return Err(Error::Storage("visits object unreachable (injected)".into()));
@@ -838,4 +853,22 @@ fn a_burst_of_5000_follows_over_four_shards_each_delivered_twice_at_once_counts_
     let per_shard: Vec<u64> = w.dbs().map(|db| crate::shard::count(db, &crate::shard::Segment::All).unwrap()).collect();
     assert!(per_shard.iter().all(|n| *n > 1000), "spread over the shards: {per_shard:?}");
     assert_eq!(w.0.ledger_calls.get(), 0);
+}
+
+#[test]
+fn a_push_and_its_reply_land_in_the_followers_conversation_once_however_often_it_is_delivered() {
+    let (w, c) = (World::new(), config(4000));
+    w.rules(r#"{"forward":{"url":"https://backend.example/wechat"}}"#);
+    at_once(&w, &c, &text("oTalk", "where is my order", 91), 8);
+    let db = w.0.shards.db_of("oTalk");
+    let talk = crate::shard::conversation::entries(db, "oTalk", 50).unwrap();
+    assert_eq!(talk.iter().map(|e| (e.dir, e.text.as_str())).collect::<Vec<_>>()[0], (crate::shard::conversation::Direction::In, "where is my order"));
+    assert_eq!(talk.len(), 2, "the message and the backend's reply, once for eight deliveries: {talk:?}");
+    assert!(talk[1].text.contains("from the backend"));
+    let thread = crate::shard::conversation::thread(db, "oTalk").unwrap().unwrap();
+    assert_eq!((thread.unread, thread.handled), (1, false));
+    // A transfer to customer service marks the conversation.
+    w.rules(r#"{"keywords":[{"match":"exact","pattern":"人工","reply":{"type":"transfer_customer_service"}}]}"#);
+    answer(&w, &c, &text("oTalk", "人工", 92));
+    assert!(crate::shard::conversation::thread(db, "oTalk").unwrap().unwrap().transferred);
 }

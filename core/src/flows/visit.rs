@@ -16,8 +16,9 @@ use crate::error::{Error, Result};
 use crate::keys;
 use crate::ports::{delete, load_json, save_json, Store};
 use crate::visits::{
-    clean_label, client_key, count, merge, scene_of, Code, Funnel, FunnelEvent, Intent, Lease, LoginAsk, LoginGrant, PollState, Pool, RateLimiter, ScanAnswer,
-    Step, Visit, VisitState, VisitsRequest, VisitsResponse, CODE_LIFETIME_SECS, FIRST_LEASE_SECS, MAX_EVENTS_PER_IP_PER_MINUTE, MAX_NEW_LEASES_PER_MINUTE,
+    clean_label, client_key, count, merge, scene_of, Code, Funnel, FunnelEvent, Intent, Lease, LoginAsk, LoginGrant, LoginRecord, PollState, Pool, RateLimiter,
+    ScanAnswer, Step, Visit, VisitState, VisitsRequest, VisitsResponse, CODE_LIFETIME_SECS, FIRST_LEASE_SECS, MAX_EVENTS_PER_IP_PER_MINUTE,
+    MAX_NEW_LEASES_PER_MINUTE,
 };
 use crate::Entropy;
 
@@ -111,6 +112,16 @@ impl<E: Entropy> VisitsObject<E> {
             }
             VisitsRequest::Scan { idx, follow, now, openid } => self.scan(store, idx, follow, now, openid).await,
             VisitsRequest::Login { visit, origin, now } => self.login(store, &visit, &origin, now).await,
+            VisitsRequest::Confirm { visit, openid, now } => {
+                let Some(mut v) = load_json::<Visit>(store, &keys::visit(&visit)).await? else { return Ok(VisitsResponse::Confirmed { origin: None }) };
+                let theirs = v.intent == Intent::Login && v.openid.as_deref() == Some(openid.as_str()) && !v.token_made && now <= v.created_at + MAX_LOGIN_SECS;
+                if theirs && !v.confirmed {
+                    v.confirmed = true;
+                    save_json(store, &keys::visit(&visit), &v).await?;
+                }
+                Ok(VisitsResponse::Confirmed { origin: v.login.filter(|_| theirs).map(|l| l.origin) })
+            }
+            VisitsRequest::Logins => Ok(VisitsResponse::Logins { logins: load_json(store, keys::LOGINS).await?.unwrap_or_default() }),
             VisitsRequest::Redeem { visit } => {
                 let mut v =
                     load_json::<Visit>(store, &keys::visit(&visit)).await?.ok_or_else(|| Error::NotFound("no such log-in (it may have expired)".into()))?;
@@ -337,6 +348,7 @@ impl<E: Entropy> VisitsObject<E> {
             login: purpose.login,
             openid: None,
             token_made: false,
+            confirmed: false,
             redeemed: false,
         };
         self.store_code(store, idx).await?;
@@ -391,8 +403,18 @@ impl<E: Entropy> VisitsObject<E> {
         if now > v.created_at + MAX_LOGIN_SECS {
             return Err(Error::Refused("the log-in took too long; start a new one".into()));
         }
+        if ask.confirm && !v.confirmed {
+            return Err(Error::Busy("waiting for the follower to confirm in WeChat".into()));
+        }
         v.token_made = true;
         save_json(store, &keys::visit(id), &v).await?;
+        let mut logins: Vec<LoginRecord> = load_json(store, keys::LOGINS).await?.unwrap_or_default();
+        logins.insert(
+            0,
+            LoginRecord { at: now, origin: ask.origin.clone(), openid: openid.clone(), new_follower: v.state == VisitState::Followed, page: v.page.clone() },
+        );
+        logins.truncate(crate::visits::KEEP_LOGINS);
+        save_json(store, keys::LOGINS, &logins).await?;
         Ok(VisitsResponse::Login(LoginGrant {
             openid,
             origin: ask.origin,

@@ -489,7 +489,7 @@ fn a_shard_lends_codes_of_its_own_range_and_ids_that_name_it() {
 #[test]
 fn a_log_in_visit_keeps_who_scanned_gives_its_grant_once_and_is_redeemed_once() {
     let w = world();
-    let ask = crate::visits::LoginAsk { origin: "https://shop.example".into(), nonce: Some("n1".into()) };
+    let ask = crate::visits::LoginAsk { origin: "https://shop.example".into(), nonce: Some("n1".into()), confirm: false };
     let lent = w.ask(VisitsRequest::Acquire {
         page: "/login".into(),
         scene: "login".into(),
@@ -522,10 +522,37 @@ fn a_log_in_visit_keeps_who_scanned_gives_its_grant_once_and_is_redeemed_once() 
         matches!(w.ask(VisitsRequest::Login { visit: visit.clone(), origin: "https://shop.example".into(), now: NOW + 6 }), Err(Error::Conflict(_))),
         "one token per visit"
     );
+    let VisitsResponse::Logins { logins } = w.ask(VisitsRequest::Logins).unwrap() else { panic!() };
+    assert_eq!((logins.len(), logins[0].openid.as_str(), logins[0].origin.as_str()), (1, "oAlice", "https://shop.example"), "the console's list");
     assert_eq!(w.ask(VisitsRequest::Redeem { visit: visit.clone() }).unwrap(), VisitsResponse::Redeemed { first: true });
     assert_eq!(w.ask(VisitsRequest::Redeem { visit }).unwrap(), VisitsResponse::Redeemed { first: false }, "verified once");
     // An ordinary visit gives no log-in, whoever scans it.
     let (plain, _) = w.acquire("/", "1.1.1.2", NOW + 7).unwrap();
     w.scan(2, true, NOW + 8);
     assert!(matches!(w.ask(VisitsRequest::Login { visit: plain, origin: "https://shop.example".into(), now: NOW + 9 }), Err(Error::Refused(_))));
+}
+
+#[test]
+fn a_log_in_that_asks_for_confirmation_waits_for_the_scanner_to_confirm_in_the_chat() {
+    let w = world();
+    let ask = crate::visits::LoginAsk { origin: "https://bank.example".into(), nonce: None, confirm: true };
+    let lent = w.ask(VisitsRequest::Acquire {
+        page: "/".into(),
+        scene: "login".into(),
+        ip: "1.1.1.1".into(),
+        now: NOW,
+        shard: 0,
+        intent: crate::visits::Intent::Login,
+        login: Some(ask),
+    });
+    let VisitsResponse::Lent { visit, .. } = lent.unwrap() else { panic!() };
+    w.ask(VisitsRequest::Scan { idx: 1, follow: false, now: NOW + 1, openid: Some("oAlice".into()) }).unwrap();
+    let login = || w.ask(VisitsRequest::Login { visit: visit.clone(), origin: "https://bank.example".into(), now: NOW + 2 });
+    assert!(matches!(login(), Err(Error::Busy(_))), "not before the follower confirms");
+    let confirm = |openid: &str| w.ask(VisitsRequest::Confirm { visit: visit.clone(), openid: openid.into(), now: NOW + 3 }).unwrap();
+    assert_eq!(confirm("oMallory"), VisitsResponse::Confirmed { origin: None }, "only the one who scanned confirms");
+    assert!(matches!(login(), Err(Error::Busy(_))));
+    assert_eq!(confirm("oAlice"), VisitsResponse::Confirmed { origin: Some("https://bank.example".into()) });
+    assert!(matches!(login(), Ok(VisitsResponse::Login(_))));
+    assert_eq!(confirm("oAlice"), VisitsResponse::Confirmed { origin: None }, "a token given: nothing left to confirm");
 }

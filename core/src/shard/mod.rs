@@ -100,7 +100,7 @@ pub fn migrate(db: &impl Sql) -> Result<()> {
     if current.first().and_then(|r| r[0].as_i64()) == Some(SCHEMA_VERSION) {
         return Ok(());
     }
-    for statement in SCHEMA[1..].iter().chain(notices::SCHEMA) {
+    for statement in SCHEMA[1..].iter().chain(notices::SCHEMA).chain(conversation::SCHEMA) {
         db.exec(statement, &[]).map_err(db_err)?;
     }
     db.exec("INSERT INTO meta (key, value) VALUES ('schema', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value", &[SCHEMA_VERSION.into()])
@@ -127,6 +127,12 @@ pub enum Delivery {
 }
 
 /// Claims delivery `key` (the push's retry key) of `openid`'s push at `now`.
+/// Whose push delivery `key` is.
+fn delivery_openid(db: &impl Sql, key: &str) -> Result<Option<String>> {
+    let rows = db.exec("SELECT openid FROM deliveries WHERE key = ?1", &[key.into()]).map_err(db_err)?;
+    Ok(rows.first().and_then(|r| r[0].as_str()).map(str::to_owned))
+}
+
 pub fn begin(db: &impl Sql, key: &str, openid: &str, now: u64) -> Result<Delivery> {
     let rows = db.exec("SELECT answer, at FROM deliveries WHERE key = ?1", &[key.into()]).map_err(db_err)?;
     match rows.first() {
@@ -185,6 +191,12 @@ pub enum ShardRequest {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         record: Option<FollowerRecord>,
         now: u64,
+        /// The push and its automatic reply, for the follower's conversation (same call).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        talk: Vec<conversation::Entry>,
+        /// The rules handed the follower to customer service.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        transferred: bool,
     },
     /// The follower's record (the console, a late reply's window check).
     Load {
@@ -317,6 +329,27 @@ pub enum ShardRequest {
     Acceptance {
         openid: String,
     },
+    /// Lines added to a follower's conversation (`conversation::append`).
+    Converse {
+        openid: String,
+        entries: Vec<conversation::Entry>,
+        transferred: bool,
+    },
+    /// The newest conversations that moved before `before`.
+    Inbox {
+        before: u64,
+        limit: u32,
+    },
+    /// One follower's conversation: its newest entries, its inbox row and their record.
+    Conversation {
+        openid: String,
+        limit: u32,
+    },
+    /// The owner read a conversation, and marked it handled or not.
+    MarkThread {
+        openid: String,
+        handled: Option<bool>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -374,6 +407,14 @@ pub enum ShardResponse {
     Acceptance {
         items: Vec<(String, String, u64)>,
     },
+    Threads {
+        threads: Vec<conversation::Thread>,
+    },
+    Conversation {
+        entries: Vec<conversation::Entry>,
+        thread: Option<conversation::Thread>,
+        record: Option<FollowerRecord>,
+    },
 }
 
 impl ShardResponse {
@@ -396,6 +437,8 @@ impl ShardResponse {
             ShardResponse::Count { .. } => "count",
             ShardResponse::Owner { .. } => "owner",
             ShardResponse::Acceptance { .. } => "acceptance",
+            ShardResponse::Threads { .. } => "threads",
+            ShardResponse::Conversation { .. } => "conversation",
         }
     }
 }
@@ -422,9 +465,13 @@ impl ShardObject {
                 let record = if delivery == Delivery::First { record(db, &openid)? } else { None };
                 Ok(ShardResponse::Claim { delivery, record })
             }
-            ShardRequest::Finish { key, answer, record, now } => {
+            ShardRequest::Finish { key, answer, record, now, talk, transferred } => {
                 if let Some(r) = &record {
                     put_record(db, r, now)?;
+                }
+                if answer.is_some() && (!talk.is_empty() || transferred) {
+                    let openid = record.as_ref().map(|r| r.openid.clone()).or_else(|| delivery_openid(db, &key).ok().flatten()).unwrap_or_default();
+                    conversation::append(db, &openid, &talk, transferred)?;
                 }
                 match answer {
                     Some(answer) => finish(db, &key, &answer)?,
@@ -467,8 +514,17 @@ impl ShardObject {
             ShardRequest::NoticesSent { since } => notices::sent_since(db, since).map(|n| ShardResponse::Count { n }),
             ShardRequest::Accepted { openid, items, now } => notices::accepted(db, &openid, &items, now).map(|()| ShardResponse::Done),
             ShardRequest::Acceptance { openid } => notices::acceptance(db, &openid).map(|items| ShardResponse::Acceptance { items }),
+            ShardRequest::Converse { openid, entries, transferred } => conversation::append(db, &openid, &entries, transferred).map(|()| ShardResponse::Done),
+            ShardRequest::Inbox { before, limit } => conversation::threads(db, before, limit.min(200)).map(|threads| ShardResponse::Threads { threads }),
+            ShardRequest::Conversation { openid, limit } => Ok(ShardResponse::Conversation {
+                entries: conversation::entries(db, &openid, limit.min(conversation::KEEP_PER_FOLLOWER as u32))?,
+                thread: conversation::thread(db, &openid)?,
+                record: record(db, &openid)?,
+            }),
+            ShardRequest::MarkThread { openid, handled } => conversation::mark(db, &openid, handled).map(|()| ShardResponse::Done),
             ShardRequest::Sweep { now } => {
                 notices::trim(db)?;
+                conversation::expire(db, now)?;
                 mass::expire(db, now)?;
                 let left = forget_answers(db, now)?;
                 let booked = db.exec("SELECT COUNT(*) FROM booked", &[]).map_err(db_err)?;
@@ -870,6 +926,7 @@ pub fn count(db: &impl Sql, segment: &Segment) -> Result<u64> {
     Ok(rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0) as u64)
 }
 
+pub mod conversation;
 pub mod mass;
 pub mod notices;
 

@@ -69,7 +69,14 @@ fn the_object_speaks_its_protocol_as_json_and_refuses_oversized_keys() {
     record.followed_at = Some(NOW);
     record.scene = Some("expo".into());
     record.remember("old-kv-key", "an answer of the old layout");
-    let finish = ShardRequest::Finish { key: "oD:msg:1".into(), answer: Some("success".into()), record: Some(record.clone()), now: NOW };
+    let finish = ShardRequest::Finish {
+        key: "oD:msg:1".into(),
+        answer: Some("success".into()),
+        record: Some(record.clone()),
+        talk: vec![],
+        transferred: false,
+        now: NOW,
+    };
     assert_eq!(object.handle(&db, wire(&finish)).unwrap(), ShardResponse::Done);
     let answered = ShardResponse::Claim { delivery: Delivery::Answered { answer: "success".into() }, record: None };
     assert_eq!(object.handle(&db, begin).unwrap(), answered);

@@ -1,0 +1,80 @@
+// The customer-service inbox (issue 17, its API): what followers write lands in their
+// conversation in their shard, the owner reads it with the follower's window and replies
+// through customer-service messages — refused before WeChat is asked once the window is spent;
+// WeChat's own 45015 comes back as WeChat's.
+import { test, before, after, describe } from "node:test";
+import assert from "node:assert/strict";
+import { startStack } from "./support/stack.mjs";
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+describe("inbox", () => {
+  let s, who;
+  before(async () => {
+    s = await startStack({}, { followers: 3 });
+    await s.admin("/rules", { method: "PUT", body: { keywords: [{ match: "contains", pattern: "order", reply: { type: "text", content: "An agent will answer shortly." } }] } });
+    who = (await s.sim("/sim/follow", {})).openid;
+  });
+  after(async () => { await s?.stop(); });
+
+  const reply = (openid, content) => s.admin(`/inbox/${openid}/messages`, { method: "POST", body: { type: "text", content } });
+
+  test("a follower's message and the automatic reply land in their conversation, unread", async () => {
+    await s.sim("/sim/text", { openid: who, content: "where is my order?" });
+    let inbox;
+    for (let i = 0; i < 30; i++) {
+      inbox = await (await s.admin("/inbox")).json();
+      if (inbox.threads.some((t) => t.openid === who && t.unread === 2)) break;
+      await sleep(100);
+    }
+    const thread = inbox.threads.find((t) => t.openid === who);
+    assert.ok(thread, JSON.stringify(inbox));
+    assert.equal(thread.unread, 2, "the follow and the message");
+    assert.equal(thread.preview, "An agent will answer shortly.");
+    const c = await (await s.admin(`/inbox/${who}`)).json();
+    assert.deepEqual(c.entries.map((e) => [e.dir, e.by, e.text]), [
+      ["in", "follower", "subscribe"], ["out", "auto", s.config.WELCOME_TEXT],
+      ["in", "follower", "where is my order?"], ["out", "auto", "An agent will answer shortly."],
+    ]);
+    assert.equal(c.can_reply, true);
+    assert.equal(c.window.open, true);
+  });
+
+  test("the owner replies within the window; past it the reply is refused before WeChat is asked", async () => {
+    const sent = [];
+    for (let i = 1; i <= 8; i++) {
+      const r = await reply(who, `reply ${i}`);
+      assert.equal(r.status, 200, `reply ${i}: ${await r.clone().text()}`);
+      sent.push(i);
+    }
+    const inbox = await s.sim(`/sim/inbox?openid=${who}`);
+    assert.equal(inbox.messages.filter((m) => m.kind === "cs").length, 8, "3 in the follow's minute, then 5 in the 48 hours");
+    const calls = (await s.sim("/sim/status")).calls;
+    const refused = await reply(who, "one too many");
+    assert.equal(refused.status, 422);
+    assert.match((await refused.json()).message, /window is spent: 5 messages were sent since their last message; it reopens when they write again/);
+    assert.equal((await s.sim("/sim/status")).calls, calls, "WeChat was not asked");
+    const c = await (await s.admin(`/inbox/${who}`)).json();
+    assert.equal(c.can_reply, false);
+    assert.equal(c.entries.filter((e) => e.by === "owner").length, 8);
+    // The follower writing again reopens it.
+    await s.sim("/sim/text", { openid: who, content: "thanks" });
+    await sleep(300);
+    assert.equal((await reply(who, "you are welcome")).status, 200);
+  });
+
+  test("WeChat's 45015 is answered as WeChat's; read and handled are kept", async () => {
+    const other = (await s.sim("/sim/follow", {})).openid;
+    await s.sim("/sim/text", { openid: other, content: "hello" });
+    await sleep(300);
+    await s.sim("/sim/faults", { path: "/cgi-bin/message/custom/send", errcode: 45015, count: 1 });
+    const r = await reply(other, "hi");
+    assert.equal(r.status, 429);
+    assert.equal((await r.json()).errcode, 45015);
+    await s.sim("/sim/faults", undefined, "DELETE");
+    assert.equal((await s.admin(`/inbox/${other}/read`, { method: "POST", body: { handled: true } })).status, 200);
+    const t = (await (await s.admin("/inbox")).json()).threads.find((x) => x.openid === other);
+    assert.deepEqual([t.unread, t.handled], [0, true]);
+    assert.equal((await reply("oNobodyKnown", "hi")).status, 404);
+  });
+});
