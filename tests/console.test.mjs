@@ -157,6 +157,37 @@ describe("console", () => {
     assert.match(await page.locator("#n-budget").innerText(), /Today: 1 sent, 99999 of 100000 left/);
   });
 
+  test("inbox: a follower's message appears, the owner reads and replies with the window shown, the follower sees typing and the reply; a second console sees it too", async () => {
+    const who = (await s.sim("/sim/follow", {})).openid;
+    await s.sim("/sim/text", { openid: who, content: "我的订单什么时候发货？" });
+    await page.goto(s.base + "/console/#inbox");
+    await page.waitForSelector("#inbox[data-loaded]:not([hidden])", { timeout: 8000 }).catch(async (e) => {
+      throw new Error(e.message + " " + JSON.stringify(await page.evaluate(() => ({ url: location.href, hidden: document.querySelector("#inbox").hidden, loaded: document.querySelector("#inbox").hasAttribute("data-loaded"), notice: document.querySelector("#notice").textContent }))));
+    });
+    const row = page.locator(`#threads button[data-openid="${who}"]`);
+    await row.waitFor({ timeout: 5000 });
+    assert.match(await row.innerText(), /2/, "two unread: the follow and the message");
+    await row.click();
+    await page.waitForFunction(() => /我的订单什么时候发货/.test(document.querySelector("#entries")?.innerText || ""));
+    assert.match(await page.locator("#thread-window").innerText(), /window open until .*message\(s\) left/);
+    // A second console (another tab: the token is per tab) open at the same time.
+    const second = await ctx.newPage();
+    await second.goto(s.base + "/console/#inbox");
+    await second.fill("#token", s.config.ADMIN_TOKEN);
+    await second.click("#login-form button[type=submit]");
+    await second.waitForSelector(`#threads button[data-openid="${who}"]`);
+    await second.locator(`#threads button[data-openid="${who}"]`).click();
+    await page.fill("#reply-text", "今天下午发");
+    for (let i = 0; i < 30 && !(await s.sim(`/sim/phone?openid=${who}`)).person.typing; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal((await s.sim(`/sim/phone?openid=${who}`)).person.typing, true, "the follower sees typing…");
+    await page.click("#reply-send");
+    await page.waitForFunction(() => [...document.querySelectorAll("#entries li.out")].some((l) => l.innerText.includes("今天下午发")));
+    assert.ok((await s.sim(`/sim/inbox?openid=${who}`)).messages.some((m) => m.kind === "cs" && JSON.stringify(m.content).includes("今天下午发")));
+    await second.waitForFunction(() => [...document.querySelectorAll("#entries li.out")].some((l) => l.innerText.includes("今天下午发")), null, { timeout: 6000 });
+    await page.screenshot({ path: shot("inbox") });
+    await second.close();
+  });
+
   test("embed: the snippet follows the choices and the preview runs it", async () => {
     await page.goto(s.base + "/console/#embed");
     await page.waitForSelector("#embed:not([hidden])");

@@ -356,7 +356,7 @@ fn phone(sim: &Sim, query: &str, now: u64) -> Answer {
         let menu = if p.subscribed { sim.menus.for_tags(&p.tags).map(|m| m.buttons.clone()).unwrap_or_default() } else { Vec::new() };
         json!({
             "openid": p.openid, "subscribed": p.subscribed, "subscribe_time": p.subscribe_time, "tags": p.tags,
-            "menu": menu, "messages": p.inbox.iter().map(InboxItem::to_json).collect::<Vec<_>>(),
+            "menu": menu, "messages": p.inbox.iter().map(InboxItem::to_json).collect::<Vec<_>>(), "typing": p.typing_until > now,
         })
     });
     // The newest people first: those who scanned or followed lately, then the seeded ones.

@@ -124,6 +124,9 @@ fn payload_check(body: &Value, msgtype: &str, mass: bool) -> Result<Value, Answe
 
 /// Takes one message from whichever window is open and has room, the one-minute event window
 /// first because it closes sooner. 45015 when none is open, 45047 when the open ones are used up.
+/// How long "typing…" shows after one `custom/typing`.
+const TYPING_SECS: u64 = 15;
+
 pub fn consume_window(p: &mut Person, now: u64) -> Result<(), Answer> {
     let event_open = p.last_event_at.is_some_and(|t| now < t + EVENT_WINDOW);
     let message_open = p.last_message_at.is_some_and(|t| now < t + MESSAGE_WINDOW);
@@ -180,6 +183,24 @@ impl Messaging {
             return e;
         }
         p.inbox.push(InboxItem { kind: "cs".into(), msgtype: msgtype.to_owned(), time: now, msg_id: None, content });
+        p.typing_until = 0;
+        crate::api::ok()
+    }
+
+    /// `POST /cgi-bin/message/custom/typing`: "typing…" shown to the person (about 15 s, or until
+    /// `CancelTyping` or a message); only within a customer-service window, which it does not use.
+    pub fn typing(&mut self, people: &mut People, body: &Value, now: u64) -> Answer {
+        let p = body.get("touser").and_then(Value::as_str).and_then(|o| people.get_mut(o));
+        let Some(p) = p else { return error(40003, "invalid openid") };
+        let open = p.last_event_at.is_some_and(|t| now < t + EVENT_WINDOW) || p.last_message_at.is_some_and(|t| now < t + MESSAGE_WINDOW);
+        if !p.subscribed || !open {
+            return error(45015, "response out of time limit or subscription is canceled");
+        }
+        match body.get("command").and_then(Value::as_str) {
+            Some("Typing") => p.typing_until = now + TYPING_SECS,
+            Some("CancelTyping") => p.typing_until = 0,
+            _ => return error(40001, "invalid command"),
+        }
         crate::api::ok()
     }
 

@@ -71,6 +71,9 @@ pub struct Person {
     /// acceptance is used up by one send).
     #[serde(default)]
     pub subscriptions: std::collections::BTreeMap<String, String>,
+    /// The account shows "typing…" to the person until then (`custom/typing`).
+    #[serde(default)]
+    pub typing_until: u64,
 }
 
 impl Person {
@@ -91,6 +94,7 @@ impl Person {
             inbox: Vec::new(),
             blocks_notifications: false,
             subscriptions: Default::default(),
+            typing_until: 0,
         }
     }
 

@@ -134,6 +134,7 @@ impl Sim {
             "/cgi-bin/user/info/batchget",
             "/cgi-bin/user/get",
             "/cgi-bin/message/custom/send",
+            "/cgi-bin/message/custom/typing",
             "/cgi-bin/message/mass/sendall",
             "/cgi-bin/message/mass/send",
             "/cgi-bin/message/mass/preview",
@@ -195,6 +196,7 @@ impl Sim {
             "/cgi-bin/user/tag/get" => self.people.tag_members(&body),
             "/cgi-bin/user/info/batchget" => self.people.user_batchget(&body),
             "/cgi-bin/message/custom/send" => self.msgs.custom_send(&mut self.people, &body, now),
+            "/cgi-bin/message/custom/typing" => self.msgs.typing(&mut self.people, &body, now),
             "/cgi-bin/message/mass/sendall" => {
                 let (a, f) = self.msgs.sendall(&mut self.people, &body, now);
                 return (a, f.map(Later::Mass));

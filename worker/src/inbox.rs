@@ -69,6 +69,16 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
             answer(r.await)
         }
         (Method::Get, [openid]) => answer(conversation(&shards, openid, 100, now).await),
+        // The owner is typing: the follower sees "typing…" (WeChat's custom/typing).
+        (Method::Post, [openid, "typing"]) => {
+            let on = match body::<Value>(req).await? {
+                Ok(v) => v.get("typing").and_then(Value::as_bool).unwrap_or(true),
+                Err(r) => return Ok(Some(r)),
+            };
+            let edge = Edge { env };
+            let credentials = Credentials::from_config(config);
+            answer(client(&edge, &credentials, SEND_BUDGET_MS).typing(openid, on).await.map(|()| json!({ "ok": true })))
+        }
         (Method::Post, [openid, "read"]) => {
             let handled = match body::<Value>(req).await? {
                 Ok(v) => v.get("handled").and_then(Value::as_bool),

@@ -103,8 +103,8 @@
     document.querySelectorAll("#tabs a").forEach(function (a) {
       if (a.getAttribute("href") === "#" + page) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
     });
-    var load = { menu: loadMenu, replies: loadRules, broadcasts: loadBroadcasts, notifications: loadNotifications, followers: loadFollowers, embed: renderEmbed }[page];
-    if (load && (!loaded[page] || page === "followers" || page === "broadcasts" || page === "notifications")) {
+    var load = { menu: loadMenu, replies: loadRules, broadcasts: loadBroadcasts, notifications: loadNotifications, inbox: loadInbox, followers: loadFollowers, embed: renderEmbed }[page];
+    if (load && (!loaded[page] || page === "followers" || page === "broadcasts" || page === "notifications" || page === "inbox")) {
       loaded[page] = true;
       var section = document.getElementById(page);
       section.removeAttribute("data-loaded");
@@ -113,6 +113,83 @@
     }
   }
   window.addEventListener("hashchange", route);
+
+  // ---- inbox -------------------------------------------------------------------------------
+
+  var openThread = null, lastTyping = 0;
+  var WHO = { follower: "follower", auto: "automatic reply", owner: "you", broadcast: "broadcast", notification: "notification" };
+
+  function renderThreads(list) {
+    $("#threads").replaceChildren.apply($("#threads"), list.threads.map(function (t) {
+      var b = el("button", { type: "button", "aria-current": t.openid === openThread ? "true" : "false", "data-openid": t.openid, onclick: guard(async function () {
+        openThread = t.openid;
+        await api("/inbox/" + encodeURIComponent(t.openid) + "/read", { method: "POST", body: {} });
+        await refreshInbox();
+      }) }, [
+        el("span", { class: "who", text: t.openid }), el("span", { class: "muted", text: t.preview }),
+        t.unread ? el("span", { class: "unread", text: String(t.unread) }) : null,
+        t.transferred ? el("span", { class: "tag", text: "handed to customer service" }) : null,
+        t.handled ? el("span", { class: "muted", text: "handled" }) : null,
+      ]);
+      return el("li", {}, [b]);
+    }));
+    var badge = $("#inbox-unread");
+    badge.textContent = String(list.unread);
+    badge.hidden = !list.unread;
+  }
+
+  function renderThread(c) {
+    $("#thread-empty").hidden = true;
+    $("#thread-head").hidden = false;
+    $("#reply-form").hidden = false;
+    $("#thread-who").textContent = c.openid;
+    var w = c.window || {};
+    $("#thread-window").textContent = w.open ? "window open until " + new Date(w.closes_at * 1000).toLocaleString() + ", " + w.remaining + " message(s) left" : "window closed";
+    $("#reply-send").disabled = !c.can_reply;
+    $("#reply-why").textContent = c.can_reply ? "" : c.why_not || "";
+    $("#entries").replaceChildren.apply($("#entries"), c.entries.map(function (e) {
+      var kids = [el("span", { class: "meta", text: WHO[e.by] + " · " + e.kind + " · " + new Date(e.at * 1000).toLocaleTimeString() })];
+      if (e.kind === "image" && e.url) kids.push(el("img", { src: e.url, alt: "image from the follower" }));
+      if (e.text) kids.push(document.createTextNode(e.text));
+      if (e.kind === "link" && e.url) kids.push(el("a", { href: e.url, rel: "noopener", target: "_blank", text: " " + e.url }));
+      return el("li", { class: e.dir }, kids);
+    }));
+    $("#entries").scrollTop = $("#entries").scrollHeight;
+  }
+
+  async function refreshInbox() {
+    renderThreads(await api("/inbox?limit=50"));
+    if (openThread) {
+      renderThread(await api("/inbox/" + encodeURIComponent(openThread)));
+      document.querySelectorAll("#threads button").forEach(function (b) { b.setAttribute("aria-current", b.getAttribute("data-openid") === openThread ? "true" : "false"); });
+    }
+  }
+
+  var inboxTimer = null;
+  async function loadInbox() {
+    await refreshInbox();
+    // New messages show within 2 seconds while the page is open (polling; see docs/admin-api.md).
+    if (!inboxTimer) inboxTimer = setInterval(function () { if (!$("#inbox").hidden && !document.hidden) refreshInbox().catch(function () {}); }, 2000);
+  }
+
+  $("#reply-text").addEventListener("input", function () {
+    // "typing…" for the follower while the owner types, at most every 10 s.
+    if (!openThread || Date.now() - lastTyping < 10000) return;
+    lastTyping = Date.now();
+    api("/inbox/" + encodeURIComponent(openThread) + "/typing", { method: "POST", body: { typing: true } }).catch(function () {});
+  });
+  $("#reply-form").addEventListener("submit", guard(async function (e) {
+    e.preventDefault();
+    var c = await api("/inbox/" + encodeURIComponent(openThread) + "/messages", { method: "POST", body: { type: "text", content: $("#reply-text").value } });
+    $("#reply-text").value = "";
+    lastTyping = 0;
+    renderThread(c);
+    await api("/inbox/" + encodeURIComponent(openThread) + "/read", { method: "POST", body: {} });
+  }));
+  $("#thread-handled").addEventListener("click", guard(async function () {
+    await api("/inbox/" + encodeURIComponent(openThread) + "/read", { method: "POST", body: { handled: true } });
+    await refreshInbox();
+  }));
 
   // ---- notifications ---------------------------------------------------------------------------
 

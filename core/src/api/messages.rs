@@ -159,6 +159,12 @@ fn id_of(v: &Value, name: &str) -> Option<u64> {
 
 impl<P: Http + Kv + Clock> Client<'_, P> {
     /// Sends a customer-service message. WeChat enforces the interaction window (45015, 45047).
+    /// Shows (or stops showing) "typing…" to the follower (`custom/typing`), inside the window.
+    pub async fn typing(&self, openid: &str, on: bool) -> Result<()> {
+        let body = serde_json::json!({ "touser": openid, "command": if on { "Typing" } else { "CancelTyping" } });
+        self.call(&Call::post("/cgi-bin/message/custom/typing", body)).await.map(drop)
+    }
+
     pub async fn send_custom(&self, message: &Value) -> Result<()> {
         self.call(&Call::post("/cgi-bin/message/custom/send", message.clone())).await.map(drop)
     }
