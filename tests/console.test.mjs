@@ -185,6 +185,16 @@ describe("console", () => {
     assert.ok((await s.sim(`/sim/inbox?openid=${who}`)).messages.some((m) => m.kind === "cs" && JSON.stringify(m.content).includes("今天下午发")));
     await second.waitForFunction(() => [...document.querySelectorAll("#entries li.out")].some((l) => l.innerText.includes("今天下午发")), null, { timeout: 6000 });
     await page.screenshot({ path: shot("inbox") });
+    // The live channel drops (a network change, a deploy): it comes back by itself, and the
+    // follower's next message shows without a reload, well before the 10 s fallback poll.
+    await page.waitForSelector("#inbox[data-live=open]");
+    await page.evaluate(() => window.__wxedgeInboxLive().close());
+    await page.waitForSelector("#inbox[data-live=closed]");
+    await page.waitForSelector("#inbox[data-live=open]", { timeout: 5000 });
+    const sent = Date.now();
+    await s.sim("/sim/text", { openid: who, content: "好的，谢谢" });
+    await page.waitForFunction(() => /好的，谢谢/.test(document.querySelector("#entries")?.innerText || ""), null, { timeout: 4000 });
+    assert.ok(Date.now() - sent < 3000, `live, not polled: ${Date.now() - sent} ms`);
     await second.close();
   });
 

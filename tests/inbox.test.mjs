@@ -63,6 +63,35 @@ describe("inbox", () => {
     assert.equal((await reply(who, "you are welcome")).status, 200);
   });
 
+  test("the live channel: a one-time ticket, then each moved conversation within a second", async () => {
+    const wsBase = s.base.replace(/^http/, "ws");
+    const refused = await new Promise((resolve) => {
+      const ws = new WebSocket(`${wsBase}/api/inbox/live?ticket=nope`);
+      ws.onopen = () => resolve("open");
+      ws.onerror = () => resolve("refused");
+    });
+    assert.equal(refused, "refused", "no channel without a ticket");
+    const t = await (await s.admin("/inbox/ticket", { method: "POST", body: {} })).json();
+    const heard = [];
+    const ws = new WebSocket(`${wsBase}${t.url}`);
+    await new Promise((resolve, reject) => { ws.onmessage = (e) => { heard.push(JSON.parse(e.data)); resolve(); }; ws.onerror = reject; });
+    assert.equal(heard[0].type, "hello");
+    const again = await new Promise((resolve) => {
+      const w2 = new WebSocket(`${wsBase}${t.url}`);
+      w2.onopen = () => { w2.close(); resolve("open"); };
+      w2.onerror = () => resolve("refused");
+    });
+    assert.equal(again, "refused", "a ticket opens one channel");
+    const third = (await s.sim("/sim/follow", {})).openid;
+    const sent = Date.now();
+    await s.sim("/sim/text", { openid: third, content: "anyone there?" });
+    for (let i = 0; i < 40 && !heard.some((m) => m.type === "changed" && m.openid === third); i++) await sleep(25);
+    const got = heard.find((m) => m.type === "changed" && m.openid === third);
+    assert.ok(got, JSON.stringify(heard));
+    assert.ok(Date.now() - sent < 1000, `heard within a second (${Date.now() - sent} ms)`);
+    ws.close();
+  });
+
   test("WeChat's 45015 is answered as WeChat's; read and handled are kept", async () => {
     const other = (await s.sim("/sim/follow", {})).openid;
     await s.sim("/sim/text", { openid: other, content: "hello" });

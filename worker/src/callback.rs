@@ -151,7 +151,12 @@ impl Deliveries for EdgePorts {
             talk: talk.entries.clone(),
             transferred: talk.transferred,
         };
-        self.followers().ask(openid, &request).await.map(|_| ())
+        self.followers().ask(openid, &request).await?;
+        // Open consoles hear of a conversation that moved.
+        if !talk.entries.is_empty() || talk.transferred {
+            crate::inbox::changed(&self.env, openid, now_secs()).await;
+        }
+        Ok(())
     }
 }
 

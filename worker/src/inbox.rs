@@ -8,7 +8,7 @@ use wxedge_core::api::Credentials;
 use wxedge_core::config::Config;
 use wxedge_core::flows::fanout::Shards;
 use wxedge_core::reply::Reply;
-use wxedge_core::shard::conversation::{By, Entry};
+use wxedge_core::shard::conversation::{By, Entry, HubRequest, TICKET_SECS};
 use wxedge_core::shard::{shard_of, ShardRequest, ShardResponse};
 use wxedge_core::Error;
 
@@ -17,6 +17,22 @@ use crate::platform::{client, error_response, query_param, Edge};
 use crate::store::FollowerStore;
 
 const SEND_BUDGET_MS: u64 = 8_000;
+const HUB: &str = "INBOX_HUB";
+const HUB_NAME: &str = "inbox";
+
+/// Tells the open consoles that `openid`'s conversation moved. Losing this costs a console a
+/// refresh (it also polls), never a message.
+pub async fn changed(env: &Env, openid: &str, at: u64) {
+    let request = HubRequest::Changed { openid: openid.to_owned(), at };
+    if let Err(e) = crate::platform::do_request::<_, Value>(env, HUB, HUB_NAME, &request).await {
+        worker::console_warn!("live inbox not told about {openid}: {e}");
+    }
+}
+
+/// `GET /api/inbox/live?ticket=`: the console's WebSocket, handed to the hub as is.
+pub async fn live(env: &Env, req: Request) -> Result<Response> {
+    env.durable_object(HUB)?.id_from_name(HUB_NAME)?.get_stub()?.fetch_with_request(req).await
+}
 
 fn unexpected(what: &str, r: &ShardResponse) -> Error {
     Error::Storage(format!("follower shard answered {} to {what}", r.name()))
@@ -68,6 +84,15 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
             };
             answer(r.await)
         }
+        // A one-time ticket for the live channel (the admin token stays out of the URL).
+        (Method::Post, ["ticket"]) => {
+            let mut bytes = [0u8; 16];
+            wxedge_core::Entropy::fill(&mut crate::platform::WebCrypto, &mut bytes);
+            let ticket = wxedge_core::encoding::hex(&bytes);
+            let request = HubRequest::Ticket { ticket: ticket.clone(), until: crate::platform::now_secs() + TICKET_SECS };
+            let r = crate::platform::do_request::<_, Value>(env, HUB, HUB_NAME, &request).await;
+            answer(r.map(|_| json!({ "ticket": ticket, "url": format!("/api/inbox/live?ticket={ticket}"), "expires_in": TICKET_SECS })))
+        }
         (Method::Get, [openid]) => answer(conversation(&shards, openid, 100, now).await),
         // The owner is typing: the follower sees "typing…" (WeChat's custom/typing).
         (Method::Post, [openid, "typing"]) => {
@@ -85,6 +110,9 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
                 Err(r) => return Ok(Some(r)),
             };
             let r = shards.call(shard_of(openid, shards.shards()), ShardRequest::MarkThread { openid: (*openid).to_owned(), handled }).await;
+            if r.is_ok() {
+                changed(env, openid, now).await;
+            }
             answer(r.map(|_| json!({ "ok": true })))
         }
         (Method::Post, [openid, "messages"]) => {
@@ -112,6 +140,7 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
                 shards
                     .call(shard_of(openid, shards.shards()), ShardRequest::Converse { openid: (*openid).to_owned(), entries: vec![entry], transferred: false })
                     .await?;
+                changed(env, openid, now).await;
                 conversation(&shards, openid, 100, now).await
             };
             answer(r.await)

@@ -64,6 +64,8 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
             Ok(config) => login::jwks(&config).await,
             Err(e) => config_error(&e),
         },
+        // The console's live channel: authenticated by a one-time ticket, not the admin token.
+        (Method::Get, "/api/inbox/live") => inbox::live(&env, req).await,
         (Method::Post, "/api/login/verify") => match load_config(&env) {
             Ok(config) => {
                 let own = wxedge_core::encoding::origin_of(&req.inner().url()).unwrap_or_default().to_owned();

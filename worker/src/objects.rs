@@ -42,6 +42,7 @@ use wxedge_core::flows::{migrate, reshard};
 use wxedge_core::keys;
 use wxedge_core::ledger::object::{self, LedgerRequest};
 use wxedge_core::ports::{Kv, Read, Store};
+use wxedge_core::shard::conversation::HubRequest;
 use wxedge_core::shard::{Delivery, ShardObject, ShardRequest, ShardResponse, ANSWER_SECS};
 use wxedge_core::sql::{Sql, SqlValue};
 use wxedge_core::visits::{live_message, VisitsRequest, VisitsResponse, LIVE_PING};
@@ -574,5 +575,93 @@ impl Sql for DoSql {
                     .collect())
             })
             .collect()
+    }
+}
+
+/// The console's live channel (issue 17): consoles connect with a one-time ticket (asked for
+/// with the admin token, so the token never goes in a URL) and hear which conversation moved,
+/// within a second of the push. Hibernating WebSockets: an idle console costs nothing.
+#[durable_object]
+pub struct InboxHub {
+    state: State,
+}
+
+impl DurableObject for InboxHub {
+    fn new(state: State, _env: Env) -> Self {
+        InboxHub { state }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let storage = self.state.storage();
+        let now = crate::platform::now_secs();
+        if req.headers().get("upgrade")?.is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+            let ticket = crate::platform::query_param(&req, "ticket").unwrap_or_default();
+            let key = format!("t:{ticket}");
+            let until: Option<u64> = if ticket.is_empty() { None } else { storage.get(&key).await.ok().flatten() };
+            if until.is_none_or(|u| u < now) {
+                return crate::platform::json_error(403, "forbidden", "a live channel needs a fresh ticket: POST /api/admin/inbox/ticket");
+            }
+            storage.delete(&key).await?;
+            let pair = WebSocketPair::new()?;
+            self.state.accept_websocket_with_tags(&pair.server, &["console"]);
+            pair.server.send_with_str(serde_json::json!({ "type": "hello", "at": now }).to_string())?;
+            return Response::from_websocket(pair.client);
+        }
+        let request: HubRequest = match crate::platform::do_read(&mut req).await? {
+            Ok(r) => r,
+            Err(answer) => return Ok(answer),
+        };
+        match request {
+            HubRequest::Ticket { ticket, until } => {
+                storage.put(&format!("t:{ticket}"), until).await?;
+                if storage.get_alarm().await?.is_none() {
+                    storage.set_alarm((wxedge_core::shard::conversation::TICKET_SECS * 1000) as i64).await?;
+                }
+            }
+            HubRequest::Changed { openid, at } => {
+                let message = wxedge_core::shard::conversation::changed_message(&openid, at);
+                for ws in self.state.get_websockets_with_tag("console") {
+                    if let Err(e) = ws.send_with_str(&message) {
+                        worker::console_warn!("live push to a closed console: {e}");
+                    }
+                }
+            }
+        }
+        Response::from_json(&serde_json::json!("done"))
+    }
+
+    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
+        if matches!(message, WebSocketIncomingMessage::String(ref m) if m == "ping") {
+            ws.send_with_str("{\"type\":\"pong\"}")?;
+        }
+        Ok(())
+    }
+
+    async fn websocket_close(&self, _ws: WebSocket, _code: usize, _reason: String, _was_clean: bool) -> Result<()> {
+        Ok(())
+    }
+
+    async fn websocket_error(&self, _ws: WebSocket, _error: worker::Error) -> Result<()> {
+        Ok(())
+    }
+
+    /// Forgets tickets past their time.
+    async fn alarm(&self) -> Result<Response> {
+        let storage = self.state.storage();
+        let now = crate::platform::now_secs();
+        let listed = storage.list_with_options(worker::ListOptions::new().prefix("t:")).await?;
+        let mut stale = Vec::new();
+        listed.for_each(&mut |value, key| {
+            let until = value.as_f64().unwrap_or(0.0) as u64;
+            if until < now {
+                if let Some(k) = key.as_string() {
+                    stale.push(k);
+                }
+            }
+        });
+        for k in stale {
+            storage.delete(&k).await?;
+        }
+        Response::ok("swept")
     }
 }

@@ -165,11 +165,34 @@
     }
   }
 
-  var inboxTimer = null;
+  var inboxTimer = null, live = null, liveSoon = null;
+  /** The live channel: a one-time ticket (asked with the token, which stays out of the URL),
+   *  then a WebSocket that says which conversation moved; it reconnects when it drops. */
+  async function openLive() {
+    if (live || !token) return;
+    var t = await api("/inbox/ticket", { method: "POST", body: {} });
+    var ws = new WebSocket(location.origin.replace(/^http/, "ws") + t.url);
+    live = ws;
+    ws.onopen = function () { $("#inbox").setAttribute("data-live", "open"); };
+    ws.onmessage = function (e) {
+      var m = JSON.parse(e.data);
+      if (m.type !== "changed") return;
+      clearTimeout(liveSoon);
+      liveSoon = setTimeout(function () { refreshInbox().catch(function () {}); }, 100);
+    };
+    ws.onclose = function () {
+      live = null;
+      $("#inbox").setAttribute("data-live", "closed");
+      setTimeout(function () { openLive().catch(function () {}); }, 1000);
+    };
+  }
+  window.__wxedgeInboxLive = function () { return live; }; // tests drop it to see it come back
+
   async function loadInbox() {
     await refreshInbox();
-    // New messages show within 2 seconds while the page is open (polling; see docs/admin-api.md).
-    if (!inboxTimer) inboxTimer = setInterval(function () { if (!$("#inbox").hidden && !document.hidden) refreshInbox().catch(function () {}); }, 2000);
+    await openLive().catch(function (e) { notice("The live inbox is not connected (" + e.message + "); it refreshes every 10 s."); });
+    // The fallback while the live channel is down.
+    if (!inboxTimer) inboxTimer = setInterval(function () { if (!$("#inbox").hidden && !document.hidden && !live) refreshInbox().catch(function () {}); }, 10000);
   }
 
   $("#reply-text").addEventListener("input", function () {

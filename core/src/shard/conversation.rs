@@ -130,6 +130,26 @@ impl Entry {
     }
 }
 
+/// The console's live channel (the `InboxHub` object): tickets to open it, and the news it tells
+/// the open consoles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HubRequest {
+    /// A one-time ticket for a console's WebSocket, good until `until` (the admin token never
+    /// goes in a URL: the console asks for a ticket with it, then connects with the ticket).
+    Ticket { ticket: String, until: u64 },
+    /// `openid`'s conversation moved (a message, a reply, read or handled).
+    Changed { openid: String, at: u64 },
+}
+
+/// A ticket lives this long.
+pub const TICKET_SECS: u64 = 60;
+
+/// What an open console hears: `{"type": "changed", "openid", "at"}`.
+pub fn changed_message(openid: &str, at: u64) -> String {
+    serde_json::json!({ "type": "changed", "openid": openid, "at": at }).to_string()
+}
+
 /// One follower's line in the inbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Thread {
