@@ -198,6 +198,41 @@ describe("console", () => {
     await second.close();
   });
 
+  test("a zh-CN browser gets the Chinese console: pages, notices and errors; switchable and remembered", async () => {
+    const zh = await browser.newContext({ locale: "zh-CN", viewport: { width: 1200, height: 900 } });
+    const p = await zh.newPage();
+    p.on("pageerror", (e) => errors.push(String(e)));
+    await p.goto(s.base + "/console/");
+    await p.waitForFunction(() => document.documentElement.lang === "zh-CN");
+    assert.equal(await p.locator("#login h1").innerText(), "登录");
+    await p.fill("#token", "not-the-admin-token");
+    await p.click("#login-form button[type=submit]");
+    await p.waitForSelector("#notice:not([hidden])");
+    assert.equal(await p.locator("#notice").innerText(), "令牌被拒绝：这不是该 worker 的 ADMIN_TOKEN。");
+    await p.fill("#token", s.config.ADMIN_TOKEN);
+    await p.click("#login-form button[type=submit]");
+    await p.waitForSelector("#tabs:not([hidden])");
+    assert.match(await p.locator("#tabs").innerText(), /菜单\s*自动回复\s*群发\s*模板通知\s*客服消息/);
+    await p.goto(s.base + "/console/#notifications");
+    await p.waitForSelector("#notifications[data-loaded]:not([hidden])");
+    assert.equal(await p.locator("#notifications h1").innerText(), "模板通知");
+    await p.fill("#n-openid", "oSomeone");
+    await p.selectOption("#n-template", { label: "订单发货通知" });
+    for (const [k, v] of [["thing1", "一".repeat(21)], ["thing2", "顺丰速运"], ["character_string3", "SF1"], ["time4", "2026-12-03 15:01"], ["phrase5", "已发货"]]) await p.fill(`#n-fields input[data-key="${k}"]`, v);
+    await p.click("#n-send");
+    await p.waitForSelector("#n-result .problems");
+    assert.match(await p.locator("#n-result").innerText(), /data\.thing1: at most 20 characters/, "the server's detail is kept");
+    await p.screenshot({ path: shot("zh-notifications") });
+    await p.selectOption("#lang", "en");
+    assert.equal(await p.locator("#notifications h1").innerText(), "Notifications");
+    await p.reload();
+    await p.waitForSelector("#notifications[data-loaded]:not([hidden])");
+    assert.equal(await p.locator("#notifications h1").innerText(), "Notifications", "the choice is remembered");
+    await p.selectOption("#lang", "zh-CN");
+    assert.equal(await p.locator("#notifications h1").innerText(), "模板通知");
+    await zh.close();
+  });
+
   test("embed: the snippet follows the choices and the preview runs it", async () => {
     await page.goto(s.base + "/console/#embed");
     await page.waitForSelector("#embed:not([hidden])");

@@ -6,10 +6,63 @@
   var token = sessionStorage.getItem(KEY);
   var $ = function (s) { return document.querySelector(s); };
 
+  // ---- language: zh-CN or en, from the browser, switchable, remembered -----------------------
+
+  var LANG_KEY = "wxedge-console-lang";
+  var lang = localStorage.getItem(LANG_KEY) || (/^zh/i.test(navigator.language || "") ? "zh-CN" : "en");
+  var ZH = window.WXEDGE_ZH || {};
+  var PREFIXES = Object.keys(ZH).filter(function (k) { return /[ :(]$/.test(k); }).sort(function (a, b) { return b.length - a.length; });
+  /** A string in the console's language: the whole text, or a known lead-in of it. */
+  function tr(text) {
+    if (lang !== "zh-CN" || !text) return text;
+    var t = text.trim();
+    if (ZH[t]) return text.replace(t, ZH[t]);
+    for (var i = 0; i < PREFIXES.length; i++) if (text.indexOf(PREFIXES[i]) === 0) return ZH[PREFIXES[i]] + text.slice(PREFIXES[i].length);
+    return text;
+  }
+  var originals = new WeakMap();
+  /** Translates (or restores) the page's text and labels, except what the owner typed or copies. */
+  function translate(root) {
+    var walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    var node;
+    while ((node = walker.nextNode())) {
+      var p = node.parentNode;
+      // Not code, not what followers wrote, not what the owner copies.
+      if (!p || /^(SCRIPT|STYLE|TEXTAREA|PRE|CODE)$/.test(p.nodeName) || (p.closest && p.closest("#entries, #threads, #e-snippet, #lookup-result"))) continue;
+      if (!originals.has(node)) originals.set(node, node.nodeValue);
+      var en = originals.get(node);
+      var want = lang === "zh-CN" ? tr(en) : en;
+      if (node.nodeValue !== want) node.nodeValue = want;
+    }
+    root.querySelectorAll && root.querySelectorAll("[placeholder], [aria-label]").forEach(function (el) {
+      ["placeholder", "aria-label"].forEach(function (a) {
+        if (!el.hasAttribute(a)) return;
+        var key = "data-en-" + a;
+        if (!el.hasAttribute(key)) el.setAttribute(key, el.getAttribute(a));
+        var en = el.getAttribute(key);
+        el.setAttribute(a, lang === "zh-CN" ? tr(en) : en);
+      });
+    });
+  }
+  function setLang(l) {
+    lang = l;
+    localStorage.setItem(LANG_KEY, l);
+    document.documentElement.lang = l === "zh-CN" ? "zh-CN" : "en";
+    $("#lang").value = l;
+    translate(document.body);
+  }
+  $("#lang").addEventListener("change", function (e) { setLang(e.target.value); });
+  // What the console draws later is translated as it appears.
+  new MutationObserver(function (records) {
+    if (lang !== "zh-CN") return;
+    records.forEach(function (r) { r.addedNodes.forEach(function (n) { if (n.nodeType === 1) translate(n); else if (n.nodeType === 3 && n.parentNode) translate(n.parentNode); }); });
+  }).observe(document.body, { childList: true, subtree: true });
+
   // ---- talking to the admin API -------------------------------------------------------------
 
   function notice(text, kind) {
     var n = $("#notice");
+    text = tr(text);
     n.textContent = text || "";
     n.className = kind || "error";
     n.hidden = !text;
@@ -18,8 +71,10 @@
 
   /** Errors in plain words: the worker's message, plus WeChat's errcode when it was WeChat. */
   function plain(status, d) {
-    if (!d) return "The worker answered HTTP " + status + " with no explanation.";
+    if (!d) return tr("The worker answered HTTP ") + status + (lang === "zh-CN" ? "，没有说明。" : " with no explanation.");
     var m = d.message || d.error || "HTTP " + status;
+    var lead = lang === "zh-CN" && (window.WXEDGE_ZH_ERRORS || {})[d.error];
+    if (lead) m = lead + "：" + m;
     if (d.errcode !== undefined) m += " (WeChat error " + d.errcode + (d.errmsg ? ": " + d.errmsg : "") + ")";
     return m;
   }
@@ -113,6 +168,7 @@
     }
   }
   window.addEventListener("hashchange", route);
+  setLang(lang);
 
   // ---- inbox -------------------------------------------------------------------------------
 
