@@ -51,6 +51,14 @@ async function logIn(as) {
 
 const verify = (body) => fetch(`${s.base}/api/login/verify`, { method: "POST", body: JSON.stringify(body) }).then(async (r) => ({ status: r.status, ...(await r.json()) }));
 
+/** A token with `claims` signed with week `period`'s key, derived from the secret as the worker does. */
+function forge(claims, period) {
+  const seed = createHmac("sha256", SECRET).update(`wxedge login signing key\n${period}\n`).digest();
+  const key = createPrivateKey({ key: Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seed]), format: "der", type: "pkcs8" });
+  const input = `${b64url(JSON.stringify({ alg: "EdDSA", typ: "JWT", kid: `wxedge-${period}` }))}.${b64url(JSON.stringify(claims))}`;
+  return `${input}.${b64url(sign(null, Buffer.from(input), key))}`;
+}
+
 function pyjwt(token, audience, leeway = 0) {
   const script = `
 import json, sys, jwt
@@ -108,13 +116,19 @@ describe("follow to log in", () => {
     const tampered = [h, b64url(JSON.stringify({ ...claims, sub: "wx_someone_else_entirely_" })), sig].join(".");
     await assert.rejects(jwtVerify(tampered, jwks, { audience: hostBase }), /signature verification failed/);
     assert.equal(pyjwt(tampered, hostBase).error, "InvalidSignatureError");
-    assert.deepEqual(await verify({ token: tampered }), { status: 401, valid: false, reason: "bad_signature" });
+    assert.deepEqual(await verify({ token: tampered, audience: hostBase }), { status: 401, valid: false, reason: "bad_signature" });
+    assert.equal((await verify({ token: t.token })).status, 400, "the audience is required: another allowed site's token must not verify");
     await assert.rejects(jwtVerify(t.token, jwks, { audience: "https://evil.example" }), /unexpected "aud"/);
     assert.equal(pyjwt(t.token, "https://evil.example").error, "InvalidAudienceError");
     assert.deepEqual(await verify({ token: t.token, audience: "https://evil.example" }), { status: 401, valid: false, reason: "wrong_audience" });
     await assert.rejects(jwtVerify(t.token, jwks, { audience: hostBase, currentDate: new Date(Date.now() + 301_000) }), /"exp" claim timestamp check failed/);
     assert.equal(pyjwt(t.token, hostBase, -301).error, "ExpiredSignatureError");
-    assert.equal((await verify({ token: "not.a.token" })).reason, "malformed");
+    assert.equal((await verify({ token: "not.a.token", audience: hostBase })).reason, "malformed");
+    // Signed with this week's key but past its exp, and one issued in the future: the worker refuses both.
+    const period = Math.floor(Date.now() / 1000 / WEEK);
+    const now = Math.floor(Date.now() / 1000);
+    assert.deepEqual(await verify({ token: forge({ ...claims, iat: now - 400, exp: now - 100 }, period), audience: hostBase }), { status: 401, valid: false, reason: "expired" });
+    assert.deepEqual(await verify({ token: forge({ ...claims, iat: now + 600, exp: now + 800 }, period), audience: hostBase }), { status: 401, valid: false, reason: "not_yet_valid" });
     const ok = await verify({ token: t.token, audience: hostBase });
     assert.equal(ok.status, 200);
     assert.equal(ok.valid, true);
@@ -178,12 +192,12 @@ describe("follow to log in", () => {
     const old = `${input}.${b64url(sign(null, Buffer.from(input), key))}`;
     const { payload } = await jwtVerify(old, createRemoteJWKSet(new URL(`${s.base}/.well-known/jwks.json`)), { audience: hostBase });
     assert.equal(payload.jti, t.visit);
-    assert.equal((await verify({ token: old })).valid, true, "the worker verifies last week's key too");
+    assert.equal((await verify({ token: old, audience: hostBase })).valid, true, "the worker verifies last week's key too");
     // Two weeks old: no longer published, refused.
     const seed2 = createHmac("sha256", SECRET).update(`wxedge login signing key\n${period - 2}\n`).digest();
     const key2 = createPrivateKey({ key: Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seed2]), format: "der", type: "pkcs8" });
     const input2 = `${b64url(JSON.stringify({ alg: "EdDSA", typ: "JWT", kid: `wxedge-${period - 2}` }))}.${p}`;
-    assert.equal((await verify({ token: `${input2}.${b64url(sign(null, Buffer.from(input2), key2))}` })).reason, "unknown_key");
+    assert.equal((await verify({ token: `${input2}.${b64url(sign(null, Buffer.from(input2), key2))}`, audience: hostBase })).reason, "unknown_key");
   });
 });
 
@@ -202,7 +216,7 @@ describe("follow to log in with a confirmation in the chat (LOGIN_CONFIRM)", () 
     const asked = async () => (await s.sim(`/sim/inbox?openid=${scan.openid}`)).messages.some((m) => m.kind === "cs" && /Reply 1 within 3 minutes/.test(JSON.stringify(m.content)));
     for (let i = 0; i < 30 && !(await asked()); i++) await new Promise((r) => setTimeout(r, 100));
     assert.ok(await asked(), "the follower is asked in the chat, naming the site");
-    await page.waitForFunction(() => /confirm in WeChat/.test(document.querySelector("[data-wxedge]")?.shadowRoot?.textContent || document.body.innerText), null, { timeout: 5000 }).catch(() => {});
+    await page.waitForFunction(() => [...document.querySelectorAll("[data-wxedge]")].some((e) => /confirm in WeChat/.test(e.shadowRoot?.textContent || "")), null, { timeout: 5000 });
     await new Promise((r) => setTimeout(r, 1500));
     assert.equal(await page.evaluate(() => window.__login), undefined, "no token before the confirmation");
     const other = (await s.sim("/sim/follow", {})).openid;

@@ -67,10 +67,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         // The console's live channel: authenticated by a one-time ticket, not the admin token.
         (Method::Get, "/api/inbox/live") => inbox::live(&env, req).await,
         (Method::Post, "/api/login/verify") => match load_config(&env) {
-            Ok(config) => {
-                let own = wxedge_core::encoding::origin_of(&req.inner().url()).unwrap_or_default().to_owned();
-                login::verify(req, &env, &config, &own).await
-            }
+            Ok(config) => login::verify(req, &env, &config).await,
             Err(e) => config_error(&e),
         },
         (_, p) if widget_api::is_widget_route(p) => match load_config(&env) {

@@ -142,9 +142,9 @@ fn refused(reason: Refusal) -> Result<Response> {
     Ok(Response::from_json(&json!({ "valid": false, "reason": reason.as_str() }))?.with_status(401))
 }
 
-/// `POST /api/login/verify {"token", "audience"?}`: signature, times, audience (the one given,
-/// else any of ALLOWED_ORIGINS and the worker's own), and once per token.
-pub async fn verify(mut req: Request, env: &Env, config: &Config, own_origin: &str) -> Result<Response> {
+/// `POST /api/login/verify {"token", "audience"}`: signature, times, audience (the caller's
+/// site), and once per token.
+pub async fn verify(mut req: Request, env: &Env, config: &Config) -> Result<Response> {
     let Ok(secret) = secret(config) else { return json_error(404, "not_found", "log-in is not turned on for this account (LOGIN_SECRET)") };
     let body: Value = match crate::platform::read_capped(&mut req, 8192).await? {
         Ok(b) => match crate::platform::json_from_bytes(&b) {
@@ -153,8 +153,14 @@ pub async fn verify(mut req: Request, env: &Env, config: &Config, own_origin: &s
         },
         Err(e) => return error_response(&e),
     };
-    let Some(token) = body.get("token").and_then(Value::as_str) else {
-        return json_error(400, "invalid", "send {\"token\": \"<the page's token>\", \"audience\": \"https://your.site\"}");
+    // The audience is the caller's own site, and required: without it a token a page of another
+    // allowed site received would verify here too.
+    let (Some(token), Some(audience)) = (body.get("token").and_then(Value::as_str), body.get("audience").and_then(Value::as_str)) else {
+        return json_error(
+            400,
+            "invalid",
+            "send {\"token\": \"<the page's token>\", \"audience\": \"https://your.site\"} (the audience is your site's origin, required)",
+        );
     };
     let now = now_secs();
     let parsed = match login::parse(token, now) {
@@ -166,11 +172,7 @@ pub async fn verify(mut req: Request, env: &Env, config: &Config, own_origin: &s
         Ok(false) => return refused(Refusal::BadSignature),
         Err(e) => return error_response(&e),
     }
-    let audiences: Vec<String> = match body.get("audience").and_then(Value::as_str) {
-        Some(a) => vec![a.to_owned()],
-        None => config.allowed_origins.iter().cloned().chain([own_origin.to_owned()]).collect(),
-    };
-    if let Err(r) = login::check(&parsed.claims, now, &audiences) {
+    if let Err(r) = login::check(&parsed.claims, now, &[audience.to_owned()]) {
         return refused(r);
     }
     let Some(shard) = shard_of_visit(&parsed.claims.jti) else { return refused(Refusal::Malformed) };
