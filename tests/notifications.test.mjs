@@ -50,6 +50,32 @@ describe("notifications on a service account", () => {
     assert.equal((await s.admin(`/notifications/templates/${a.template_id}`, { method: "DELETE" })).status, 200);
   });
 
+  test("the industries, and a subscribe template picked from the library by category, title and keywords", async () => {
+    const set = await s.admin("/notifications/industry", { method: "PUT", body: { primary: 1, secondary: 2 } });
+    assert.equal(set.status, 200);
+    assert.equal((await (await s.admin("/notifications/industry")).json()).primary_industry.first_class, "IT科技");
+    const wrong = await s.admin("/notifications/industry", { method: "PUT", body: { primary: 99, secondary: 2 } });
+    assert.equal((await wrong.json()).errcode, 47003, "WeChat's words for an industry it does not have");
+    const categories = (await (await s.admin("/notifications/library")).json()).data;
+    const logistics = categories.find((c) => c.name === "物流服务");
+    assert.ok(logistics, JSON.stringify(categories));
+    const titles = (await (await s.admin(`/notifications/library?category=${logistics.id}`)).json()).data;
+    const title = titles.find((t) => t.title === "物流状态通知");
+    assert.ok(title, JSON.stringify(titles));
+    const keywords = (await (await s.admin(`/notifications/library?tid=${title.tid}`)).json()).data;
+    assert.deepEqual(keywords.map((k) => k.name), ["快递单号", "物流状态", "更新时间"]);
+    const added = await s.admin("/notifications/templates", { method: "POST", body: { tid: title.tid, kids: keywords.slice(0, 2).map((k) => k.kid), scene: "发货后提醒" } });
+    assert.equal(added.status, 201, await added.clone().text());
+    const a = await added.json();
+    assert.equal(a.template.source, "subscribe");
+    assert.deepEqual(a.template.fields.map((f) => f.kind), ["character_string", "phrase"]);
+    const { templates } = await (await s.admin("/notifications/templates")).json();
+    assert.ok(templates.some((t) => t.template_id === a.template_id), "listed");
+    assert.equal((await s.admin(`/notifications/templates/${a.template_id}`, { method: "DELETE" })).status, 200);
+    const after = (await (await s.admin("/notifications/templates")).json()).templates;
+    assert.ok(!after.some((t) => t.template_id === a.template_id), "deleted at WeChat");
+  });
+
   test("a send reaches the follower, is delivered after the job-finish callback, and a retry sends once", async () => {
     const r = await send({ id: "order-1001-shipped", openid, template_id: ship.template_id, data: data(), url: "https://shop.example/orders/1001" });
     assert.equal(r.status, 202);
@@ -65,15 +91,19 @@ describe("notifications on a service account", () => {
       return v.status === "delivered" && v;
     }, "delivered");
     assert.equal(delivered.msg_id, n.msg_id);
-    // The same id again (a retried request): the same notice, no second card.
+    // The same id again (a retried request): the same notice, WeChat not asked, no second card.
+    const calls = async () => (await s.sim("/sim/status")).calls;
+    const before = await calls();
     const again = await (await send({ id: "order-1001-shipped", openid, template_id: ship.template_id, data: data(), url: "https://shop.example/orders/1001" })).json();
     assert.equal(again.status, "delivered");
+    assert.equal(await calls(), before, "a retry asks WeChat nothing");
     await sleep(500);
     assert.equal((await s.sim(`/sim/inbox?openid=${openid}`)).messages.filter((m) => m.kind === "notification").length, 1);
     // Concurrent retries of a new id: one card.
     const racing = await Promise.all([1, 2, 3, 4].map(() => send({ id: "order-1002", openid, template_id: ship.template_id, data: data({ character_string3: "SF2" }) })));
     assert.ok(racing.every((x) => x.status === 202));
     await sleep(800);
+    assert.equal(await calls(), before + 1, "four concurrent requests with one id: one template/send");
     assert.equal((await s.sim(`/sim/inbox?openid=${openid}`)).messages.filter((m) => m.kind === "notification").length, 2);
     // The same id for someone else is refused.
     const other = (await s.sim("/sim/follow", {})).openid;
@@ -137,6 +167,17 @@ describe("notifications on a service account", () => {
     const sent = await (await send(body("remind-2"))).json();
     assert.equal(sent.status, "sent");
     assert.ok((await s.sim(`/sim/inbox?openid=${openid}`)).messages.some((m) => m.kind === "notification" && m.msgtype === "subscribe"));
+    // bizsend answers no msgid: WeChat's subscribe_msg_sent_event (follower + template) marks it delivered.
+    const delivered = await until(async () => {
+      const n = await (await s.admin("/notifications/remind-2")).json();
+      return n.status === "delivered" && n;
+    }, "delivered after subscribe_msg_sent_event");
+    assert.ok(delivered.msg_id > 0, JSON.stringify(delivered));
+    // The one-time acceptance is used up: the view says so, and WeChat refuses the next send.
+    const after = (await (await s.admin(`/notifications/subscriptions/${openid}`)).json()).templates.find((t) => t.template_id === remind.template_id);
+    assert.deepEqual([after.status, after.subscription], ["spent", "one_time"]);
+    const third = await (await send(body("remind-3"))).json();
+    assert.equal(third.status, "refused");
   });
 
   test("a batch with rate control, today's budget, and WeChat's daily limit", async () => {

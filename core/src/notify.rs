@@ -187,7 +187,22 @@ pub struct Template {
     pub title: String,
     pub source: TemplateSource,
     pub fields: Vec<TemplateField>,
+    /// A subscribe template's kind (WeChat's `type`: 2 one-time, 3 long-term).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<Subscription>,
 }
+
+/// What a follower's acceptance of a subscribe template allows: one send (then it is spent), or
+/// sends until they turn it off (long-term, for public services).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subscription {
+    OneTime,
+    LongTerm,
+}
+
+/// The acceptance status kept once a one-time subscription's send went out.
+pub const SPENT: &str = "spent";
 
 /// The fields of a template's `content` (`快递单号:{{character_string2.DATA}}` per line), in
 /// order; a line without a label takes the key as its name.
@@ -222,7 +237,12 @@ impl Template {
         let id = v.get("template_id").or_else(|| v.get("priTmplId"))?.as_str()?;
         let title = v.get("title").and_then(Value::as_str).unwrap_or_default();
         let content = v.get("content").and_then(Value::as_str).unwrap_or_default();
-        Some(Template { template_id: id.to_owned(), title: title.to_owned(), source, fields: fields_of(content) })
+        let subscription = match (source, v.get("type").and_then(Value::as_u64)) {
+            (TemplateSource::Template, _) => None,
+            (TemplateSource::Subscribe, Some(3)) => Some(Subscription::LongTerm),
+            (TemplateSource::Subscribe, _) => Some(Subscription::OneTime),
+        };
+        Some(Template { template_id: id.to_owned(), title: title.to_owned(), source, fields: fields_of(content), subscription })
     }
 
     /// Checks `data` (`{"thing1": "…"}`, or WeChat's `{"thing1": {"value": "…"}}`) against the

@@ -95,10 +95,13 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
             answer(r.await, 200)
         }
         (Method::Post, ["templates"]) => {
+            /// A template message from the library by its short id and keyword names, or a
+            /// subscribe notification from a library title (`tid`) and its keyword ids.
             #[derive(serde::Deserialize)]
-            struct Add {
-                library_id: String,
-                keywords: Vec<String>,
+            #[serde(untagged)]
+            enum Add {
+                Template { library_id: String, keywords: Vec<String> },
+                Subscribe { tid: String, kids: Vec<u32>, scene: String },
             }
             let add: Add = match body(req).await? {
                 Ok(a) => a,
@@ -107,11 +110,57 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
             let r = async {
                 for_service_accounts(kind)?;
                 let c = client(&api.edge, &api.credentials, SEND_BUDGET_MS);
-                let id = c.add_template(&add.library_id, &add.keywords).await?;
+                let id = match &add {
+                    Add::Template { library_id, keywords } => c.add_template(library_id, keywords).await?,
+                    Add::Subscribe { tid, kids, scene } => c.add_subscribe_template(tid, kids, scene).await?,
+                };
                 let template = api.sync().await?.into_iter().find(|t| t.template_id == id);
                 Ok(json!({ "template_id": id, "template": template }))
             };
             answer(r.await, 201)
+        }
+        // The account's two industries (template messages are picked from their categories).
+        (Method::Get, ["industry"]) => {
+            let r = async {
+                for_service_accounts(kind)?;
+                client(&api.edge, &api.credentials, SEND_BUDGET_MS).template_industry().await
+            };
+            answer(r.await, 200)
+        }
+        (Method::Put, ["industry"]) => {
+            #[derive(serde::Deserialize)]
+            struct Industry {
+                primary: u32,
+                secondary: u32,
+            }
+            let i: Industry = match body(req).await? {
+                Ok(i) => i,
+                Err(r) => return Ok(Some(r)),
+            };
+            let r = async {
+                for_service_accounts(kind)?;
+                let c = client(&api.edge, &api.credentials, SEND_BUDGET_MS);
+                c.set_template_industry(i.primary, i.secondary).await?;
+                c.template_industry().await
+            };
+            answer(r.await, 200)
+        }
+        // The subscribe-notification library: the categories; `?category=` a category's titles;
+        // `?tid=` a title's keywords — what `POST templates` with `{tid, kids, scene}` picks from.
+        (Method::Get, ["library"]) => {
+            let (category, tid) = (query_param(req, "category"), query_param(req, "tid"));
+            let start = query_param(req, "start").and_then(|s| s.parse().ok()).unwrap_or(0);
+            let limit = query_param(req, "limit").and_then(|s| s.parse().ok()).unwrap_or(30u32).clamp(1, 30);
+            let r = async {
+                for_service_accounts(kind)?;
+                let c = client(&api.edge, &api.credentials, SEND_BUDGET_MS);
+                match (tid, category) {
+                    (Some(tid), _) => c.subscribe_keywords(&tid).await,
+                    (None, Some(ids)) => c.subscribe_library(&ids, start, limit).await,
+                    (None, None) => c.subscribe_categories().await,
+                }
+            };
+            answer(r.await, 200)
         }
         (Method::Delete, ["templates", id]) => {
             let r = async {
@@ -162,10 +211,15 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
             let r = async {
                 let request = ShardRequest::Acceptance { openid: (*openid).to_owned() };
                 match wxedge_core::flows::fanout::Shards::call(&shards, shard_of(openid, config.follower_shards), request).await? {
-                    ShardResponse::Acceptance { items } => Ok(json!({
-                        "openid": openid,
-                        "templates": items.into_iter().map(|(t, s, at)| json!({ "template_id": t, "status": s, "at": at })).collect::<Vec<_>>(),
-                    })),
+                    ShardResponse::Acceptance { items } => {
+                        // One-time or long-term is the template's kind (a template deleted since: unknown).
+                        let known = api.templates(false).await.unwrap_or_default();
+                        let kind = |t: &str| known.iter().find(|k| k.template_id == t).and_then(|k| k.subscription);
+                        Ok(json!({
+                            "openid": openid,
+                            "templates": items.into_iter().map(|(t, s, at)| json!({ "template_id": t, "status": s, "at": at, "subscription": kind(&t) })).collect::<Vec<_>>(),
+                        }))
+                    }
                     other => Err(Error::Storage(format!("follower shard answered {} to subscriptions", other.name()))),
                 }
             };

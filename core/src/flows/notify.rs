@@ -121,7 +121,12 @@ pub async fn send(s: &impl Shards, api: &impl NoticeApi, kind: AccountKind, req:
     account_may_notify(kind)?;
     let t = template(api, &req.template_id).await?;
     let notice = prepare(&t, &req.openid, &req.data, &req.url, &req.miniprogram, id, now)?;
-    deliver(s, api, notice, now).await
+    deliver(s, api, notice, spends(&t), now).await
+}
+
+/// A send with a one-time subscribe template uses up the follower's acceptance.
+fn spends(t: &Template) -> bool {
+    t.subscription == Some(crate::notify::Subscription::OneTime)
 }
 
 /// Whom notice `id` is for (`openid`: bind it to them first; another follower is a conflict).
@@ -132,7 +137,7 @@ async fn owner(s: &impl Shards, id: &str, openid: Option<&str>) -> Result<Option
     }
 }
 
-async fn deliver(s: &impl Shards, api: &impl NoticeApi, notice: Notice, now: u64) -> Result<Notice> {
+async fn deliver(s: &impl Shards, api: &impl NoticeApi, notice: Notice, spends: bool, now: u64) -> Result<Notice> {
     owner(s, &notice.id, Some(&notice.openid)).await?;
     let shard = shard_of(&notice.openid, s.shards());
     let begun = match s.call(shard, ShardRequest::NoticeBegin { notice, now }).await? {
@@ -158,6 +163,19 @@ async fn deliver(s: &impl Shards, api: &impl NoticeApi, notice: Notice, now: u64
             return Err(e);
         }
     };
+    if status == NoticeStatus::Sent {
+        // The follower's conversation shows what they were sent (a card: title and fields).
+        let text = notice.data.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("\n");
+        let entry = crate::shard::conversation::Entry::out(now, crate::shard::conversation::By::Notification, "notification", &text);
+        let converse = ShardRequest::Converse { openid: notice.openid.clone(), entries: vec![entry], transferred: false };
+        // Failing, the notice stands; only its line in the conversation is missing.
+        let _ = s.call(shard, converse).await;
+        if spends {
+            // WeChat takes one send per one-time acceptance; a new popup answer replaces this.
+            let spent = ShardRequest::Accepted { openid: notice.openid.clone(), items: vec![(notice.template_id.clone(), crate::notify::SPENT.into())], now };
+            let _ = s.call(shard, spent).await;
+        }
+    }
     match s.call(shard, ShardRequest::NoticeSettle { id: notice.id.clone(), status, msg_id, error, now }).await? {
         ShardResponse::Notices { notices } => notices.into_iter().next().ok_or_else(|| Error::Storage("the notice vanished from its shard".into())),
         other => Err(unexpected("a notice's outcome", &other)),
@@ -218,7 +236,7 @@ pub async fn batch(s: &impl Shards, api: &impl NoticeApi, kind: AccountKind, req
             }));
             continue;
         }
-        for (n, answer) in chunk.iter().zip(join_all(chunk.iter().map(|n| deliver(s, api, n.clone(), now))).await) {
+        for (n, answer) in chunk.iter().zip(join_all(chunk.iter().map(|n| deliver(s, api, n.clone(), spends(&t), now))).await) {
             match answer {
                 Ok(kept) => {
                     if kept.error.as_deref().is_some_and(|e| e.starts_with("WeChat 45009")) {
@@ -290,8 +308,9 @@ pub async fn history(s: &impl Shards, before: u64, limit: u32, openid: Option<&s
 }
 
 /// A TEMPLATESENDJOBFINISH (or one item of subscribe_msg_sent_event) from `openid`.
-pub async fn finished(s: &impl Shards, openid: &str, msg_id: u64, status: NoticeStatus, detail: &str, now: u64) -> Result<bool> {
-    let request = ShardRequest::NoticeFinished { openid: openid.to_owned(), msg_id, status, detail: detail.to_owned(), now };
+pub async fn finished(s: &impl Shards, openid: &str, msg_id: u64, template_id: Option<&str>, status: NoticeStatus, detail: &str, now: u64) -> Result<bool> {
+    let request =
+        ShardRequest::NoticeFinished { openid: openid.to_owned(), msg_id, template_id: template_id.map(str::to_owned), status, detail: detail.to_owned(), now };
     match s.call(shard_of(openid, s.shards()), request).await? {
         ShardResponse::Count { n } => Ok(n > 0),
         other => Err(unexpected("a job-finish", &other)),
@@ -332,7 +351,13 @@ mod tests {
                 self.synced.set(self.synced.get() + 1);
             }
             let v = json!({"template_id": "SHIP", "title": "订单发货通知", "content": "商品名称:{{thing1.DATA}}\n快递单号:{{character_string2.DATA}}"});
-            Ok(vec![Template::from_wechat(&v, TemplateSource::Template).unwrap()])
+            let once = json!({"priTmplId": "ONCE", "title": "预约提醒", "content": "预约项目:{{thing1.DATA}}\n单号:{{character_string2.DATA}}", "type": 2});
+            let long = json!({"priTmplId": "LONG", "title": "缴费提醒", "content": "项目:{{thing1.DATA}}\n单号:{{character_string2.DATA}}", "type": 3});
+            Ok(vec![
+                Template::from_wechat(&v, TemplateSource::Template).unwrap(),
+                Template::from_wechat(&once, TemplateSource::Subscribe).unwrap(),
+                Template::from_wechat(&long, TemplateSource::Subscribe).unwrap(),
+            ])
         }
 
         async fn send(&self, notice: &Notice) -> Result<u64> {
@@ -360,17 +385,41 @@ mod tests {
     }
 
     #[test]
+    fn a_one_time_subscription_is_spent_by_its_send_and_a_long_term_one_is_not() {
+        let (s, api) = (LocalShards::memory(4), FakeWeChat::default());
+        let accept = vec![("ONCE".to_owned(), "accept".to_owned()), ("LONG".to_owned(), "accept".to_owned())];
+        run(accepted(&s, "oA", accept, NOW)).unwrap();
+        for (template, id) in [("ONCE", "r-1"), ("LONG", "r-2")] {
+            let n = run(send(&s, &api, AccountKind::Service, &SendRequest { template_id: template.into(), ..req("oA", "洗牙") }, id.into(), NOW + 1)).unwrap();
+            assert_eq!((n.source, n.status), (TemplateSource::Subscribe, NoticeStatus::Sent));
+        }
+        let kept = match run(s.call(shard_of("oA", 4), ShardRequest::Acceptance { openid: "oA".into() })).unwrap() {
+            ShardResponse::Acceptance { items } => items.into_iter().map(|(t, status, _)| (t, status)).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(kept, [("LONG".to_owned(), "accept".to_owned()), ("ONCE".to_owned(), crate::notify::SPENT.to_owned())]);
+        let kinds: Vec<_> = run(api.templates(false)).unwrap().into_iter().map(|t| t.subscription).collect();
+        assert_eq!(kinds, [None, Some(crate::notify::Subscription::OneTime), Some(crate::notify::Subscription::LongTerm)]);
+    }
+
+    #[test]
     fn a_send_is_checked_kept_once_by_id_and_turns_delivered_or_refused_with_the_job_finish() {
         let (s, api) = (LocalShards::memory(4), FakeWeChat::default());
         let n = run(send(&s, &api, AccountKind::Service, &req("oA", "围巾"), "order-1".into(), NOW)).unwrap();
         assert_eq!((n.status, n.msg_id), (NoticeStatus::Sent, Some(9_001)));
+        let talk = crate::shard::conversation::entries(s.db_of("oA"), "oA", 10).unwrap();
+        assert_eq!(
+            (talk.len(), talk[0].kind.as_str(), talk[0].text.as_str()),
+            (1, "notification", "character_string2: SF1\nthing1: 围巾"),
+            "in the follower's conversation"
+        );
         // Retried with the same id: the same notice, nothing sent again.
         let again = run(send(&s, &api, AccountKind::Service, &req("oA", "围巾"), "order-1".into(), NOW + 5)).unwrap();
         assert_eq!((again.status, api.sent.borrow().len()), (NoticeStatus::Sent, 1));
         assert!(matches!(run(send(&s, &api, AccountKind::Service, &req("oB", "围巾"), "order-1".into(), NOW + 6)), Err(Error::Conflict(_))));
-        assert!(run(finished(&s, "oA", 9_001, NoticeStatus::Delivered, "success", NOW + 7)).unwrap());
+        assert!(run(finished(&s, "oA", 9_001, None, NoticeStatus::Delivered, "success", NOW + 7)).unwrap());
         assert_eq!(run(get(&s, "order-1")).unwrap().unwrap().status, NoticeStatus::Delivered);
-        assert!(!run(finished(&s, "oA", 12345, NoticeStatus::Delivered, "success", NOW + 7)).unwrap(), "a send made elsewhere");
+        assert!(!run(finished(&s, "oA", 12345, None, NoticeStatus::Delivered, "success", NOW + 7)).unwrap(), "a send made elsewhere");
 
         // Checked before WeChat is asked: the field is named, nothing sent, nothing kept.
         let e = run(send(&s, &api, AccountKind::Service, &req("oA", &"长".repeat(21)), "order-2".into(), NOW)).unwrap_err();

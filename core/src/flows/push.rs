@@ -284,7 +284,9 @@ async fn notification_event(p: &impl PushPorts, from: &str, event: &Event, now: 
     use super::notify;
     use crate::notify::NoticeStatus;
     let kept = match event {
-        Event::TemplateSendJobFinish { msg_id, status } => notify::finished(p, from, *msg_id, NoticeStatus::of_job_finish(status), status, now).await.map(drop),
+        Event::TemplateSendJobFinish { msg_id, status } => {
+            notify::finished(p, from, *msg_id, None, NoticeStatus::of_job_finish(status), status, now).await.map(drop)
+        }
         Event::SubscribeMsgPopup(items) | Event::SubscribeMsgChange(items) => {
             notify::accepted(p, from, items.iter().map(|i| (i.template_id.clone(), i.status.clone())).collect(), now).await
         }
@@ -294,7 +296,7 @@ async fn notification_event(p: &impl PushPorts, from: &str, event: &Event, now: 
                 let Some(msg_id) = i.msg_id.as_deref().and_then(|m| m.parse().ok()) else { continue };
                 let status = if i.error_code.as_deref().unwrap_or("0") == "0" { NoticeStatus::Delivered } else { NoticeStatus::Failed };
                 let detail = format!("{} {}", i.error_code.as_deref().unwrap_or(""), i.status).trim().to_owned();
-                result = result.and(notify::finished(p, from, msg_id, status, &detail, now).await.map(drop));
+                result = result.and(notify::finished(p, from, msg_id, Some(&i.template_id), status, &detail, now).await.map(drop));
             }
             result
         }
@@ -471,8 +473,20 @@ async fn send_late(p: &impl PushPorts, message: &Message, reply: &Reply) {
         Ok(()) => {
             p.log(Level::Info, &format!("late reply to {} sent as a customer-service message", message.from));
             note_cs_sent(p, &message.from, now).await;
+            // The late reply joins the conversation as the passive one would have.
+            if let Some(entry) = Entry::of_reply(reply, now) {
+                converse(p, &message.from, vec![entry]).await;
+            }
         }
         Err(e) => p.log(Level::Error, &format!("late reply to {} could not be sent: {e}", message.from)),
+    }
+}
+
+/// Adds entries to `openid`'s conversation, off the push's path (a lost line is logged).
+pub async fn converse(p: &(impl super::fanout::Shards + Log), openid: &str, entries: Vec<Entry>) {
+    let request = crate::shard::ShardRequest::Converse { openid: openid.to_owned(), entries, transferred: false };
+    if let Err(e) = p.call(crate::shard::shard_of(openid, p.shards()), request).await {
+        p.log(Level::Warn, &format!("conversation of {openid} not kept: {e}"));
     }
 }
 

@@ -1,8 +1,9 @@
 //! Notifications in the recipient's shard (issue 16): each notice one row, found by its id (the
 //! owner's idempotency key), by WeChat's msgid (the job-finish event names only that and the
 //! follower) and by time (the history); and which subscribe-notification templates each
-//! follower accepted (the popup and change events), so a send to someone who did not accept is
-//! refused before WeChat is asked.
+//! follower accepted, refused or banned (the popup and change events) and which one-time
+//! acceptances a send used up (`spent`), for the console. WeChat's 43101 stays the judge of a
+//! send: an acceptance given before wxedge was set up is not known here.
 
 use serde::{Deserialize, Serialize};
 
@@ -72,7 +73,8 @@ fn write(db: &impl Sql, n: &Notice) -> Result<()> {
 
 /// Claims notice `n.id` for sending: a new id is stored queued and is the caller's; an id already
 /// here is answered as it is (a retry sends nothing), unless it is still queued past
-/// `CLAIM_SECS` (its sender died before WeChat answered), when the caller takes it over.
+/// `CLAIM_SECS` (its sender died before WeChat answered) or WeChat refused to send it (failed
+/// without a msgid), when the caller takes it over.
 /// Refuses an id already used for another follower or template: one id names one notice.
 pub fn begin(db: &impl Sql, n: &Notice, now: u64) -> Result<Begun> {
     let found = read(db.exec("SELECT body FROM notices WHERE id = ?1", &[n.id.as_str().into()]).map_err(db_err)?)?;
@@ -85,6 +87,14 @@ pub fn begin(db: &impl Sql, n: &Notice, now: u64) -> Result<Begun> {
             taken.updated_at = now;
             write(db, &taken)?;
             return Ok(Begun { notice: taken, fresh: true });
+        }
+        // WeChat refused to send it (the daily limit, a system error): nothing reached the
+        // follower, so the same id is tried again — how a batch stopped by 45009 resumes tomorrow.
+        if old.status == NoticeStatus::Failed && old.msg_id.is_none() {
+            let mut again = old;
+            (again.status, again.error, again.updated_at) = (NoticeStatus::Queued, None, now);
+            write(db, &again)?;
+            return Ok(Begun { notice: again, fresh: true });
         }
         return Ok(Begun { notice: old, fresh: false });
     }
@@ -122,10 +132,26 @@ pub fn settle(db: &impl Sql, id: &str, status: NoticeStatus, msg_id: Option<u64>
 }
 
 /// WeChat's job-finish event for `msg_id` to `openid`. Answers whether a notice was found (a
-/// message sent outside wxedge has none).
-pub fn finished(db: &impl Sql, openid: &str, msg_id: u64, status: NoticeStatus, detail: &str, now: u64) -> Result<bool> {
+/// message sent outside wxedge has none). A subscribe notification (`template_id` given) has no
+/// msgid until its first event: that event takes the oldest sent notice of this follower and
+/// template still without one, so a retried event finds it again by its msgid.
+pub fn finished(db: &impl Sql, openid: &str, msg_id: u64, template_id: Option<&str>, status: NoticeStatus, detail: &str, now: u64) -> Result<bool> {
     let found = read(db.exec("SELECT body FROM notices WHERE msg_id = ?1 AND openid = ?2", &[msg_id.into(), openid.into()]).map_err(db_err)?)?;
-    let Some(mut n) = found.into_iter().next() else { return Ok(false) };
+    let found = match (found.into_iter().next(), template_id) {
+        (Some(n), _) => Some(n),
+        (None, Some(template)) => {
+            let waiting = db
+                .exec(
+                    "SELECT body FROM notices WHERE openid = ?1 AND msg_id IS NULL AND status = ?2 ORDER BY created, id",
+                    &[openid.into(), NoticeStatus::Sent.as_str().into()],
+                )
+                .map_err(db_err)?;
+            read(waiting)?.into_iter().find(|n| n.source == crate::notify::TemplateSource::Subscribe && n.template_id == template)
+        }
+        (None, None) => None,
+    };
+    let Some(mut n) = found else { return Ok(false) };
+    n.msg_id = Some(msg_id);
     n.status = status;
     if status != NoticeStatus::Delivered {
         n.error = Some(format!("WeChat: {detail}"));
@@ -225,7 +251,7 @@ mod tests {
         assert_eq!((after.fresh, after.notice.status, after.notice.msg_id), (false, NoticeStatus::Sent, Some(777)));
         // The job-finish event names the follower and the msgid only.
         let found = |openid: &str, status| {
-            ask(ShardRequest::NoticeFinished { openid: openid.into(), msg_id: 777, status, detail: "failed:user block".into(), now: 105 })
+            ask(ShardRequest::NoticeFinished { openid: openid.into(), msg_id: 777, template_id: None, status, detail: "failed:user block".into(), now: 105 })
         };
         assert_eq!(found("oZ", NoticeStatus::Refused), ShardResponse::Count { n: 0 }, "another follower's msgid is not this notice");
         assert_eq!(found("oA", NoticeStatus::Refused), ShardResponse::Count { n: 1 });
@@ -237,6 +263,62 @@ mod tests {
         let ShardResponse::Notices { notices } = ask(ShardRequest::NoticeGet { id: "o-1".into() }) else { panic!() };
         assert_eq!(notices[0].status, NoticeStatus::Refused);
         assert_eq!(ask(ShardRequest::NoticesSent { since: 100 }), ShardResponse::Count { n: 1 });
+    }
+
+    #[test]
+    fn a_notice_wechat_refused_to_send_is_tried_again_with_its_id_and_a_delivered_one_is_not() {
+        let db = Sqlite::memory();
+        let shard = ShardObject::default();
+        let ask = |r: ShardRequest| shard.handle(&db, r).unwrap();
+        let begin = |id: &str, now| match ask(ShardRequest::NoticeBegin { notice: notice(id, "oA", 100), now }) {
+            ShardResponse::Begun(b) => b,
+            other => panic!("{other:?}"),
+        };
+        assert!(begin("d-1", 100).fresh);
+        ask(ShardRequest::NoticeSettle {
+            id: "d-1".into(),
+            status: NoticeStatus::Failed,
+            msg_id: None,
+            error: Some("45009 reach max api daily quota limit".into()),
+            now: 101,
+        });
+        let tomorrow = begin("d-1", 90_000);
+        assert_eq!((tomorrow.fresh, tomorrow.notice.status, tomorrow.notice.error), (true, NoticeStatus::Queued, None));
+        ask(ShardRequest::NoticeSettle { id: "d-1".into(), status: NoticeStatus::Sent, msg_id: Some(5), error: None, now: 90_001 });
+        ask(ShardRequest::NoticeFinished {
+            openid: "oA".into(),
+            msg_id: 5,
+            template_id: None,
+            status: NoticeStatus::Failed,
+            detail: "failed:system failed".into(),
+            now: 90_002,
+        });
+        assert!(!begin("d-1", 90_003).fresh, "WeChat took it (a msgid): never sent twice");
+    }
+
+    #[test]
+    fn a_subscribe_notice_without_msgid_is_found_by_its_first_sent_event() {
+        let db = Sqlite::memory();
+        let shard = ShardObject::default();
+        let ask = |r: ShardRequest| shard.handle(&db, r).unwrap();
+        let sub = |id: &str, at| Notice { source: TemplateSource::Subscribe, template_id: "S1".into(), ..notice(id, "oA", at) };
+        for (id, at) in [("r-1", 100), ("r-2", 110)] {
+            ask(ShardRequest::NoticeBegin { notice: sub(id, at), now: at });
+            ask(ShardRequest::NoticeSettle { id: id.into(), status: NoticeStatus::Sent, msg_id: None, error: None, now: at + 1 });
+        }
+        let event = |msg_id, template: &str, status| {
+            ask(ShardRequest::NoticeFinished { openid: "oA".into(), msg_id, template_id: Some(template.into()), status, detail: "0 success".into(), now: 200 })
+        };
+        assert_eq!(event(41, "S9", NoticeStatus::Delivered), ShardResponse::Count { n: 0 }, "another template's event");
+        assert_eq!(event(41, "S1", NoticeStatus::Delivered), ShardResponse::Count { n: 1 });
+        assert_eq!(event(41, "S1", NoticeStatus::Delivered), ShardResponse::Count { n: 1 }, "a retried event finds the same notice by its msgid");
+        assert_eq!(event(42, "S1", NoticeStatus::Failed), ShardResponse::Count { n: 1 });
+        let status = |id: &str| match ask(ShardRequest::NoticeGet { id: id.into() }) {
+            ShardResponse::Notices { notices } => (notices[0].status, notices[0].msg_id),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((status("r-1"), status("r-2")), ((NoticeStatus::Delivered, Some(41)), (NoticeStatus::Failed, Some(42))), "oldest first");
+        assert_eq!(event(43, "S1", NoticeStatus::Delivered), ShardResponse::Count { n: 0 }, "none left waiting");
     }
 
     #[test]
