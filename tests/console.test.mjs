@@ -198,6 +198,22 @@ describe("console", () => {
     await second.close();
   });
 
+  test("embed: the snippet follows the choices and the preview runs it", async () => {
+    await page.goto(s.base + "/console/#embed");
+    await page.waitForSelector("#embed:not([hidden])");
+    await page.selectOption("#e-prompt", "inline");
+    const snippet = await page.inputValue("#e-snippet");
+    assert.match(snippet, /data-prompt="inline"/);
+    assert.match(snippet, /data-target="#follow-card"/);
+    const frame = page.frameLocator("#e-preview");
+    await frame.locator("#follow-card .card").waitFor();
+    assert.match(await frame.locator("#follow-card .card").innerText(), /Follow AcmeTea on WeChat/);
+    await page.click("#e-copy");
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), snippet);
+    await page.screenshot({ path: shot("embed") });
+    assert.deepEqual(errors, []);
+  });
+
   test("a zh-CN browser gets the Chinese console: pages, notices and errors; switchable and remembered", async () => {
     const zh = await browser.newContext({ locale: "zh-CN", viewport: { width: 1200, height: 900 } });
     const p = await zh.newPage();
@@ -231,21 +247,5 @@ describe("console", () => {
     await p.selectOption("#lang", "zh-CN");
     assert.equal(await p.locator("#notifications h1").innerText(), "模板通知");
     await zh.close();
-  });
-
-  test("embed: the snippet follows the choices and the preview runs it", async () => {
-    await page.goto(s.base + "/console/#embed");
-    await page.waitForSelector("#embed:not([hidden])");
-    await page.selectOption("#e-prompt", "inline");
-    const snippet = await page.inputValue("#e-snippet");
-    assert.match(snippet, /data-prompt="inline"/);
-    assert.match(snippet, /data-target="#follow-card"/);
-    const frame = page.frameLocator("#e-preview");
-    await frame.locator("#follow-card .card").waitFor();
-    assert.match(await frame.locator("#follow-card .card").innerText(), /Follow AcmeTea on WeChat/);
-    await page.click("#e-copy");
-    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), snippet);
-    await page.screenshot({ path: shot("embed") });
-    assert.deepEqual(errors, []);
   });
 });

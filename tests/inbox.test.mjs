@@ -63,6 +63,21 @@ describe("inbox", () => {
     assert.equal((await reply(who, "you are welcome")).status, 200);
   });
 
+  test("a broadcast joins each recipient's conversation once, without making it unread", async () => {
+    const a = (await s.sim("/sim/follow", {})).openid, b = (await s.sim("/sim/follow", {})).openid;
+    await s.sim("/sim/text", { openid: a, content: "hi" });
+    await sleep(300);
+    await s.admin(`/inbox/${a}/read`, { method: "POST", body: {} });
+    const body = { id: "inbox-news", segment: { kind: "open_ids", openids: [a, b] }, message: { type: "text", content: "Our winter sale starts today" } };
+    for (const _ of [1, 2]) assert.equal((await s.admin("/broadcasts", { method: "POST", body })).status, 200, "sent, then the same id again");
+    for (const o of [a, b]) {
+      const c = await (await s.admin(`/inbox/${o}`)).json();
+      assert.deepEqual(c.entries.filter((e) => e.by === "broadcast").map((e) => [e.dir, e.kind, e.text]), [["out", "text", "Our winter sale starts today"]], o);
+    }
+    const thread = (await (await s.admin("/inbox")).json()).threads.find((t) => t.openid === a);
+    assert.equal(thread.unread, 0, "a broadcast is nothing to answer");
+  });
+
   test("the live channel: a one-time ticket, then each moved conversation within a second", async () => {
     const wsBase = s.base.replace(/^http/, "ws");
     const refused = await new Promise((resolve) => {
@@ -105,5 +120,36 @@ describe("inbox", () => {
     const t = (await (await s.admin("/inbox")).json()).threads.find((x) => x.openid === other);
     assert.deepEqual([t.unread, t.handled], [0, true]);
     assert.equal((await reply("oNobodyKnown", "hi")).status, 404);
+  });
+
+  test("WeChat's 45047: messages sent by another tool spent the window wxedge thought open", async () => {
+    const other = (await s.sim("/sim/follow", {})).openid;
+    await s.sim("/sim/text", { openid: other, content: "is anyone there?" });
+    await sleep(300);
+    // The owner's other tool (a CRM, say) shares the account's stable token and answers five times.
+    const tok = await (await fetch(`${s.simBase}/cgi-bin/stable_token`, {
+      method: "POST",
+      body: JSON.stringify({ grant_type: "client_credential", appid: s.config.WECHAT_APPID, secret: s.config.WECHAT_APPSECRET }),
+    })).json();
+    assert.ok(tok.access_token, JSON.stringify(tok));
+    let spent = 0;
+    for (let i = 0; i < 10 && spent < 8; i++) {
+      const r = await (await fetch(`${s.simBase}/cgi-bin/message/custom/send?access_token=${tok.access_token}`, {
+        method: "POST",
+        body: JSON.stringify({ touser: other, msgtype: "text", text: { content: `from the CRM ${i}` } }),
+      })).json();
+      if (r.errcode === 45047) break;
+      assert.equal(r.errcode, 0, JSON.stringify(r));
+      spent++;
+    }
+    assert.equal(spent, 8, "3 in the follow's minute, then 5 in the 48 hours");
+    const before = await (await s.admin(`/inbox/${other}`)).json();
+    assert.equal(before.can_reply, true, "wxedge did not see the CRM's messages");
+    const r = await reply(other, "hello from the console");
+    assert.equal(r.status, 429);
+    const body = await r.json();
+    assert.equal(body.errcode, 45047, JSON.stringify(body));
+    assert.match(body.message, /customer-service messages/);
+    assert.equal((await (await s.admin(`/inbox/${other}`)).json()).entries.filter((e) => e.by === "owner").length, 0, "a refused reply is not shown as sent");
   });
 });

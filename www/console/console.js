@@ -34,8 +34,10 @@
       var want = lang === "zh-CN" ? tr(en) : en;
       if (node.nodeValue !== want) node.nodeValue = want;
     }
-    root.querySelectorAll && root.querySelectorAll("[placeholder], [aria-label]").forEach(function (el) {
-      ["placeholder", "aria-label"].forEach(function (a) {
+    var labelled = root.querySelectorAll ? Array.from(root.querySelectorAll("[placeholder], [aria-label], [title]")) : [];
+    if (root.matches && root.matches("[placeholder], [aria-label], [title]")) labelled.push(root);
+    labelled.forEach(function (el) {
+      ["placeholder", "aria-label", "title"].forEach(function (a) {
         if (!el.hasAttribute(a)) return;
         var key = "data-en-" + a;
         if (!el.hasAttribute(key)) el.setAttribute(key, el.getAttribute(a));
@@ -49,7 +51,7 @@
     localStorage.setItem(LANG_KEY, l);
     document.documentElement.lang = l === "zh-CN" ? "zh-CN" : "en";
     $("#lang").value = l;
-    translate(document.body);
+    translate(document.documentElement);
   }
   $("#lang").addEventListener("change", function (e) { setLang(e.target.value); });
   // What the console draws later is translated as it appears.
@@ -75,7 +77,7 @@
     var m = d.message || d.error || "HTTP " + status;
     var lead = lang === "zh-CN" && (window.WXEDGE_ZH_ERRORS || {})[d.error];
     if (lead) m = lead + "：" + m;
-    if (d.errcode !== undefined) m += " (WeChat error " + d.errcode + (d.errmsg ? ": " + d.errmsg : "") + ")";
+    if (d.errcode !== undefined) m += lang === "zh-CN" ? "（微信错误码 " + d.errcode + (d.errmsg ? "：" + d.errmsg : "") + "）" : " (WeChat error " + d.errcode + (d.errmsg ? ": " + d.errmsg : "") + ")";
     return m;
   }
 
@@ -142,7 +144,8 @@
     $("#logout").hidden = false;
     // The admin view of health: the account's kind, and what the owner should fix (plain mode).
     api("/health").then(function (h) {
-      $("#account").textContent = h.account_kind ? h.account_kind + " account" : "";
+      var kinds = { service: ["service account", "服务号"], subscription: ["subscription account", "订阅号"] };
+      $("#account").textContent = h.account_kind ? (kinds[h.account_kind] || [h.account_kind, h.account_kind])[lang === "zh-CN" ? 1 : 0] : "";
       var w = $("#warnings");
       w.replaceChildren.apply(w, (h.warnings || []).map(function (t) { return el("p", { text: t }); }));
       w.hidden = !(h.warnings || []).length;
@@ -174,6 +177,7 @@
 
   var openThread = null, lastTyping = 0;
   var WHO = { follower: "follower", auto: "automatic reply", owner: "you", broadcast: "broadcast", notification: "notification" };
+  var EVENTS_ZH = { subscribe: "关注", scan: "扫码", click: "点击菜单", unsubscribe: "取消关注" };
 
   function renderThreads(list) {
     $("#threads").replaceChildren.apply($("#threads"), list.threads.map(function (t) {
@@ -182,10 +186,10 @@
         await api("/inbox/" + encodeURIComponent(t.openid) + "/read", { method: "POST", body: {} });
         await refreshInbox();
       }) }, [
-        el("span", { class: "who", text: t.openid }), el("span", { class: "muted", text: t.preview }),
+        el("span", { class: "who", text: t.openid }), el("span", { class: "muted", text: /^\[[a-z]+\]$/.test(t.preview) ? "[" + tr(t.preview.slice(1, -1)) + "]" : t.preview }),
         t.unread ? el("span", { class: "unread", text: String(t.unread) }) : null,
-        t.transferred ? el("span", { class: "tag", text: "handed to customer service" }) : null,
-        t.handled ? el("span", { class: "muted", text: "handled" }) : null,
+        t.transferred ? el("span", { class: "tag", text: tr("handed to customer service") }) : null,
+        t.handled ? el("span", { class: "muted", text: tr("handled") }) : null,
       ]);
       return el("li", {}, [b]);
     }));
@@ -200,13 +204,17 @@
     $("#reply-form").hidden = false;
     $("#thread-who").textContent = c.openid;
     var w = c.window || {};
-    $("#thread-window").textContent = w.open ? "window open until " + new Date(w.closes_at * 1000).toLocaleString() + ", " + w.remaining + " message(s) left" : "window closed";
+    var until = w.open ? new Date(w.closes_at * 1000).toLocaleString(lang) : "";
+    $("#thread-window").textContent = !w.open ? tr("window closed")
+      : lang === "zh-CN" ? "客服窗口开放至 " + until + "，还可发 " + w.remaining + " 条"
+      : "window open until " + until + ", " + w.remaining + " message(s) left";
     $("#reply-send").disabled = !c.can_reply;
     $("#reply-why").textContent = c.can_reply ? "" : c.why_not || "";
     $("#entries").replaceChildren.apply($("#entries"), c.entries.map(function (e) {
-      var kids = [el("span", { class: "meta", text: WHO[e.by] + " · " + e.kind + " · " + new Date(e.at * 1000).toLocaleTimeString() })];
-      if (e.kind === "image" && e.url) kids.push(el("img", { src: e.url, alt: "image from the follower" }));
-      if (e.text) kids.push(document.createTextNode(e.text));
+      var kids = [el("span", { class: "meta", text: tr(WHO[e.by]) + " · " + tr(e.kind) + " · " + new Date(e.at * 1000).toLocaleTimeString(lang) })];
+      if (e.kind === "image" && e.url) kids.push(el("img", { src: e.url, alt: tr("image from the follower") }));
+      // An event's own words (subscribe, scan, click, unsubscribe), not what the follower wrote.
+      if (e.text) kids.push(document.createTextNode(e.kind === "event" && lang === "zh-CN" ? e.text.replace(/^[a-z]+/, function (w) { return EVENTS_ZH[w] || w; }) : e.text));
       if (e.kind === "link" && e.url) kids.push(el("a", { href: e.url, rel: "noopener", target: "_blank", text: " " + e.url }));
       return el("li", { class: e.dir }, kids);
     }));
@@ -246,7 +254,7 @@
 
   async function loadInbox() {
     await refreshInbox();
-    await openLive().catch(function (e) { notice("The live inbox is not connected (" + e.message + "); it refreshes every 10 s."); });
+    await openLive().catch(function (e) { notice(lang === "zh-CN" ? "实时消息未连接（" + e.message + "），每 10 秒刷新一次。" : "The live inbox is not connected (" + e.message + "); it refreshes every 10 s."); });
     // The fallback while the live channel is down.
     if (!inboxTimer) inboxTimer = setInterval(function () { if (!$("#inbox").hidden && !document.hidden && !live) refreshInbox().catch(function () {}); }, 10000);
   }
@@ -277,6 +285,10 @@
     amount: "a sum, e.g. ¥12.50", number: "digits", letter: "letters", symbol: "symbols", phrase: "Chinese only, e.g. 已发货", car_number: "a licence plate",
     name: "a name", phone_number: "a phone number", other: "any text" };
 
+  var RULES_ZH = { thing: "任意文字", character_string: "字母、数字和符号", time: "时间，如 2026-12-03 15:01", date: "日期，如 2026-12-03",
+    amount: "金额，如 ¥12.50", number: "数字", letter: "字母", symbol: "符号", phrase: "仅汉字，如 已发货", car_number: "车牌号", name: "姓名",
+    phone_number: "电话号码", other: "任意文字" };
+
   function currentTemplate() { return templates.find(function (t) { return t.template_id === $("#n-template").value; }); }
 
   function renderFields() {
@@ -287,7 +299,7 @@
       var input = el("input", { "data-key": f.key, maxlength: String(f.max_chars * 2), required: true, oninput: preview });
       var count = el("span", { class: "count field-rule", text: "" });
       box.appendChild(el("label", {}, [document.createTextNode(f.name + " (" + f.key + ") "), input, count,
-        el("span", { class: "muted field-rule", text: " " + f.kind + ": " + (RULES[f.kind] || "") + ", at most " + f.max_chars })]));
+        el("span", { class: "muted field-rule", text: lang === "zh-CN" ? " " + f.kind + "：" + (RULES_ZH[f.kind] || "") + "，最多 " + f.max_chars + " 字" : " " + f.kind + ": " + (RULES[f.kind] || "") + ", at most " + f.max_chars })]));
     });
     preview();
   }
@@ -317,7 +329,7 @@
     var list = await api("/notifications/templates");
     templates = list.templates;
     var sel = $("#n-template"), keep = sel.value;
-    sel.replaceChildren.apply(sel, templates.map(function (t) { return el("option", { value: t.template_id, text: t.title + (t.source === "subscribe" ? " (subscribe)" : "") }); }));
+    sel.replaceChildren.apply(sel, templates.map(function (t) { return el("option", { value: t.template_id, text: t.title + (t.source === "subscribe" ? (lang === "zh-CN" ? "（订阅通知）" : " (subscribe)") : "") }); }));
     if (keep && templates.some(function (t) { return t.template_id === keep; })) sel.value = keep;
     renderFields();
     await refreshNotifications();
@@ -325,11 +337,11 @@
 
   async function refreshNotifications() {
     var [h, b] = await Promise.all([api("/notifications?limit=30"), api("/notifications/budget")]);
-    $("#n-budget").textContent = "Today: " + b.sent + " sent, " + b.left + " of " + b.limit + " left";
+    $("#n-budget").textContent = lang === "zh-CN" ? "今天：已发送 " + b.sent + " 条，还剩 " + b.left + " 条（共 " + b.limit + " 条）" : "Today: " + b.sent + " sent, " + b.left + " of " + b.limit + " left";
     var titles = {};
     templates.forEach(function (t) { titles[t.template_id] = t.title; });
     $("#n-history tbody").replaceChildren.apply($("#n-history tbody"), h.notifications.map(function (n) {
-      return el("tr", {}, [el("td", { text: n.id }), el("td", { text: new Date(n.created_at * 1000).toLocaleString() }), el("td", { text: n.openid }),
+      return el("tr", {}, [el("td", { text: n.id }), el("td", { text: new Date(n.created_at * 1000).toLocaleString(lang) }), el("td", { text: n.openid }),
         el("td", { text: titles[n.template_id] || n.template_id }), el("td", { class: "status-" + n.status, text: n.status }), el("td", { text: n.error || "" })]);
     }));
   }
@@ -343,7 +355,7 @@
     $("#n-result").replaceChildren();
     try {
       var n = await api("/notifications", { method: "POST", body: body });
-      $("#n-result").appendChild(el("p", { class: "status-" + n.status, text: "Notification " + n.id + ": " + n.status + (n.error ? " — " + n.error : "") }));
+      $("#n-result").appendChild(el("p", { class: "status-" + n.status, text: lang === "zh-CN" ? "通知 " + n.id + "：" + tr(n.status) + (n.error ? " — " + n.error : "") : "Notification " + n.id + ": " + n.status + (n.error ? " — " + n.error : "") }));
     } catch (err) {
       $("#n-result").appendChild(el("p", { class: "problems", text: err.message }));
       var key = (err.message.match(/data\.([a-z_0-9]+)/) || [])[1];
@@ -361,6 +373,10 @@
 
   var TYPES = { click: "key", view: "url", scancode_push: "key", scancode_waitmsg: "key", pic_sysphoto: "key", pic_photo_or_album: "key",
     pic_weixin: "key", location_select: "key", media_id: "media_id", article_id: "article_id", article_view_limited: "article_id", miniprogram: "appid" };
+  // The types as WeChat's documentation names them in Chinese (the type itself stays beside it).
+  var TYPES_ZH = { click: "点击推事件", view: "跳转网页", scancode_push: "扫码推事件", scancode_waitmsg: "扫码推事件且弹出提示框", pic_sysphoto: "弹出系统拍照发图",
+    pic_photo_or_album: "弹出拍照或相册发图", pic_weixin: "弹出微信相册发图", location_select: "弹出地理位置选择", media_id: "下发素材消息",
+    article_id: "下发已发布的图文", article_view_limited: "跳转已发布的图文", miniprogram: "跳转小程序" };
   var LIMITS = { top: 16, sub: 60, buttons: 3, subs: 5, key: 128, url: 1024 };
   var menu = { button: [] };
   var bytes = function (s) { return new TextEncoder().encode(s || "").length; };
@@ -373,10 +389,11 @@
 
   function buttonEditor(b, path, top, onRemove) {
     var max = top ? LIMITS.top : LIMITS.sub;
-    var counter = el("span", { class: "count", text: bytes(b.name) + "/" + max + " bytes" });
+    var unit = lang === "zh-CN" ? " 字节" : " bytes";
+    var counter = el("span", { class: "count", text: bytes(b.name) + "/" + max + unit });
     var name = el("input", { value: b.name || "", "data-path": path + ".name", "aria-label": "Name", oninput: function () {
       b.name = name.value;
-      counter.textContent = bytes(b.name) + "/" + max + " bytes";
+      counter.textContent = bytes(b.name) + "/" + max + unit;
       counter.classList.toggle("over", bytes(b.name) > max);
       changed(false);
     } });
@@ -388,7 +405,7 @@
       changed(true);
     } });
     if (top) type.appendChild(el("option", { value: "submenu", text: "opens a sub-menu", selected: isMenu }));
-    Object.keys(TYPES).forEach(function (t) { type.appendChild(el("option", { value: t, text: t, selected: !isMenu && b.type === t })); });
+    Object.keys(TYPES).forEach(function (t) { type.appendChild(el("option", { value: t, text: lang === "zh-CN" ? TYPES_ZH[t] + "（" + t + "）" : t, selected: !isMenu && b.type === t })); });
     var row = el("div", { class: top ? "btn top" : "btn sub" }, [
       el("label", {}, [document.createTextNode(top ? "Button" : "Sub-button"), name]), counter,
       el("label", {}, [document.createTextNode("does"), type]),
@@ -429,6 +446,14 @@
     validateTimer = setTimeout(guard(validate), 250);
   }
 
+  /** A menu problem in the console's language: the server's plain words, by their pattern (zh.js). */
+  function trProblem(m) {
+    if (lang !== "zh-CN") return m;
+    var rules = window.WXEDGE_ZH_MENU || [];
+    for (var i = 0; i < rules.length; i++) if (rules[i][0].test(m)) return m.replace(rules[i][0], rules[i][1]);
+    return m;
+  }
+
   async function validate() {
     var r = menu.button.length ? await api("/menu/validate", { method: "POST", body: menu }) : { ok: false, problems: [{ path: "button", message: "a menu needs at least one button" }] };
     document.querySelectorAll("[data-path]").forEach(function (f) { f.removeAttribute("aria-invalid"); });
@@ -436,6 +461,7 @@
     var list = $("#menu-problems");
     list.textContent = "";
     r.problems.forEach(function (p) {
+      p.message = trProblem(p.message);
       list.appendChild(el("li", { text: p.message }));
       var field = document.querySelector('[data-path="' + p.path + '"]');
       if (field) field.setAttribute("aria-invalid", "true");
@@ -536,7 +562,7 @@
     var body = { kind: kind };
     body[{ text: "content", subscribe: "scene", scan: "scene", click: "key" }[kind]] = v;
     var r = await api("/rules/try", { method: "POST", body: body });
-    $("#try-result").textContent = r.reply.type === "text" ? r.reply.content : r.reply.type === "success" ? "(no reply: success)" : JSON.stringify(r.reply, null, 1);
+    $("#try-result").textContent = r.reply.type === "text" ? r.reply.content : r.reply.type === "success" ? tr("(no reply: success)") : JSON.stringify(r.reply, null, 1);
   }));
 
   // ---- charts: plain SVG -------------------------------------------------------------------
@@ -561,7 +587,7 @@
       series.forEach(function (s, j) {
         var v = s.values[i] || 0, h = (v / max) * (H - 20);
         var r = svg("rect", { x: pad + i * slot + j * bw, y: H - h, width: bw - 1, height: h, fill: s.color });
-        r.appendChild(svg("title", {}, label + " · " + s.name + ": " + v));
+        r.appendChild(svg("title", {}, tr(label) + " · " + tr(s.name) + (lang === "zh-CN" ? "：" : ": ") + v));
         g.appendChild(r);
       });
       if (n <= 12 || i % Math.ceil(n / 10) === 0) g.appendChild(svg("text", { x: pad + i * slot, y: H + 14, class: "axis" }, label));
@@ -590,6 +616,7 @@
     return { kind: "all" };
   }
   function describe(s) {
+    if (lang === "zh-CN") return s.kind === "all" ? "全部粉丝" : s.kind === "tag" ? "标签 " + s.tag_id : s.kind === "open_ids" ? s.openids.length + " 个 OpenID" : (s.kind === "scene" ? "场景 " : "页面 ") + (s.scene || s.page);
     return s.kind === "all" ? "all followers" : s.kind === "tag" ? "tag " + s.tag_id : s.kind === "open_ids" ? s.openids.length + " OpenIDs" : s.kind + " " + (s.scene || s.page);
   }
 
@@ -604,16 +631,21 @@
   async function refreshQuotaAndHistory() {
     var q = await api("/quota");
     quotaChart($("#quota-chart"), q);
-    $("#quota-note").textContent = q.account_kind === "subscription"
+    $("#quota-note").textContent = lang === "zh-CN"
+      ? (q.account_kind === "subscription" ? (q.today_free ? "今天的群发次数还未使用。" : "今天的群发次数已用完，下次可用时间：" + q.next_free_at + "。")
+        : q.followers + " 位粉丝；每月额度于 " + q.renews_at + " 重置。")
+      : q.account_kind === "subscription"
       ? (q.today_free ? "Today's mass send is still free." : "Today's mass send is used; the next is free at " + q.next_free_at + ".")
       : q.followers + " followers; the monthly quota renews at " + q.renews_at + ".";
     var h = await api("/broadcasts");
     var body = $("#history tbody");
     body.textContent = "";
     h.broadcasts.forEach(function (b) {
-      var out = b.batches.map(function (x) { return x.outcome ? x.outcome.sent + " sent, " + x.outcome.filtered_out + " filtered" : x.error || x.state; }).join("; ");
-      body.appendChild(el("tr", {}, [el("td", { text: b.id }), el("td", { text: new Date(b.created_at * 1000).toLocaleString() }), el("td", { text: describe(b.segment) }),
-        el("td", { text: b.method + (b.batches.length > 1 ? " ×" + b.batches.length : "") }), el("td", { text: String(b.eligible) }), el("td", { text: b.status, class: "status-" + b.status }), el("td", { text: out })]));
+      var out = b.batches.map(function (x) {
+        return x.outcome ? (lang === "zh-CN" ? "已发送 " + x.outcome.sent + "，被过滤 " + x.outcome.filtered_out : x.outcome.sent + " sent, " + x.outcome.filtered_out + " filtered") : x.error || tr(x.state);
+      }).join(lang === "zh-CN" ? "；" : "; ");
+      body.appendChild(el("tr", {}, [el("td", { text: b.id }), el("td", { text: new Date(b.created_at * 1000).toLocaleString(lang) }), el("td", { text: describe(b.segment) }),
+        el("td", { text: tr(b.method) + (b.batches.length > 1 ? " ×" + b.batches.length : "") }), el("td", { text: String(b.eligible) }), el("td", { text: b.status, class: "status-" + b.status }), el("td", { text: out })]));
     });
   }
 
@@ -625,12 +657,13 @@
     box.textContent = "";
     var dl = el("dl", { class: "plan" });
     var add = function (k, v) { if (v !== undefined && v !== null) { dl.appendChild(el("dt", { text: k })); dl.appendChild(el("dd", { text: String(v) })); } };
+    var zh = lang === "zh-CN";
     add("Eligible", p.eligible);
-    add("At quota (left out)", p.at_quota + (p.at_quota_until ? " until " + p.at_quota_until : ""));
+    add("At quota (left out)", p.at_quota + (p.at_quota_until ? (zh ? "，至 " + p.at_quota_until : " until " + p.at_quota_until) : ""));
     add("Unknown OpenIDs", p.unknown);
     add("No longer following", p.not_following);
-    add("Sent as", p.method ? p.method + (p.batches > 1 ? " in " + p.batches + " batches" : "") : "—");
-    if (p.today_free !== undefined) add("Today's send", p.today_free ? "free" : "used; next free at " + p.next_free_at);
+    add("Sent as", p.method ? tr(p.method) + (p.batches > 1 ? (zh ? "，分 " + p.batches + " 批" : " in " + p.batches + " batches") : "") : "—");
+    if (p.today_free !== undefined) add("Today's send", p.today_free ? (zh ? "可用" : "free") : zh ? "已用，下次可用时间：" + p.next_free_at : "used; next free at " + p.next_free_at);
     box.appendChild(dl);
     if (p.refused) box.appendChild(el("p", { class: "refused", text: "Cannot send now: " + p.refused.message }));
     planned = p.refused ? null : { segment: s, plan: p, id: "c" + Date.now().toString(36) };
@@ -645,14 +678,17 @@
     if (!planned) return;
     var text = $("#msg-text").value.trim();
     if (!text) { notice("Write the message first."); return; }
-    $("#confirm-text").textContent = "To " + planned.plan.eligible + " followers (" + describe(planned.segment) + ") as " + planned.plan.method +
+    $("#confirm-text").textContent = lang === "zh-CN"
+      ? "发给 " + planned.plan.eligible + " 位粉丝（" + describe(planned.segment) + "），方式：" + tr(planned.plan.method) +
+        "。每位粉丝本月的群发次数将减少一次" + (planned.plan.at_quota ? "；" + planned.plan.at_quota + " 位已达上限，不发送。" : "。")
+      : "To " + planned.plan.eligible + " followers (" + describe(planned.segment) + ") as " + planned.plan.method +
       ". Each of them has one mass message fewer this month" + (planned.plan.at_quota ? "; " + planned.plan.at_quota + " at quota are left out." : ".");
     $("#confirm").showModal();
   });
   $("#confirm").addEventListener("close", guard(async function () {
     if ($("#confirm").returnValue !== "send" || !planned) return;
     var b = await api("/broadcasts", { method: "POST", body: { id: planned.id, segment: planned.segment, message: { type: "text", content: $("#msg-text").value } } });
-    notice("Broadcast " + b.id + ": " + b.status + " to " + b.eligible + " followers.", "ok");
+    notice(lang === "zh-CN" ? "群发 " + b.id + "：" + tr(b.status) + "，共 " + b.eligible + " 位粉丝。" : "Broadcast " + b.id + ": " + b.status + " to " + b.eligible + " followers.", "ok");
     planned = null;
     $("#send").disabled = true;
     await refreshQuotaAndHistory();
@@ -680,17 +716,18 @@
     var steps = [0, 0, 0, 0];
     Object.values(funnel).forEach(function (pages) { Object.values(pages).forEach(function (scenes) { Object.values(scenes).forEach(function (row) { row.forEach(function (v, i) { steps[i] += v; }); }); }); });
     bars($("#funnel-chart"), ["impressions", "QR shown", "scanned", "followed"], [{ name: "visitors", color: "#07c160", values: steps }],
-      "Funnel: " + steps[0] + " impressions, " + steps[1] + " QR codes shown, " + steps[2] + " scans, " + steps[3] + " follows");
+      lang === "zh-CN" ? "漏斗：曝光 " + steps[0] + " 次，展示二维码 " + steps[1] + " 次，扫码 " + steps[2] + " 次，关注 " + steps[3] + " 次"
+        : "Funnel: " + steps[0] + " impressions, " + steps[1] + " QR codes shown, " + steps[2] + " scans, " + steps[3] + " follows");
     quotaChart($("#quota-chart-2"), await api("/quota"));
     var logins = await api("/logins");
-    var when = function (t) { return new Date(t * 1000).toLocaleString(); };
+    var when = function (t) { return new Date(t * 1000).toLocaleString(lang); };
     $("#logins-note").textContent = !logins.enabled ? "Follow-to-log-in is off: set LOGIN_SECRET (docs/login.md)."
       : "The newest log-ins by a scan" + (logins.confirm ? ", each confirmed by the follower in the chat" : "") + ".";
     $("#login-sites tbody").replaceChildren.apply($("#login-sites tbody"), logins.sites.map(function (s) {
       return el("tr", {}, [el("td", { text: s.origin }), el("td", { text: String(s.logins) }), el("td", { text: String(s.new_followers) }), el("td", { text: when(s.last_at) })]);
     }));
     $("#login-recent tbody").replaceChildren.apply($("#login-recent tbody"), logins.logins.slice(0, 20).map(function (l) {
-      return el("tr", {}, [el("td", { text: when(l.at) }), el("td", { text: l.origin }), el("td", { text: l.openid + (l.new_follower ? " (new)" : "") }), el("td", { text: l.page })]);
+      return el("tr", {}, [el("td", { text: when(l.at) }), el("td", { text: l.origin }), el("td", { text: l.openid + (l.new_follower ? (lang === "zh-CN" ? "（新粉丝）" : " (new)") : "") }), el("td", { text: l.page })]);
     }));
   }
 
@@ -698,10 +735,11 @@
     var status = $("#import-status");
     var step = await api("/followers/import", { method: "POST", body: { restart: true } });
     while (!step.done) {
-      status.textContent = step.phase === "tags" ? "Followers imported (" + step.imported + "); now the tags…" : "Imported " + step.imported + " of " + (step.total || "?") + "…";
+      status.textContent = lang === "zh-CN" ? (step.phase === "tags" ? "已导入粉丝（" + step.imported + "），正在导入标签…" : "已导入 " + step.imported + " / " + (step.total || "?") + "…")
+        : step.phase === "tags" ? "Followers imported (" + step.imported + "); now the tags…" : "Imported " + step.imported + " of " + (step.total || "?") + "…";
       step = await api("/followers/import", { method: "POST", body: {} });
     }
-    status.textContent = "Done: " + step.imported + " followers and " + (step.tags || 0) + " tags.";
+    status.textContent = lang === "zh-CN" ? "完成：" + step.imported + " 位粉丝，" + (step.tags || 0) + " 个标签。" : "Done: " + step.imported + " followers and " + (step.tags || 0) + " tags.";
     await loadFollowers();
   }));
 
@@ -724,7 +762,7 @@
     var tag = "<script async " + attrs.map(function (a) { return a[0] + '="' + esc(a[1]) + '"'; }).join(" ") + "></" + "script>";
     var snippet = (v("e-prompt") === "inline" ? '<div id="follow-card"></div>\n' : "") + tag;
     $("#e-snippet").value = snippet;
-    $("#e-preview").srcdoc = '<!doctype html><html lang="en"><body style="font:14px system-ui,sans-serif;margin:16px"><p>Your page</p>' + snippet + "</body></html>";
+    $("#e-preview").srcdoc = '<!doctype html><html lang="en"><body style="font:14px system-ui,sans-serif;margin:16px"><p>' + (lang === "zh-CN" ? "你的网页" : "Your page") + "</p>" + snippet + "</body></html>";
   }
   $("#embed-form").addEventListener("input", renderEmbed);
   $("#embed-form").addEventListener("change", renderEmbed);

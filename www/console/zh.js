@@ -42,7 +42,8 @@ window.WXEDGE_ZH = {
   "Copied.": "已复制。", "Done: ": "完成：", "Eligible": "可接收", "Follow-to-log-in is off: set LOGIN_SECRET (docs/login.md).": "扫码登录未开启：请设置 LOGIN_SECRET（见 docs/login.md）。",
   "Followers by mass messages left this month: ": "按本月剩余群发次数的粉丝：", "Followers imported (": "已导入粉丝（",
   "Follows and unfollows per day over the last 30 days": "近 30 天每日关注与取关", "Funnel: ": "漏斗：", "Imported ": "已导入 ",
-  "Imported the menu WeChat holds.": "已导入微信当前的菜单。", "Imported the menu from get_current_selfmenu_info": "已从 get_current_selfmenu_info 导入菜单",
+  "Imported the menu WeChat holds.": "已导入微信当前的菜单。", "Imported the menu from get_current_selfmenu_info.": "已从 get_current_selfmenu_info 导入菜单。",
+  "Imported the menu from get_current_selfmenu_info (the menu is switched off in the WeChat console).": "已从 get_current_selfmenu_info 导入菜单（该菜单在微信后台处于关闭状态）。",
   "Logged out.": "已退出。", "Match": "匹配方式", "Menu key": "菜单 key", "Name": "名称", "No longer following": "已取消关注",
   "Notification ": "通知 ", "Pattern": "关键词", "Priority": "优先级",
   "Published. Followers see the new menu when they next open the chat (WeChat caches it up to 5 minutes).": "已发布。粉丝下次打开对话时会看到新菜单（微信最多缓存 5 分钟）。",
@@ -51,12 +52,39 @@ window.WXEDGE_ZH = {
   "That token was refused: it is not this worker's ADMIN_TOKEN.": "令牌被拒绝：这不是该 worker 的 ADMIN_TOKEN。",
   "The admin token was refused. Please log in again.": "管理令牌被拒绝，请重新登录。",
   "The live inbox is not connected (": "实时消息未连接（", "The menu breaks WeChat's rules; see the problems listed.": "菜单不符合微信规则，请查看下列问题。",
-  "The newest log-ins by a scan": "最近的扫码登录", "The worker answered HTTP ": "worker 返回 HTTP ", "To ": "发给 ",
+  "The newest log-ins by a scan.": "最近的扫码登录。",
+  "The newest log-ins by a scan, each confirmed by the follower in the chat.": "最近的扫码登录，每次都经粉丝在对话中确认。",
+  "The worker answered HTTP ": "worker 返回 HTTP ", "To ": "发给 ",
   "Today's mass send is still free.": "今天的群发次数还未使用。", "Today's mass send is used; the next is free at ": "今天的群发次数已用完，下次可用时间：",
   "Today's send": "今日群发", "Today: ": "今天：", "Type": "类型", "Unknown OpenIDs": "未知 OpenID", "View details ›": "查看详情 ›",
   "Write the message first.": "请先填写消息内容。",
   "window closed": "客服窗口已关闭", "handed to customer service": "已转人工客服", "handled": "已处理",
   "follower": "粉丝", "automatic reply": "自动回复", "you": "你", "notification": "通知",
+  "Callbacks are in plain mode: WeChat's signature does not cover the message, so wxedge refuses replayed queries and checks unknown mass-send reports with WeChat, but a query captured within 2 minutes can still carry one forged message. Switch the WeChat console to safe mode (安全模式) and set WECHAT_ENCODING_AES_KEY.":
+    "回调处于明文模式：微信的签名不覆盖消息内容。wxedge 会拒绝重放的请求，并向微信核实未知的群发结果，但 2 分钟内被截获的请求仍可夹带一条伪造消息。请在微信后台改为安全模式，并设置 WECHAT_ENCODING_AES_KEY。",
+  "Callbacks are in compatible mode: WeChat may still send plain messages, whose body the signature does not cover. Switch to safe mode (安全模式) once your setup reads encrypted messages.":
+    "回调处于兼容模式：微信仍可能发送明文消息，签名不覆盖其内容。确认能读取加密消息后，请切换到安全模式。",
+  "FOLLOW_QR_URL is not set: when no parametric code can be lent (limits, a full pool, an unverified account) the widget has no code to show.":
+    "未设置 FOLLOW_QR_URL：当无法借出带参数二维码时（限流、码池已满、未认证账号），组件将没有二维码可显示。",
+  "broadcast": "群发", "image from the follower": "粉丝发来的图片",
+  "text": "文字", "image": "图片", "voice": "语音", "video": "视频", "location": "位置", "link": "链接", "event": "事件", "news": "图文", "music": "音乐",
+  "they do not follow the account: WeChat delivers nothing to them": "对方未关注公众号：微信不会向其投递任何消息",
+  "the window is spent: 5 messages were sent since their last message; it reopens when they write again":
+    "客服窗口次数已用完：自对方上一条消息后已发送 5 条；对方再次发消息后重新开放",
+  "the window is closed: WeChat allows replies for 48 hours (5 messages) after the follower writes, and 1 minute (3) after a menu click, follow or scan; it reopens when they next do":
+    "客服窗口已关闭：粉丝发消息后 48 小时内可回复（最多 5 条），点击菜单、关注或扫码后 1 分钟内可回复（最多 3 条）；对方再次互动后重新开放",
+  // Where a broadcast, a batch or a notification is, and how WeChat was asked.
+  "reserved": "已预留", "sending": "发送中", "sent": "已发送", "finished": "已完成", "failed": "失败", "partly_failed": "部分失败",
+  "accepted": "微信已受理", "queued": "排队中", "delivered": "已送达", "refused": "已拒收",
+  "sendall": "全部或按标签（sendall）", "send": "按 OpenID 列表（send）",
+  // The menu editor, the rules, the charts.
+  "opens a sub-menu": "展开子菜单", "does": "响应动作", "exact": "全匹配", "contains": "半匹配", "prefix": "前缀匹配",
+  "A reply starting with { must be JSON: ": "以 { 开头的回复必须是 JSON：", "(no reply: success)": "（不回复：success）",
+  "4 left": "剩 4 次", "3 left": "剩 3 次", "2 left": "剩 2 次", "1 left": "剩 1 次", "0 left": "剩 0 次",
+  "followers": "粉丝", "follows": "关注", "unfollows": "取消关注", "visitors": "访客", "impressions": "曝光", "scanned": "扫码", "followed": "关注",
+  // The widget's options (their values stay as written in the snippet).
+  "floating": "悬浮", "banner": "横幅", "inline": "页内卡片", "parametric": "带参数二维码", "static": "固定二维码",
+  "en": "英文", "zh-CN": "简体中文", "light": "浅色", "dark": "深色",
   "English": "English", "中文": "中文",
 };
 // The server's error kinds (the `error` field), as a Chinese lead-in before its English detail.
@@ -64,4 +92,26 @@ window.WXEDGE_ZH_ERRORS = {
   invalid: "请求不正确", refused: "已拒绝", wrong_account_kind: "账号类型不支持", over_quota: "额度已用完", conflict: "冲突",
   not_found: "未找到", wechat: "微信返回错误", busy: "繁忙，请稍后再试", rate_limited: "请求太频繁", upstream: "无法连接微信",
   storage: "存储出错", unauthorized: "未授权", body_too_large: "请求内容太大", config: "配置错误",
+  bad_signature: "签名不正确", stale_request: "请求已过期", replayed: "重复的请求", malformed_xml: "XML 格式不正确", forbidden_xml: "XML 含不允许的内容",
+  missing_field: "缺少字段", decrypt_failed: "解密失败", wrong_appid: "AppID 不匹配", bad_reply: "回复不正确", forbidden: "禁止访问",
+  internal: "内部错误", method_not_allowed: "不支持该请求方法", origin_not_allowed: "该网站未获允许", upgrade_required: "需要 WebSocket 连接",
+  no_code: "暂无可用二维码", no_static_code: "未设置固定二维码",
 };
+// The menu's problems (the server's plain words, by pattern; a button's path and name stay as they are).
+window.WXEDGE_ZH_MENU = [
+  [/^(.*): the name is empty$/, "$1：名称为空"],
+  [/^(.*): the name is (\d+) bytes; WeChat allows (\d+) for a top-level button \(a Chinese character is 3 bytes\)$/, "$1：名称 $2 字节，微信一级菜单最多 $3 字节（一个汉字 3 字节）"],
+  [/^(.*): the name is (\d+) bytes; WeChat allows (\d+) for a sub button \(a Chinese character is 3 bytes\)$/, "$1：名称 $2 字节，微信子菜单最多 $3 字节（一个汉字 3 字节）"],
+  [/^(.*): a sub-button cannot have sub-buttons$/, "$1：子菜单下不能再有子菜单"],
+  [/^(.*): (\d+) sub-buttons; WeChat allows (\d+)$/, "$1：有 $2 个子菜单，微信最多 $3 个"],
+  [/^(.*): a button that opens sub-buttons has no type of its own$/, "$1：有子菜单的菜单不能设置自己的类型"],
+  [/^(.*): needs a type \(click, view, …\) or sub-buttons$/, "$1：需要设置类型（click、view 等）或添加子菜单"],
+  [/^(.*): type "(.*)" does not exist in the menu API$/, "$1：菜单接口中没有“$2”这种类型"],
+  [/^(.*): a miniprogram button needs a (\w+) \(the url is the fallback for old clients\)$/, "$1：小程序菜单需要填写 $2（url 供不支持小程序的旧版微信打开）"],
+  [/^(.*): a (\w+) button needs a (\w+)$/, "$1：$2 类型的菜单需要填写 $3"],
+  [/^(.*): the (key|url) is (\d+) bytes; WeChat allows (\d+)$/, "$1：$2 为 $3 字节，微信最多 $4 字节"],
+  [/^(.*): the url must start with http:\/\/ or https:\/\/$/, "$1：url 必须以 http:// 或 https:// 开头"],
+  [/^a menu needs at least one button$/, "菜单至少需要一个菜单项"],
+  [/^(\d+) top-level buttons; WeChat allows (\d+)$/, "有 $1 个一级菜单，微信最多 $2 个"],
+  [/^a conditional menu needs a tag_id$/, "个性化菜单需要设置 tag_id"],
+];

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::ledger::object::{LedgerRequest, LedgerResponse};
 use crate::ledger::{self, BatchState, Broadcast, BroadcastView, DayLedger, Plan, SendAnswer, SendMethod, SendRequest, Tally};
 use crate::ports::{Clock, Http, Kv};
+use crate::shard::conversation::Entry;
 use crate::shard::mass::{Booking, Counts, QuotaMirror, RESERVATION_SECS};
 use crate::shard::Segment;
 
@@ -88,7 +89,8 @@ pub async fn send<L: Ledger, S: Shards, P: Http + Kv + Clock>(
         };
         // Lost: kept booked for the retry, which needs the same recipients.
         if let SendAnswer::Accepted { .. } | SendAnswer::Refused { .. } = answer {
-            fanout::settle(shards, &view.broadcast.id, &layout, from, to, matches!(answer, SendAnswer::Accepted { .. }), month).await?;
+            let line = Entry::of_broadcast(&view.broadcast.message, now);
+            fanout::settle(shards, &view.broadcast.id, &layout, from, to, matches!(answer, SendAnswer::Accepted { .. }), month, Some(&line)).await?;
         }
     }
     Ok(Sent { broadcast: view, fresh, booked_ms })
@@ -140,7 +142,8 @@ async fn resettle(shards: &impl Shards, b: &Broadcast, now: u64) -> Result<()> {
             BatchState::Accepted | BatchState::Finished => true,
             BatchState::Failed => false,
         };
-        fanout::settle(shards, &b.id, &b.layout, batch.from, batch.from + batch.size as u64, sent, b.month).await?;
+        let line = Entry::of_broadcast(&b.message, now);
+        fanout::settle(shards, &b.id, &b.layout, batch.from, batch.from + batch.size as u64, sent, b.month, Some(&line)).await?;
     }
     Ok(())
 }
@@ -542,8 +545,17 @@ mod tests {
         shards.1.set(false);
         // The retry: WeChat is not asked again, the shards settle what the ledger did.
         let again =
-            run(send(&h.ledger, &shards, &h.client(), &h, AccountKind::Service, text("z", Segment::OpenIds { openids: list }), MID_NOVEMBER + 5)).unwrap();
+            run(send(&h.ledger, &shards, &h.client(), &h, AccountKind::Service, text("z", Segment::OpenIds { openids: list.clone() }), MID_NOVEMBER + 5))
+                .unwrap();
         assert_eq!((again.broadcast.status, again.fresh, h.wechat.jobs()), (BroadcastStatus::Sent, false, 1));
+        // Once more: nothing left to settle. Each recipient's conversation shows the broadcast once.
+        run(send(&h.ledger, &shards, &h.client(), &h, AccountKind::Service, text("z", Segment::OpenIds { openids: list.clone() }), MID_NOVEMBER + 9)).unwrap();
+        for o in &list {
+            let talk = crate::shard::conversation::entries(h.shards.db_of(o), o, 10).unwrap();
+            let lines: Vec<_> =
+                talk.iter().filter(|e| e.by == crate::shard::conversation::By::Broadcast).map(|e| (e.kind.as_str(), e.text.as_str(), e.at)).collect();
+            assert_eq!(lines, [("text", "news", MID_NOVEMBER + 5)], "{o}");
+        }
         // Past the bookings' hour the messages are still counted: they were settled, not booked.
         let later = MID_NOVEMBER + crate::shard::mass::RESERVATION_SECS + 10;
         for k in 0..h.shards.shards() {

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::ledger::IndexChange;
+use crate::shard::conversation::Entry;
 use crate::shard::mass::{Booked, Booking, Counts};
 use crate::shard::{Segment, ShardRequest, ShardResponse};
 
@@ -175,9 +176,14 @@ pub async fn recipients(s: &impl Shards, id: &str, layout: &Layout, from: u64, t
 }
 
 /// The outcome of global rows `[from, to)` in the shards it spans; answers how many followers
-/// it settled (0 when it was settled before).
-pub async fn settle(s: &impl Shards, id: &str, layout: &Layout, from: u64, to: u64, sent: bool, month: u32) -> Result<u64> {
-    let asks = layout.pieces(from, to).into_iter().map(|(k, a, b)| s.call(k, ShardRequest::Settle { id: id.to_owned(), from: a, to: b, sent, month }));
+/// it settled (0 when it was settled before). `line`, when sent, joins each recipient's
+/// conversation.
+#[allow(clippy::too_many_arguments)]
+pub async fn settle(s: &impl Shards, id: &str, layout: &Layout, from: u64, to: u64, sent: bool, month: u32, line: Option<&Entry>) -> Result<u64> {
+    let asks = layout
+        .pieces(from, to)
+        .into_iter()
+        .map(|(k, a, b)| s.call(k, ShardRequest::Settle { id: id.to_owned(), from: a, to: b, sent, month, line: line.cloned() }));
     let mut settled = 0;
     for answer in join_all(asks).await {
         match answer? {

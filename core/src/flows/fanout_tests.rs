@@ -69,9 +69,9 @@ fn every_follower_in_exactly_one_batch_across_the_shards_and_counted_once() {
     }
     assert_eq!(seen.len(), 2500);
     assert!(run(recipients(&s, "b1", &r.layout, 2500, 2600)).unwrap().is_empty(), "past the end: nobody");
-    let settled: u64 = batches.iter().map(|(a, b)| run(settle(&s, "b1", &r.layout, *a, *b, true, MONTH)).unwrap()).sum();
+    let settled: u64 = batches.iter().map(|(a, b)| run(settle(&s, "b1", &r.layout, *a, *b, true, MONTH, None)).unwrap()).sum();
     assert_eq!(settled, 2500);
-    let again: u64 = batches.iter().map(|(a, b)| run(settle(&s, "b1", &r.layout, *a, *b, true, MONTH)).unwrap()).sum();
+    let again: u64 = batches.iter().map(|(a, b)| run(settle(&s, "b1", &r.layout, *a, *b, true, MONTH, None)).unwrap()).sum();
     assert_eq!(again, 0, "a retried settle counts nothing");
     assert_eq!(run(plan(&s, &Segment::All, MONTH, NOW)).unwrap().by_used[1], 2500);
 }
@@ -121,7 +121,7 @@ fn a_shard_down_fails_the_booking_the_retry_completes_it_and_nothing_is_booked_t
 fn a_coordinator_that_never_comes_back_leaves_nothing_booked_past_the_expiry() {
     let s = shards(600);
     let layout = run(reserve(&s, &booking("lost", Segment::All))).unwrap().layout;
-    run(settle(&s, "lost", &layout, 0, 200, true, MONTH)).unwrap();
+    run(settle(&s, "lost", &layout, 0, 200, true, MONTH, None)).unwrap();
     // The coordinator dies here. Each shard's alarm sweeps at the booking's end.
     let later = NOW + RESERVATION_SECS;
     for k in 0..s.shards() {

@@ -109,6 +109,20 @@ impl Entry {
         })
     }
 
+    /// A broadcast as a line of its recipients' conversations: its kind and, for text, what it said.
+    pub fn of_broadcast(message: &crate::api::messages::MassMessage, at: u64) -> Entry {
+        use crate::api::messages::MassMessage;
+        let (kind, text) = match message {
+            MassMessage::Text { content } => ("text", content.as_str()),
+            MassMessage::Mpnews { .. } => ("news", ""),
+            MassMessage::Image { .. } => ("image", ""),
+            MassMessage::Voice { .. } => ("voice", ""),
+            MassMessage::Mpvideo { .. } => ("video", ""),
+            MassMessage::Wxcard { .. } => ("card", ""),
+        };
+        Entry::out(at, By::Broadcast, kind, text)
+    }
+
     /// The automatic reply to a push as an entry (`success` and a transfer are none).
     pub fn of_reply(reply: &crate::reply::Reply, at: u64) -> Option<Entry> {
         use crate::reply::Reply;

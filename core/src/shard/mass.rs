@@ -308,6 +308,21 @@ pub fn settle(db: &impl Sql, id: &str, from: u64, to: u64, sent: bool, month: u3
     Ok(n.first().and_then(|r| r[0].as_i64()).unwrap_or(0) as u64)
 }
 
+/// Adds `line` (the broadcast) to the conversation of every follower still booked in rows
+/// `[from, to)`: one statement, before `settle` drops the rows, so a second settle adds nothing.
+/// The inbox rows are left alone: a broadcast is not a conversation to answer.
+pub fn note_received(db: &impl Sql, id: &str, from: u64, to: u64, line: &super::conversation::Entry) -> Result<()> {
+    let Some(k) = kept(db, id)? else { return Ok(()) };
+    let (from, to) = range(&k, from, to);
+    let body = serde_json::to_string(line).expect("an entry is plain data");
+    db.exec(
+        "INSERT INTO conversation (openid, at, body) SELECT openid, ?4, ?5 FROM reservations WHERE rowid >= ?1 AND rowid < ?2 AND broadcast = ?3",
+        &[from.into(), to.into(), id.into(), line.at.into(), body.as_str().into()],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
 /// Drops every booking of `id` (a broadcast given up before its batches went out).
 pub fn release(db: &impl Sql, id: &str) -> Result<()> {
     if let Some(k) = kept(db, id)? {

@@ -241,6 +241,9 @@ pub enum ShardRequest {
         to: u64,
         sent: bool,
         month: u32,
+        /// The broadcast as a line of each recipient's conversation, written when `sent`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        line: Option<conversation::Entry>,
     },
     /// A confirmed mass send wxedge did not make, counted for everyone once (`mass::count_everyone`).
     CountEveryone {
@@ -297,6 +300,10 @@ pub enum ShardRequest {
     NoticeFinished {
         openid: String,
         msg_id: u64,
+        /// A subscribe notification's template: `bizsend` answers no msgid, so the first
+        /// `subscribe_msg_sent_event` for it finds the notice by follower and template instead.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        template_id: Option<String>,
         status: crate::notify::NoticeStatus,
         detail: String,
         now: u64,
@@ -489,7 +496,10 @@ impl ShardObject {
             }
             ShardRequest::Reserve(booking) => mass::reserve(db, &booking).map(ShardResponse::Booked),
             ShardRequest::Recipients { id, from, to } => mass::recipients(db, &id, from, to).map(|openids| ShardResponse::Recipients { openids }),
-            ShardRequest::Settle { id, from, to, sent, month } => {
+            ShardRequest::Settle { id, from, to, sent, month, line } => {
+                if let (true, Some(line)) = (sent, &line) {
+                    mass::note_received(db, &id, from, to, line)?;
+                }
                 mass::settle(db, &id, from, to, sent, month).map(|followers| ShardResponse::Settled { followers })
             }
             ShardRequest::CountEveryone { msg_id, month } => mass::count_everyone(db, msg_id, month).map(|followers| ShardResponse::Settled { followers }),
@@ -503,8 +513,8 @@ impl ShardObject {
             ShardRequest::NoticeSettle { id, status, msg_id, error, now } => {
                 notices::settle(db, &id, status, msg_id, error, now).map(|n| ShardResponse::Notices { notices: n.into_iter().collect() })
             }
-            ShardRequest::NoticeFinished { openid, msg_id, status, detail, now } => {
-                notices::finished(db, &openid, msg_id, status, &detail, now).map(|found| ShardResponse::Count { n: u64::from(found) })
+            ShardRequest::NoticeFinished { openid, msg_id, template_id, status, detail, now } => {
+                notices::finished(db, &openid, msg_id, template_id.as_deref(), status, &detail, now).map(|found| ShardResponse::Count { n: u64::from(found) })
             }
             ShardRequest::NoticeGet { id } => notices::get(db, &id).map(|n| ShardResponse::Notices { notices: n.into_iter().collect() }),
             ShardRequest::NoticeList { before, limit, openid } => {
