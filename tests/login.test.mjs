@@ -23,6 +23,15 @@ before(async () => {
   host = http.createServer((req, res) => {
     res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
     const intent = req.url.startsWith("/unlock") ? "unlock" : "login";
+    if (req.url.startsWith("/queue")) {
+      // No data-intent: the page asks for a log-in from code, with the queue command.
+      return res.end(`<!doctype html><html lang="en"><head><title>Shop</title></head><body><button id="go">Log in with WeChat</button>
+      <script>addEventListener("wxedge:login", (e) => { window.__login = e.detail; }); addEventListener("wxedge:qr", (e) => { window.__qr = e.detail; });
+        window.wxedge = window.wxedge || [];
+        document.querySelector("#go").onclick = () => wxedge.push(["login", { nonce: "q-nonce-7" }]);</script>
+      <script async src="${s.base}/widget.js" data-account="AcmeTea" data-scene="login"></script>
+      </body></html>`);
+    }
     res.end(`<!doctype html><html lang="en"><head><title>Shop</title></head><body><h1>Log in to the shop</h1><div id="slot"></div>
       <p id="members" data-wxedge-unlock hidden>members only</p>
       <script>addEventListener("wxedge:login", (e) => { window.__login = e.detail; }); addEventListener("wxedge:qr", (e) => { window.__qr = e.detail; });</script>
@@ -95,6 +104,20 @@ describe("follow to log in", () => {
     const inbox = await s.sim(`/sim/inbox?openid=${first.openid}`);
     const host = new URL(hostBase).host;
     assert.ok(inbox.messages.some((m) => m.kind === "cs" && JSON.stringify(m.content).includes(`You are now logged in on ${host}`)), JSON.stringify(inbox.messages));
+  });
+
+  test("the queue command [\"login\", {nonce}] opens a log-in from the page's code; the token carries its nonce", async () => {
+    const page = await browser.newPage();
+    await page.goto(hostBase + "/queue");
+    await page.waitForSelector("html[data-wxedge=ready]");
+    await page.click("#go");
+    await page.waitForFunction(() => window.__qr && window.__qr.visit, null, { timeout: 10000 });
+    await s.sim("/sim/scan", { url: (await page.evaluate(() => window.__qr)).url });
+    await page.waitForFunction(() => window.__login, null, { timeout: 8000 });
+    const { token } = await page.evaluate(() => window.__login);
+    const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(`${s.base}/.well-known/jwks.json`)), { audience: hostBase });
+    assert.deepEqual([payload.nonce, payload.new_follower, payload.scene], ["q-nonce-7", true, "login"]);
+    await page.close();
   });
 
   test("an existing follower (SCAN) logs in as the same person for this site", async () => {
@@ -175,6 +198,18 @@ describe("follow to log in", () => {
     assert.ok(site && site.logins >= 4 && site.new_followers >= 2, JSON.stringify(r.sites));
     assert.equal(r.logins[0].origin, hostBase);
     assert.ok(r.logins.every((l, i) => i === 0 || r.logins[i - 1].at >= l.at), "newest first");
+    // The owner's console shows the same on its Followers page.
+    const page = await browser.newPage();
+    await page.goto(s.base + "/console/");
+    await page.fill("#token", s.config.ADMIN_TOKEN);
+    await page.click("#login-form button[type=submit]");
+    await page.waitForSelector("#tabs:not([hidden])");
+    await page.goto(s.base + "/console/#followers");
+    await page.waitForFunction((origin) => [...document.querySelectorAll("#login-sites tbody tr")].some((tr) => tr.innerText.includes(origin)), hostBase, { timeout: 8000 });
+    const row = await page.evaluate((origin) => [...document.querySelectorAll("#login-sites tbody tr")].find((tr) => tr.innerText.includes(origin)).innerText, hostBase);
+    assert.match(row, new RegExp(`\\t${site.logins}\\t${site.new_followers}\\t`), row);
+    assert.ok(await page.locator("#login-recent tbody tr").count() >= 4);
+    await page.close();
   });
 
   test("rotation: the JWKS has this week's and last week's keys; a token signed with last week's verifies", async () => {
