@@ -10,13 +10,16 @@ bash scripts/setup.sh bench
 [ bench/node_modules/.package-lock.json -nt bench/package-lock.json ] ||
   { say "installing the node peers"; (cd bench && npm ci --no-audit --no-fund --loglevel=error); }
 bash scripts/build.sh all
-cargo build -q --release -p wxedge-bench -p wxedge-simulator
+cargo build -q --release -p wxedge-simulator
+# The native benchmark binary at opt-level 3 (Cargo.toml's `native` profile); the wasm stays small.
+cargo build -q --profile native -p wxedge-bench
+bench=target/native/wxedge-bench
 mkdir -p target/bench
 inputs=target/bench/inputs.json
-target/release/wxedge-bench inputs > "$inputs"
+"$bench" inputs > "$inputs"
 
 say "per message: verify, (decrypt,) parse, route, reply, (encrypt, sign) — ${seconds}s each"
-ours=$(target/release/wxedge-bench run "$inputs" "$seconds")
+ours=$("$bench" run "$inputs" "$seconds")
 wechatpy=$("$PY_VENV/bin/python" bench/wechatpy_bench.py "$inputs" "$seconds")
 cowechat=$(node bench/co_wechat_bench.mjs "$inputs" "$seconds")
 say "QR code to SVG: the widget's wasm vs qrcode and qrcode-generator (node)"
@@ -28,8 +31,8 @@ widget_time=$(node bench/widget_time.mjs 20)
 say "visits: 64 open dialogs polling, one shard vs eight; 2,000 open WebSockets on one shard (local workerd)"
 visits=$(node --experimental-websocket --no-warnings bench/visits_load.mjs 5 64 2000)
 say "the sharded ledger (SQL over rusqlite, as a shard object runs it): plan and reserve everyone, 1,000,000 and 10,000,000 followers over 16 shards"
-shards1m=$(target/release/wxedge-bench shards 1000000 16)
-shards10m=$(target/release/wxedge-bench shards 10000000 16)
+shards1m=$("$bench" shards 1000000 16)
+shards10m=$("$bench" shards 10000000 16)
 say "the sharded ledger through workerd: 1,000,000 followers imported into 16 local FollowerShard objects, an exact plan and a broadcast to everyone"
 shards1m_workerd=$(node bench/ledger_workerd.mjs "${LEDGER_WORKERD_FOLLOWERS:-1000000}")
 say "CPU per callback: wxedge in workerd (minus a hello-world worker in the same wrangler dev) vs wechatpy, co-wechat"
