@@ -216,7 +216,7 @@ fn shards(followers: usize, shards: u32) -> Value {
         recipients_ms = recipients_ms.max(start.elapsed().as_secs_f64() * 1e3);
         assert_eq!(first.len(), 10_000.min(b.followers as usize));
         let start = Instant::now();
-        mass::settle(&db, "bench", 0, 10_000, true, month).expect("settle");
+        mass::settle(&db, "bench", 0, 10_000, true, month, None).expect("settle");
         settle_ms = settle_ms.max(start.elapsed().as_secs_f64() * 1e3);
         drop(first);
         drop(db);

@@ -175,6 +175,15 @@ pub async fn recipients(s: &impl Shards, id: &str, layout: &Layout, from: u64, t
     Ok(out)
 }
 
+/// Adds `entries` to `openid`'s conversation in their shard.
+pub async fn converse(s: &impl Shards, openid: &str, entries: Vec<Entry>) -> Result<()> {
+    let request = ShardRequest::Converse { openid: openid.to_owned(), entries, transferred: false };
+    match s.call(crate::shard::shard_of(openid, s.shards()), request).await? {
+        ShardResponse::Done => Ok(()),
+        other => Err(unexpected("a conversation", &other)),
+    }
+}
+
 /// The outcome of global rows `[from, to)` in the shards it spans; answers how many followers
 /// it settled (0 when it was settled before). `line`, when sent, joins each recipient's
 /// conversation.

@@ -163,23 +163,23 @@ async fn deliver(s: &impl Shards, api: &impl NoticeApi, notice: Notice, spends: 
             return Err(e);
         }
     };
+    // The outcome first: it is what stops a second send. Then, when sent, the lines that follow
+    // from it; failing, the notice stands and only that line is missing.
+    let settled = match s.call(shard, ShardRequest::NoticeSettle { id: notice.id.clone(), status, msg_id, error, now }).await? {
+        ShardResponse::Notices { notices } => notices.into_iter().next().ok_or_else(|| Error::Storage("the notice vanished from its shard".into()))?,
+        other => return Err(unexpected("a notice's outcome", &other)),
+    };
     if status == NoticeStatus::Sent {
         // The follower's conversation shows what they were sent (a card: title and fields).
         let text = notice.data.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("\n");
         let entry = crate::shard::conversation::Entry::out(now, crate::shard::conversation::By::Notification, "notification", &text);
-        let converse = ShardRequest::Converse { openid: notice.openid.clone(), entries: vec![entry], transferred: false };
-        // Failing, the notice stands; only its line in the conversation is missing.
-        let _ = s.call(shard, converse).await;
+        let _ = super::fanout::converse(s, &notice.openid, vec![entry]).await;
         if spends {
             // WeChat takes one send per one-time acceptance; a new popup answer replaces this.
-            let spent = ShardRequest::Accepted { openid: notice.openid.clone(), items: vec![(notice.template_id.clone(), crate::notify::SPENT.into())], now };
-            let _ = s.call(shard, spent).await;
+            let _ = accepted(s, &notice.openid, vec![(notice.template_id.clone(), crate::notify::SPENT.into())], now).await;
         }
     }
-    match s.call(shard, ShardRequest::NoticeSettle { id: notice.id.clone(), status, msg_id, error, now }).await? {
-        ShardResponse::Notices { notices } => notices.into_iter().next().ok_or_else(|| Error::Storage("the notice vanished from its shard".into())),
-        other => Err(unexpected("a notice's outcome", &other)),
-    }
+    Ok(settled)
 }
 
 /// One recipient's outcome in a batch.

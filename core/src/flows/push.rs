@@ -484,8 +484,7 @@ async fn send_late(p: &impl PushPorts, message: &Message, reply: &Reply) {
 
 /// Adds entries to `openid`'s conversation, off the push's path (a lost line is logged).
 pub async fn converse(p: &(impl super::fanout::Shards + Log), openid: &str, entries: Vec<Entry>) {
-    let request = crate::shard::ShardRequest::Converse { openid: openid.to_owned(), entries, transferred: false };
-    if let Err(e) = p.call(crate::shard::shard_of(openid, p.shards()), request).await {
+    if let Err(e) = super::fanout::converse(p, openid, entries).await {
         p.log(Level::Warn, &format!("conversation of {openid} not kept: {e}"));
     }
 }

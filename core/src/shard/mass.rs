@@ -282,14 +282,23 @@ pub fn recipients(db: &impl Sql, id: &str, from: u64, to: u64) -> Result<Vec<Str
     Ok(rows.into_iter().filter_map(|r| r.into_iter().next().and_then(|v| v.as_str().map(str::to_owned))).collect())
 }
 
-/// The outcome of rows `[from, to)`: `sent` counts it against each booked follower's month;
-/// either way the bookings go. Idempotent: a second settle of the rows finds nothing booked and
-/// counts nothing. Answers how many followers it settled. The booking itself goes with its last
-/// rows.
-pub fn settle(db: &impl Sql, id: &str, from: u64, to: u64, sent: bool, month: u32) -> Result<u64> {
+/// The outcome of rows `[from, to)`: `sent` counts it against each booked follower's month and
+/// adds `line` (the broadcast) to their conversations — the inbox rows left alone, a broadcast is
+/// nothing to answer; either way the bookings go. Idempotent: a second settle of the rows finds
+/// nothing booked, counts and adds nothing. Answers how many followers it settled. The booking
+/// itself goes with its last rows.
+pub fn settle(db: &impl Sql, id: &str, from: u64, to: u64, sent: bool, month: u32, line: Option<&super::conversation::Entry>) -> Result<u64> {
     let Some(k) = kept(db, id)? else { return Ok(0) };
     let (from, to) = range(&k, from, to);
     let params = [from.into(), to.into(), id.into(), month.into()];
+    if let (true, Some(line)) = (sent, line) {
+        let body = serde_json::to_string(line).expect("an entry is plain data");
+        db.exec(
+            "INSERT INTO conversation (openid, at, body) SELECT openid, ?4, ?5 FROM reservations WHERE rowid >= ?1 AND rowid < ?2 AND broadcast = ?3",
+            &[from.into(), to.into(), id.into(), line.at.into(), body.as_str().into()],
+        )
+        .map_err(db_err)?;
+    }
     if sent {
         db.exec(
             "UPDATE followers SET month_count = CASE WHEN month = ?4 THEN month_count + 1 ELSE 1 END, month = ?4
@@ -306,21 +315,6 @@ pub fn settle(db: &impl Sql, id: &str, from: u64, to: u64, sent: bool, month: u3
         db.exec("DELETE FROM booked WHERE broadcast = ?1", &[id.into()]).map_err(db_err)?;
     }
     Ok(n.first().and_then(|r| r[0].as_i64()).unwrap_or(0) as u64)
-}
-
-/// Adds `line` (the broadcast) to the conversation of every follower still booked in rows
-/// `[from, to)`: one statement, before `settle` drops the rows, so a second settle adds nothing.
-/// The inbox rows are left alone: a broadcast is not a conversation to answer.
-pub fn note_received(db: &impl Sql, id: &str, from: u64, to: u64, line: &super::conversation::Entry) -> Result<()> {
-    let Some(k) = kept(db, id)? else { return Ok(()) };
-    let (from, to) = range(&k, from, to);
-    let body = serde_json::to_string(line).expect("an entry is plain data");
-    db.exec(
-        "INSERT INTO conversation (openid, at, body) SELECT openid, ?4, ?5 FROM reservations WHERE rowid >= ?1 AND rowid < ?2 AND broadcast = ?3",
-        &[from.into(), to.into(), id.into(), line.at.into(), body.as_str().into()],
-    )
-    .map_err(db_err)?;
-    Ok(())
 }
 
 /// Drops every booking of `id` (a broadcast given up before its batches went out).

@@ -16,7 +16,7 @@ fn batch(db: &Sqlite, id: &str, k: u64, size: u64) -> Vec<String> {
 }
 
 fn settle_batch(db: &Sqlite, id: &str, k: u64, size: u64, sent: bool) -> u64 {
-    settle(db, id, k * size, (k + 1) * size, sent, MONTH).unwrap()
+    settle(db, id, k * size, (k + 1) * size, sent, MONTH, None).unwrap()
 }
 const MONTH: u32 = 202_511;
 

@@ -497,10 +497,7 @@ impl ShardObject {
             ShardRequest::Reserve(booking) => mass::reserve(db, &booking).map(ShardResponse::Booked),
             ShardRequest::Recipients { id, from, to } => mass::recipients(db, &id, from, to).map(|openids| ShardResponse::Recipients { openids }),
             ShardRequest::Settle { id, from, to, sent, month, line } => {
-                if let (true, Some(line)) = (sent, &line) {
-                    mass::note_received(db, &id, from, to, line)?;
-                }
-                mass::settle(db, &id, from, to, sent, month).map(|followers| ShardResponse::Settled { followers })
+                mass::settle(db, &id, from, to, sent, month, line.as_ref()).map(|followers| ShardResponse::Settled { followers })
             }
             ShardRequest::CountEveryone { msg_id, month } => mass::count_everyone(db, msg_id, month).map(|followers| ShardResponse::Settled { followers }),
             ShardRequest::Mirror { month, now } => mass::mirror(db, month, now).map(ShardResponse::Mirror),
