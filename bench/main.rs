@@ -216,7 +216,9 @@ fn shards(followers: usize, shards: u32) -> Value {
         recipients_ms = recipients_ms.max(start.elapsed().as_secs_f64() * 1e3);
         assert_eq!(first.len(), 10_000.min(b.followers as usize));
         let start = Instant::now();
-        mass::settle(&db, "bench", 0, 10_000, true, month, None).expect("settle");
+        // As a send settles a batch: counted, and the broadcast in each recipient's conversation.
+        let line = wxedge_core::shard::conversation::Entry::of_broadcast(&wxedge_core::api::messages::MassMessage::Text { content: "news".into() }, now);
+        mass::settle(&db, "bench", 0, 10_000, true, month, Some(&line)).expect("settle");
         settle_ms = settle_ms.max(start.elapsed().as_secs_f64() * 1e3);
         drop(first);
         drop(db);
