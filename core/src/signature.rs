@@ -6,6 +6,11 @@ use sha1::{Digest, Sha1};
 /// The signature WeChat computes over `parts` (token, timestamp, nonce, and for safe mode the
 /// `Encrypt` text). Sorting is plain byte order, not numeric.
 pub fn sign(parts: &[&str]) -> String {
+    crate::encoding::hex(&digest(parts))
+}
+
+/// The SHA-1 under the signature: `sha1(concat(sort(parts)))`.
+fn digest(parts: &[&str]) -> [u8; 20] {
     // WeChat signs three or four parts: sort them on the stack (this runs on every callback).
     let mut few = [""; 4];
     let mut many = Vec::new();
@@ -21,13 +26,22 @@ pub fn sign(parts: &[&str]) -> String {
     for p in sorted.iter() {
         hasher.update(p.as_bytes());
     }
-    crate::encoding::hex(&hasher.finalize())
+    hasher.finalize().into()
 }
 
-/// Checks a hex signature (case-insensitive, as some proxies upper-case it) in constant time.
+/// Checks a hex signature (case-insensitive, as some proxies upper-case it) in constant time,
+/// digit against digit of the digest, with no string built on the way (every push is checked).
 pub fn verify(given: &str, parts: &[&str]) -> bool {
-    let expected = sign(parts);
-    given.len() == expected.len() && given.bytes().zip(expected.bytes()).fold(0u8, |diff, (x, y)| diff | (x.to_ascii_lowercase() ^ y)) == 0
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let given = given.as_bytes();
+    if given.len() != 40 {
+        return false;
+    }
+    let digest = digest(parts);
+    let diff = digest.iter().zip(given.chunks_exact(2)).fold(0u8, |diff, (d, pair)| {
+        diff | (pair[0].to_ascii_lowercase() ^ DIGITS[usize::from(d >> 4)]) | (pair[1].to_ascii_lowercase() ^ DIGITS[usize::from(d & 15)])
+    });
+    diff == 0
 }
 
 /// Equality whose time depends only on the lengths, for secrets such as the admin token.

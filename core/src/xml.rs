@@ -64,13 +64,14 @@ fn text_run<'a>(input: &'a str, raw: Cow<'_, [u8]>) -> Result<Cow<'a, str>> {
 pub fn parse(input: &str) -> Result<Element<'_>> {
     // XML 1.0 forbids control characters other than tab, newline and carriage return, and WeChat
     // never sends them; one in a field could end up in a reply or a log line.
-    if let Some(at) = input.bytes().position(|b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) {
+    if let Some(at) = control_character(input.as_bytes()) {
         return Err(Error::Xml(format!("control character 0x{:02x} at byte {at}", input.as_bytes()[at])));
     }
     let mut reader = Reader::from_str(input);
-    // Names must match: `<a></b>` is malformed, not a guess.
-    reader.config_mut().check_end_names = true;
-    let mut stack: Vec<Element> = Vec::new();
+    // Names must match: `<a></b>` is malformed, not a guess. Checked below against our own stack
+    // of open elements (quick-xml's `check_end_names` would keep a second copy of every name).
+    reader.config_mut().check_end_names = false;
+    let mut stack: Vec<Element> = Vec::with_capacity(MAX_DEPTH);
     let mut root: Option<Element> = None;
     let mut count = 0usize;
     loop {
@@ -89,20 +90,18 @@ pub fn parse(input: &str) -> Result<Element<'_>> {
             Event::Empty(start) => {
                 count_element(&mut count)?;
                 let el = Element { name: slice_of(input, start.name().as_ref())?, ..Default::default() };
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(el),
-                    None => root = Some(el),
-                }
+                adopt(&mut stack, &mut root, el);
             }
-            Event::End(_) => {
+            Event::End(end) => {
                 let mut el = stack.pop().ok_or_else(|| Error::Xml("unbalanced end tag".into()))?;
+                if el.name.as_bytes() != end.name().as_ref() {
+                    let found = String::from_utf8_lossy(end.name().as_ref()).into_owned();
+                    return Err(Error::Xml(format!("at byte {}: expected </{}>, found </{found}>", reader.buffer_position(), el.name)));
+                }
                 if !el.children.is_empty() {
                     el.text = Cow::Borrowed(""); // whitespace between child elements is layout, not data
                 }
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(el),
-                    None => root = Some(el),
-                }
+                adopt(&mut stack, &mut root, el);
             }
             Event::Text(text) => {
                 let s = text_run(input, text.into_inner())?;
@@ -146,6 +145,38 @@ pub fn parse(input: &str) -> Result<Element<'_>> {
         return Err(Error::Xml("unexpected end of document".into()));
     }
     root.ok_or_else(|| Error::Xml("no root element".into()))
+}
+
+/// Where the first control character other than tab, newline and carriage return is. Every push
+/// is scanned whole, so the scan goes 32 bytes at a time with no branch inside a block (the
+/// compiler turns it into vector compares); only a block holding one is searched byte by byte.
+fn control_character(bytes: &[u8]) -> Option<usize> {
+    fn bad(b: u8) -> bool {
+        b < 0x20 && b != b'\t' && b != b'\n' && b != b'\r'
+    }
+    let mut blocks = bytes.chunks_exact(32);
+    let mut at = 0;
+    for block in &mut blocks {
+        if block.iter().fold(false, |any, &b| any | bad(b)) {
+            return block.iter().position(|&b| bad(b)).map(|i| at + i);
+        }
+        at += 32;
+    }
+    blocks.remainder().iter().position(|&b| bad(b)).map(|i| at + i)
+}
+
+/// Puts a finished element under its parent, or makes it the root. A parent's first child
+/// reserves room for a whole WeChat message's fields (one allocation, not four growths).
+fn adopt<'a>(stack: &mut [Element<'a>], root: &mut Option<Element<'a>>, el: Element<'a>) {
+    match stack.last_mut() {
+        Some(parent) => {
+            if parent.children.is_empty() {
+                parent.children.reserve(12);
+            }
+            parent.children.push(el)
+        }
+        None => *root = Some(el),
+    }
 }
 
 fn count_element(count: &mut usize) -> Result<()> {
@@ -217,6 +248,36 @@ pub fn push_number(out: &mut String, name: &str, value: impl std::fmt::Display) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn end_tags_must_close_the_open_element() {
+        let e = parse("<xml><a>1</b></xml>").unwrap_err().to_string();
+        assert!(e.contains("expected </a>, found </b>"), "{e}");
+        let e = parse("<xml><a><b>1</a></b></xml>").unwrap_err().to_string();
+        assert!(e.contains("expected </b>, found </a>"), "{e}");
+        let e = parse("<xml></xml></xml>").unwrap_err().to_string();
+        assert!(e.contains("unbalanced") || e.contains("</xml>"), "{e}");
+        assert!(parse("<xml><a>1</a ></xml>").is_ok(), "space before > is allowed");
+        assert_eq!(parse("<xml><a>1</a><b/></xml>").unwrap().children.len(), 2);
+    }
+
+    #[test]
+    fn finds_the_first_control_character_in_any_block() {
+        // Every position of a 100-byte body: in a 32-byte block, at its edges, in the remainder.
+        for at in 0..100 {
+            for bad in [0u8, 0x07, 0x1f] {
+                let mut body = vec![b'a'; 100];
+                body[at] = bad;
+                if at + 40 < 100 {
+                    body[at + 40] = 0x01; // a later one is not the first
+                }
+                assert_eq!(control_character(&body), Some(at), "{bad:#x} at {at}");
+            }
+        }
+        assert_eq!(control_character(b"<xml>\t\r\n x \x7f \xe4\xb8\xad</xml>"), None);
+        assert_eq!(control_character(&[b' '; 64]), None);
+        assert_eq!(control_character(b""), None);
+    }
 
     #[test]
     fn reads_cdata_text_refs_and_nesting() {
