@@ -19,17 +19,23 @@ const TOKEN = "benchtoken", APPID = "wx00000000000000b1";
 const TICK_US = 1e6 / Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim());
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** CPU ticks used so far by every process whose process group is `pgid` (or the one `pid`). */
+/** CPU ticks used so far by every process whose process group is `pgid` (or the one `pid`),
+ * in all and by process (named by what it runs: wrangler's node, the entry workerd — wrangler's
+ * proxy in front — and the workerd running the workers and their objects). */
 function ticks({ pgid, pid }) {
   let total = 0;
+  const by = {};
   for (const p of pid ? [String(pid)] : readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
-    let stat;
-    try { stat = readFileSync(`/proc/${p}/stat`, "utf8"); } catch { continue; }
+    let stat, cmd;
+    try { stat = readFileSync(`/proc/${p}/stat`, "utf8"); cmd = readFileSync(`/proc/${p}/cmdline`, "utf8"); } catch { continue; }
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // fields from the 3rd on
     if (pgid && Number(f[2]) !== pgid) continue;
-    total += Number(f[11]) + Number(f[12]); // utime, stime
+    const t = Number(f[11]) + Number(f[12]); // utime, stime
+    total += t;
+    const name = !cmd.includes("workerd") ? cmd.split("\0")[0].split("/").pop() : cmd.includes("socket-addr=entry=127.0.0.1:0") ? "workerd (workers)" : "workerd (entry)";
+    by[name] = (by[name] ?? 0) + t;
   }
-  return total;
+  return { total, by };
 }
 
 let serial = 0;
@@ -64,9 +70,11 @@ async function measure(who, base, warm = 300) {
   const before = ticks(who);
   const start = Date.now();
   const ok = await load(base, N);
-  const cpu = (ticks(who) - before) * TICK_US;
+  const after = ticks(who);
+  const cpu = (after.total - before.total) * TICK_US;
   if (ok < N * 0.99) throw new Error(`${base}: only ${ok} of ${N} answered 200`);
-  return { cpu_us: cpu / ok, requests: ok, wall_s: (Date.now() - start) / 1000 };
+  const by_process = Object.fromEntries(Object.entries(after.by).map(([k, t]) => [k, Math.round((t - (before.by[k] ?? 0)) * TICK_US / ok)]));
+  return { cpu_us: cpu / ok, requests: ok, wall_s: (Date.now() - start) / 1000, by_process };
 }
 
 async function waitFor(url) {
@@ -76,11 +84,41 @@ async function waitFor(url) {
   throw new Error(`${url} did not start`);
 }
 
-/** A hello-world worker under the same wrangler dev: answers every POST `success`. */
-async function helloWorld() {
+/**
+ * A hello-world worker under the same wrangler dev: answers every POST `success`. With `calls`,
+ * it first makes that many calls to a Durable Object (JavaScript, SQLite-backed, one of 16 by the
+ * nonce) that each write one row: the floor of what a push's object calls cost in this harness,
+ * with no wasm, no protocol and no work of wxedge's.
+ */
+async function helloWorld(calls = 0) {
   const dir = mkdtempSync(join(tmpdir(), "wxedge-hello-"));
-  writeFileSync(join(dir, "index.js"), `export default { async fetch(req) { await req.text(); return new Response("success"); } };\n`);
-  writeFileSync(join(dir, "wrangler.toml"), `name = "hello"\nmain = "index.js"\ncompatibility_date = "2026-04-20"\n`);
+  writeFileSync(join(dir, "index.js"), `
+export class Row {
+  constructor(ctx) {
+    this.sql = ctx.storage.sql;
+    this.sql.exec("CREATE TABLE IF NOT EXISTS seen (k TEXT PRIMARY KEY, v TEXT, n INTEGER)");
+  }
+  async fetch(req) {
+    const [k, v] = [new URL(req.url).searchParams.get("k"), await req.text()];
+    this.sql.exec("INSERT INTO seen (k, v, n) VALUES (?, ?, 1) ON CONFLICT (k) DO UPDATE SET v = excluded.v, n = n + 1", k, v);
+    return new Response("ok");
+  }
+}
+export default {
+  async fetch(req, env) {
+    const body = await req.text();
+    const nonce = new URL(req.url).searchParams.get("nonce") ?? "";
+    const hash = [...nonce].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 0);
+    for (let i = 0; i < ${calls}; i++) {
+      const stub = env.ROW.get(env.ROW.idFromName("s" + ((hash + i) % 16)));
+      await (await stub.fetch("https://row/?k=" + nonce + "-" + i, { method: "POST", body: body.slice(0, 200) })).text();
+    }
+    return new Response("success");
+  },
+};
+`);
+  writeFileSync(join(dir, "wrangler.toml"), `name = "hello"\nmain = "index.js"\ncompatibility_date = "2026-04-20"\n` +
+    `[[durable_objects.bindings]]\nname = "ROW"\nclass_name = "Row"\n[[migrations]]\ntag = "v1"\nnew_sqlite_classes = ["Row"]\n`);
   const port = await freePort();
   const child = spawn(join(ROOT, "node_modules", ".bin", "wrangler"), ["dev", "--ip", "127.0.0.1", "--port", String(port), "--show-interactive-dev-session=false", "--persist-to", join(dir, "state")], {
     cwd: dir, env: { ...process.env, WRANGLER_SEND_METRICS: "false" }, stdio: ["ignore", "ignore", "inherit"], detached: true,
@@ -124,6 +162,10 @@ try {
   await s.stop();
 }
 const hello = await helloWorld();
+// The floor of a push's object calls in this harness: one call (the issue's one atomic shard
+// call), and three (wxedge's plain-mode push: the replay cache, the claim, the answer).
+const oneCall = await helloWorld(1);
+const threeCalls = await helloWorld(3);
 const wechatpy = await peer(python, [join(ROOT, "bench", "wechatpy_server.py"), "PORT", TOKEN]);
 const cowechat = await peer(process.execPath, [join(ROOT, "bench", "co_wechat_server.mjs"), "PORT", TOKEN, APPID]);
 console.log(JSON.stringify({
@@ -132,5 +174,10 @@ console.log(JSON.stringify({
   wechatpy: wechatpy.cpu_us,
   wxedge_process: wxedge.cpu_us,
   hello_world_process: hello.cpu_us,
+  // Marginal CPU of a hello-world worker's object calls, each writing one SQLite row (JavaScript).
+  one_object_call_floor: oneCall.cpu_us - hello.cpu_us,
+  three_object_calls_floor: threeCalls.cpu_us - hello.cpu_us,
+  // µs per request by process, for each stack measured.
+  by_process: { wxedge: wxedge.by_process, hello_world: hello.by_process, one_object_call: oneCall.by_process, three_object_calls: threeCalls.by_process },
   requests: N, concurrency: C,
 }));

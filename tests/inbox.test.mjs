@@ -86,6 +86,9 @@ describe("inbox", () => {
       ws.onerror = () => resolve("refused");
     });
     assert.equal(refused, "refused", "no channel without a ticket");
+    // A push with no console open: the worker reads that none listens (and does not ask again
+    // for 10 s); the ticket below must tell it at once.
+    await s.sim("/sim/text", { openid: who, content: "before any console" });
     const t = await (await s.admin("/inbox/ticket", { method: "POST", body: {} })).json();
     const heard = [];
     const ws = new WebSocket(`${wsBase}${t.url}`);

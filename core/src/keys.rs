@@ -31,6 +31,8 @@
 //! |                |                              | and `shard::notices::SCHEMA` (notices, notice ids,      |
 //! |                |                              | subscribe-notification answers)                         |
 //! | KV             | `notify:templates`           | the notification templates last read from WeChat        |
+//! | KV             | `inbox:live`                 | until when a console may be listening (the live lease)  |
+//! | InboxHub       | `t:<ticket>`                 | a live channel's one-time ticket (60 s)                 |
 
 pub const RULES: &str = "rules";
 pub const MENU_PREVIEW: &str = "menu:public";
@@ -47,6 +49,12 @@ pub const CODE_PREFIX: &str = "c:";
 /// Visits: the newest log-ins this shard gave (`visits::LoginRecord`s).
 pub const LOGINS: &str = "logins";
 pub const REPLAY_PREFIX: &str = "rp:";
+/// KV: until when a console may be listening to the live channel (`conversation::LiveLease`).
+pub const INBOX_LIVE: &str = "inbox:live";
+/// InboxHub: a one-time ticket for the live channel.
+pub fn hub_ticket(ticket: &str) -> String {
+    format!("t:{ticket}")
+}
 
 pub fn follower(openid: &str) -> String {
     format!("f:{openid}")

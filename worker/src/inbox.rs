@@ -7,8 +7,9 @@ use worker::{Env, Method, Request, Response, Result};
 use wxedge_core::api::Credentials;
 use wxedge_core::config::Config;
 use wxedge_core::flows::fanout::Shards;
+use wxedge_core::ports::{Kv, Read};
 use wxedge_core::reply::Reply;
-use wxedge_core::shard::conversation::{By, Entry, HubRequest, TICKET_SECS};
+use wxedge_core::shard::conversation::{By, Entry, HubRequest, LiveLease, TICKET_SECS};
 use wxedge_core::shard::{shard_of, ShardRequest, ShardResponse};
 use wxedge_core::Error;
 
@@ -20,9 +21,48 @@ const SEND_BUDGET_MS: u64 = 8_000;
 const HUB: &str = "INBOX_HUB";
 const HUB_NAME: &str = "inbox";
 
-/// Tells the open consoles that `openid`'s conversation moved. Losing this costs a console a
-/// refresh (it also polls), never a message.
+thread_local! {
+    /// This isolate's view of the live lease (`LiveLease`): read from KV at most every
+    /// `LIVE_RECHECK_SECS` while no console is known to listen.
+    static LIVE: std::cell::Cell<LiveLease> = const { std::cell::Cell::new(LiveLease { until: 0, checked_at: 0 }) };
+}
+
+/// Whether a console may be listening (`LiveLease`). A lease that cannot be read counts as
+/// live: the hub is told in vain rather than a console left unaware.
+async fn consoles_open(env: &Env) -> bool {
+    let now = crate::platform::now_secs();
+    let lease = LIVE.get();
+    if lease.is_live(now) || !lease.needs_check(now) {
+        return lease.is_live(now);
+    }
+    let stored = Edge { env }.get(wxedge_core::keys::INBOX_LIVE).await;
+    let lease = match stored {
+        Ok(v) => LiveLease::read(v.as_deref(), now),
+        Err(e) => {
+            worker::console_warn!("live lease not read ({e}): telling the hub");
+            LiveLease { until: now, checked_at: now }
+        }
+    };
+    LIVE.set(lease);
+    lease.is_live(now)
+}
+
+/// Takes the live lease for `LIVE_LEASE_SECS` (a ticket was given): in this isolate at once, in
+/// KV for the others. The hub renews it while the console stays open.
+pub async fn take_live_lease(env: &Env, now: u64) -> std::result::Result<(), String> {
+    let lease = LiveLease::taken(now);
+    LIVE.set(lease);
+    let (value, ttl) = lease.stored(now);
+    Edge { env }.put(wxedge_core::keys::INBOX_LIVE, &value, Some(ttl)).await
+}
+
+/// Tells the open consoles that `openid`'s conversation moved — when one may be open
+/// (`consoles_open`). Losing this costs a console a refresh (it refreshes every minute), never
+/// a message.
 pub async fn changed(env: &Env, openid: &str, at: u64) {
+    if !consoles_open(env).await {
+        return;
+    }
     let request = HubRequest::Changed { openid: openid.to_owned(), at };
     if let Err(e) = crate::platform::do_request::<_, Value>(env, HUB, HUB_NAME, &request).await {
         worker::console_warn!("live inbox not told about {openid}: {e}");
@@ -91,6 +131,12 @@ pub async fn handle(req: &mut Request, env: &Env, config: &Config, path: &str) -
             let ticket = wxedge_core::encoding::hex(&bytes);
             let request = HubRequest::Ticket { ticket: ticket.clone(), until: crate::platform::now_secs() + TICKET_SECS };
             let r = crate::platform::do_request::<_, Value>(env, HUB, HUB_NAME, &request).await;
+            // From now on pushes tell the hub (the hub renews the lease while the console is open).
+            if r.is_ok() {
+                if let Err(e) = take_live_lease(env, crate::platform::now_secs()).await {
+                    worker::console_warn!("live lease not kept in KV: {e}");
+                }
+            }
             answer(r.map(|_| json!({ "ticket": ticket, "url": format!("/api/inbox/live?ticket={ticket}"), "expires_in": TICKET_SECS })))
         }
         (Method::Get, [openid]) => answer(conversation(&shards, openid, 100, now).await),

@@ -584,11 +584,12 @@ impl Sql for DoSql {
 #[durable_object]
 pub struct InboxHub {
     state: State,
+    env: Env,
 }
 
 impl DurableObject for InboxHub {
-    fn new(state: State, _env: Env) -> Self {
-        InboxHub { state }
+    fn new(state: State, env: Env) -> Self {
+        InboxHub { state, env }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -596,7 +597,7 @@ impl DurableObject for InboxHub {
         let now = crate::platform::now_secs();
         if req.headers().get("upgrade")?.is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
             let ticket = crate::platform::query_param(&req, "ticket").unwrap_or_default();
-            let key = format!("t:{ticket}");
+            let key = keys::hub_ticket(&ticket);
             let until: Option<u64> = if ticket.is_empty() { None } else { storage.get(&key).await.ok().flatten() };
             if until.is_none_or(|u| u < now) {
                 return crate::platform::json_error(403, "forbidden", "a live channel needs a fresh ticket: POST /api/admin/inbox/ticket");
@@ -613,7 +614,7 @@ impl DurableObject for InboxHub {
         };
         match request {
             HubRequest::Ticket { ticket, until } => {
-                storage.put(&format!("t:{ticket}"), until).await?;
+                storage.put(&keys::hub_ticket(&ticket), until).await?;
                 if storage.get_alarm().await?.is_none() {
                     storage.set_alarm((wxedge_core::shard::conversation::TICKET_SECS * 1000) as i64).await?;
                 }
@@ -645,22 +646,38 @@ impl DurableObject for InboxHub {
         Ok(())
     }
 
-    /// Forgets tickets past their time.
+    /// Forgets tickets past their time, and while a console is open renews the live lease
+    /// (`conversation::LiveLease`) every half of it, so pushes keep telling the hub.
     async fn alarm(&self) -> Result<Response> {
+        use wxedge_core::shard::conversation::{LiveLease, LIVE_LEASE_SECS, TICKET_SECS};
         let storage = self.state.storage();
         let now = crate::platform::now_secs();
-        let listed = storage.list_with_options(worker::ListOptions::new().prefix("t:")).await?;
-        let mut stale = Vec::new();
+        let listed = storage.list_with_options(worker::ListOptions::new().prefix(&keys::hub_ticket(""))).await?;
+        let (mut stale, mut left) = (Vec::new(), 0);
         listed.for_each(&mut |value, key| {
             let until = value.as_f64().unwrap_or(0.0) as u64;
             if until < now {
                 if let Some(k) = key.as_string() {
                     stale.push(k);
                 }
+            } else {
+                left += 1;
             }
         });
         for k in stale {
             storage.delete(&k).await?;
+        }
+        let open = !self.state.get_websockets_with_tag("console").is_empty();
+        if open {
+            let (value, ttl) = LiveLease::taken(now).stored(now);
+            let edge = Edge { env: &self.env };
+            if let Err(e) = edge.put(keys::INBOX_LIVE, &value, Some(ttl)).await {
+                worker::console_warn!("live lease not renewed: {e}");
+            }
+        }
+        let next = if open { LIVE_LEASE_SECS / 2 } else { TICKET_SECS };
+        if open || left > 0 {
+            storage.set_alarm((next * 1000) as i64).await?;
         }
         Response::ok("swept")
     }

@@ -237,7 +237,8 @@
     var t = await api("/inbox/ticket", { method: "POST", body: {} });
     var ws = new WebSocket(location.origin.replace(/^http/, "ws") + t.url);
     live = ws;
-    ws.onopen = function () { $("#inbox").setAttribute("data-live", "open"); };
+    // Once open, read the inbox again: what moved between the first read and the channel.
+    ws.onopen = function () { $("#inbox").setAttribute("data-live", "open"); refreshInbox().catch(function () {}); };
     ws.onmessage = function (e) {
       var m = JSON.parse(e.data);
       if (m.type !== "changed") return;
@@ -255,8 +256,11 @@
   async function loadInbox() {
     await refreshInbox();
     await openLive().catch(function (e) { notice(lang === "zh-CN" ? "实时消息未连接（" + e.message + "），每 10 秒刷新一次。" : "The live inbox is not connected (" + e.message + "); it refreshes every 10 s."); });
-    // The fallback while the live channel is down.
-    if (!inboxTimer) inboxTimer = setInterval(function () { if (!$("#inbox").hidden && !document.hidden && !live) refreshInbox().catch(function () {}); }, 10000);
+    // Every 10 s while the live channel is down; every minute while it is up, for what a push
+    // in another data center did not tell it (it tells the channel once KV shows a console
+    // open, which may take a minute there).
+    var ticks = 0;
+    if (!inboxTimer) inboxTimer = setInterval(function () { ticks++; if (!$("#inbox").hidden && !document.hidden && (!live || ticks % 6 === 0)) refreshInbox().catch(function () {}); }, 10000);
   }
 
   $("#reply-text").addEventListener("input", function () {

@@ -159,6 +159,57 @@ pub enum HubRequest {
 /// A ticket lives this long.
 pub const TICKET_SECS: u64 = 60;
 
+/// How long a console may be listening after its ticket, or after the hub last saw one open:
+/// `keys::INBOX_LIVE` in KV holds that time. The hub renews it every half of this while a console
+/// is open, so it never lapses under an open console.
+pub const LIVE_LEASE_SECS: u64 = 600;
+
+/// A front isolate that found no console listening asks KV again after this long.
+pub const LIVE_RECHECK_SECS: u64 = 10;
+
+/// Whether a push should tell the live channel it moved a conversation, as one front isolate
+/// knows it. The hub is one object for the whole account: asked on every push, it would be a
+/// fourth object call per push and one queue for the bursts that follow a broadcast, while a
+/// console is open only now and then. So a push tells the hub only under a lease a console's
+/// ticket took (`keys::INBOX_LIVE`); an isolate that saw none asks KV again after
+/// `LIVE_RECHECK_SECS`. What the staleness costs is a console hearing late (KV takes up to a
+/// minute to show a new value elsewhere), which its once-a-minute refresh covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LiveLease {
+    /// A console may be listening until then (unix seconds; 0: none known).
+    pub until: u64,
+    /// When this isolate last read the lease.
+    pub checked_at: u64,
+}
+
+impl LiveLease {
+    /// A console may be listening: tell the hub.
+    pub fn is_live(&self, now: u64) -> bool {
+        self.until >= now
+    }
+
+    /// Not known to be live, and read long enough ago to read again.
+    pub fn needs_check(&self, now: u64) -> bool {
+        !self.is_live(now) && now >= self.checked_at.saturating_add(LIVE_RECHECK_SECS)
+    }
+
+    /// The lease as stored in KV (`until`, decimal); anything else reads as none.
+    pub fn read(stored: Option<&str>, now: u64) -> LiveLease {
+        LiveLease { until: stored.and_then(|v| v.trim().parse().ok()).unwrap_or(0), checked_at: now }
+    }
+
+    /// The lease a ticket or an open console takes at `now`.
+    pub fn taken(now: u64) -> LiveLease {
+        LiveLease { until: now + LIVE_LEASE_SECS, checked_at: now }
+    }
+
+    /// What KV holds for it, and the key's expiry in seconds (KV's shortest is 60 s: the lease
+    /// lapses on its own time, the key a minute later).
+    pub fn stored(&self, now: u64) -> (String, u64) {
+        (self.until.to_string(), self.until.saturating_sub(now) + 60)
+    }
+}
+
 /// What an open console hears: `{"type": "changed", "openid", "at"}`.
 pub fn changed_message(openid: &str, at: u64) -> String {
     serde_json::json!({ "type": "changed", "openid": openid, "at": at }).to_string()
@@ -256,6 +307,28 @@ pub fn expire(db: &impl Sql, now: u64) -> Result<()> {
 mod tests {
     use super::*;
     use crate::sql::Sqlite;
+
+    #[test]
+    fn the_live_lease_is_read_again_only_when_none_is_known() {
+        let now = 1_800_000_000;
+        // Nothing in KV: not live, and not asked again for LIVE_RECHECK_SECS.
+        let none = LiveLease::read(None, now);
+        assert!(!none.is_live(now));
+        assert!(!none.needs_check(now + LIVE_RECHECK_SECS - 1));
+        assert!(none.needs_check(now + LIVE_RECHECK_SECS));
+        // A ticket's lease: live until it lapses, never read again meanwhile; then read again.
+        let taken = LiveLease::taken(now);
+        assert!(taken.is_live(now + LIVE_LEASE_SECS) && !taken.needs_check(now + LIVE_LEASE_SECS));
+        assert!(!taken.is_live(now + LIVE_LEASE_SECS + 1) && taken.needs_check(now + LIVE_LEASE_SECS + 1));
+        // As KV holds it: the renewed lease the hub wrote; garbage or a past time is none.
+        assert_eq!(LiveLease::read(Some(&(now + 300).to_string()), now).until, now + 300);
+        let (value, ttl) = taken.stored(now);
+        assert_eq!((LiveLease::read(Some(&value), now), ttl), (taken, LIVE_LEASE_SECS + 60), "read back as written");
+        assert!(!LiveLease::read(Some("soon"), now).is_live(now));
+        assert!(!LiveLease::read(Some(&(now - 1).to_string()), now).is_live(now));
+        assert_eq!(LiveLease::default().until, 0, "a fresh isolate knows none and reads at once");
+        assert!(LiveLease::default().needs_check(now));
+    }
 
     fn db() -> Sqlite {
         let db = Sqlite::memory();
