@@ -3,8 +3,12 @@
 // server at the same concurrency, and the CPU its processes used (utime + stime from /proc,
 // every process of the server's process group) divided by the requests answered.
 // - wxedge: wrangler dev (workerd, local KV and Durable Objects: the replay cache, the follower
-//   shard's claim and answer; every follower already known), minus a hello-world worker's CPU per request under the same
-//   wrangler dev and the same load — the marginal CPU of wxedge's work, the shard calls included;
+//   shard's claim and answer; every follower already known), minus a hello-world worker's CPU per
+//   request under the same wrangler dev and the same load — the marginal CPU of wxedge's work, the
+//   shard calls included; also only the workerd process that runs the workers, by the same rule;
+// - the floor: the same hello-world making one (and three) calls to a JavaScript Durable Object
+//   that writes one SQLite row, measured the same way — what object calls cost in this harness
+//   whatever the code behind them;
 // - wechatpy (Python http.server) and co-wechat (Koa): their process CPU per request.
 // Usage: node bench/cpu_bench.mjs PYTHON [REQUESTS] [CONCURRENCY]; prints JSON.
 import { spawn, execFileSync } from "node:child_process";
@@ -177,6 +181,10 @@ console.log(JSON.stringify({
   // Marginal CPU of a hello-world worker's object calls, each writing one SQLite row (JavaScript).
   one_object_call_floor: oneCall.cpu_us - hello.cpu_us,
   three_object_calls_floor: threeCalls.cpu_us - hello.cpu_us,
+  // The narrowest reading: only the workerd process that runs the workers and their objects
+  // (wrangler's node and its proxy workerd left out), minus the hello-world's in it.
+  wxedge_workers_workerd: wxedge.by_process["workerd (workers)"] - hello.by_process["workerd (workers)"],
+  one_object_call_floor_workers_workerd: oneCall.by_process["workerd (workers)"] - hello.by_process["workerd (workers)"],
   // µs per request by process, for each stack measured.
   by_process: { wxedge: wxedge.by_process, hello_world: hello.by_process, one_object_call: oneCall.by_process, three_object_calls: threeCalls.by_process },
   requests: N, concurrency: C,
