@@ -32,12 +32,15 @@ def main():
 
         sample = once()
         assert ("<Encrypt>" in sample) if safe else ("<Content>" in sample), sample
-        n, start = 0, time.perf_counter()
+        # The fastest slice of 64 calls within the time budget (as every implementation here is
+        # timed): on a shared machine noise only adds time.
+        best, start = float("inf"), time.perf_counter()
         while time.perf_counter() - start < seconds:
+            t = time.perf_counter()
             for _ in range(64):
                 once()
-            n += 64
-        out[case["name"]] = (time.perf_counter() - start) * 1e9 / n
+            best = min(best, (time.perf_counter() - t) * 1e9 / 64)
+        out[case["name"]] = best
     print(json.dumps(out))
 
 
