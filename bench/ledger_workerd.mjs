@@ -49,10 +49,20 @@ const trace = process.env.LEDGER_TRACE && setInterval(() => writeFileSync(proces
 try {
   const before = workerds(s.pgid);
   const t0 = Date.now();
-  let cursor;
-  do {
-    cursor = await json(await s.admin("/followers/import", { method: "POST", body: {} }));
-  } while (!cursor.done);
+  // The import resumes from its cursor: a step WeChat's end failed (502/503, retryable) is
+  // asked again, as the console does, at most three times in a row; counted in the result.
+  let cursor, retries = 0;
+  for (let failed = 0; ;) {
+    const r = await s.admin("/followers/import", { method: "POST", body: {} });
+    if ((r.status === 502 || r.status === 503) && failed < 3) {
+      failed++, retries++;
+      console.error(`import step: ${r.status} ${(await r.text()).slice(0, 200)}; asking again`);
+      continue;
+    }
+    cursor = await json(r);
+    failed = 0;
+    if (cursor.done) break;
+  }
   const load_s = (Date.now() - t0) / 1000;
   console.error(`imported ${cursor.imported} in ${load_s} s`);
   const t1 = Date.now();
@@ -88,6 +98,7 @@ try {
     quota_after_send_ms: quota_ms,
     method: sent.method,
     load_s,
+    import_retries: retries,
     counted_after_send: quota.left,
     workerd_peak_bytes: Object.values(after).map((w) => w.hwm),
   }));

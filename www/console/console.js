@@ -735,13 +735,24 @@
     }));
   }
 
+  /** One step of the import from its cursor; a step WeChat's end failed (502/503) is asked
+   *  again, up to three times a second apart, rather than the import started over. */
+  async function importStep() {
+    for (var tries = 0; ; tries++) {
+      try { return await api("/followers/import", { method: "POST", body: {} }); } catch (e) {
+        if (tries >= 3 || (e.status !== 502 && e.status !== 503)) throw e;
+        await new Promise(function (r) { setTimeout(r, 1000); });
+      }
+    }
+  }
+
   $("#import").addEventListener("click", guard(async function () {
     var status = $("#import-status");
     var step = await api("/followers/import", { method: "POST", body: { restart: true } });
     while (!step.done) {
       status.textContent = lang === "zh-CN" ? (step.phase === "tags" ? "已导入粉丝（" + step.imported + "），正在导入标签…" : "已导入 " + step.imported + " / " + (step.total || "?") + "…")
         : step.phase === "tags" ? "Followers imported (" + step.imported + "); now the tags…" : "Imported " + step.imported + " of " + (step.total || "?") + "…";
-      step = await api("/followers/import", { method: "POST", body: {} });
+      step = await importStep();
     }
     status.textContent = lang === "zh-CN" ? "完成：" + step.imported + " 位粉丝，" + (step.tags || 0) + " 个标签。" : "Done: " + step.imported + " followers and " + (step.tags || 0) + " tags.";
     await loadFollowers();

@@ -185,7 +185,7 @@ fn parse_answer(status: u16, body: &str, accept: &[i64]) -> Result<Value> {
 
 impl<P: Http + Kv + Clock> Client<'_, P> {
     /// Makes the call with a valid token; refreshes once on a token error; retries -1 and
-    /// 45011 with backoff while the deadline allows.
+    /// 45011, and a read whose connection failed, with backoff while the deadline allows.
     pub async fn call(&self, call: &Call) -> Result<Value> {
         let mut refused: Option<String> = None;
         loop {
@@ -215,12 +215,20 @@ impl<P: Http + Kv + Clock> Client<'_, P> {
     async fn send(&self, req: HttpRequest, accept: &[i64]) -> Result<Value> {
         let mut backoff = FIRST_BACKOFF_MS;
         for attempt in 1.. {
+            let room = attempt < MAX_ATTEMPTS && self.platform.now_ms() + backoff < self.deadline_ms;
             let answer = match self.platform.send(req.clone()).await {
                 Ok(r) => parse_answer(r.status, &r.body, accept),
+                // The connection failed (a kept-alive connection WeChat's end had closed, a
+                // reset): a read is asked again; a write is not, WeChat may have acted on it.
+                Err(_) if req.method == Method::Get && room => {
+                    self.platform.sleep(backoff).await;
+                    backoff *= 2;
+                    continue;
+                }
                 Err(e) => Err(Error::Upstream(e)),
             };
             match answer {
-                Err(Error::WeChat(e)) if matches!(e.errcode, -1 | 45011) && attempt < MAX_ATTEMPTS && self.platform.now_ms() + backoff < self.deadline_ms => {
+                Err(Error::WeChat(e)) if matches!(e.errcode, -1 | 45011) && room => {
                     self.platform.sleep(backoff).await;
                     backoff *= 2;
                 }
@@ -329,6 +337,8 @@ mod tests {
         requests: RefCell<Vec<HttpRequest>>,
         token_in_flight: Cell<u32>,
         max_token_in_flight: Cell<u32>,
+        /// The next this many API requests (not token ones) lose their connection.
+        drops: Cell<u32>,
     }
 
     impl Fake {
@@ -343,6 +353,7 @@ mod tests {
                 requests: RefCell::new(Vec::new()),
                 token_in_flight: Cell::new(0),
                 max_token_in_flight: Cell::new(0),
+                drops: Cell::new(0),
             }
         }
         fn count(&self, path: &str) -> usize {
@@ -359,6 +370,10 @@ mod tests {
                 self.max_token_in_flight.set(self.max_token_in_flight.get().max(self.token_in_flight.get()));
             }
             YieldOnce(false).await;
+            if !is_token && self.drops.get() > 0 {
+                self.drops.set(self.drops.get() - 1);
+                return Err("Network connection lost.".into());
+            }
             let body = if is_token {
                 self.token_in_flight.set(self.token_in_flight.get() - 1);
                 let asked: Value = serde_json::from_str(req.body.as_deref().unwrap()).unwrap();
@@ -482,6 +497,30 @@ mod tests {
         assert!(matches!(&e, Error::WeChat(w) if w.errcode == 40001 && w.action == Action::RefreshToken), "{e:?}");
         assert_eq!(stuck.count("/x?"), 2, "one retry, not a loop");
         assert!(stuck.wechat.borrow().refused_force);
+    }
+
+    #[test]
+    fn a_read_whose_connection_failed_is_asked_again_a_write_is_not() {
+        let c = creds();
+        let ok = |_: &HttpRequest, _: &mut WeChat| json!({ "errcode": 0, "errmsg": "ok", "value": 7 });
+        // A read: asked again after the backoff, and answered.
+        let fake = Fake::new(ok);
+        fake.drops.set(2);
+        let v = block_on(client(&fake, &TokenCell::default(), &c).call(&Call::get("/x"))).unwrap();
+        assert_eq!(v["value"], 7);
+        assert_eq!((fake.count("/x?"), fake.clock.slept_ms.get()), (3, FIRST_BACKOFF_MS * 3));
+        // Dropped every time: MAX_ATTEMPTS tries, then WeChat unreachable.
+        let fake = Fake::new(ok);
+        fake.drops.set(100);
+        let e = block_on(client(&fake, &TokenCell::default(), &c).call(&Call::get("/x"))).unwrap_err();
+        assert!(matches!(&e, Error::Upstream(m) if m.contains("connection lost")), "{e:?}");
+        assert_eq!(fake.count("/x?"), MAX_ATTEMPTS as usize);
+        // A write (a send WeChat may have made): one try, the failure as it came.
+        let fake = Fake::new(ok);
+        fake.drops.set(1);
+        let e = block_on(client(&fake, &TokenCell::default(), &c).call(&Call::post("/send", json!({})))).unwrap_err();
+        assert!(matches!(&e, Error::Upstream(_)), "{e:?}");
+        assert_eq!((fake.count("/send?"), fake.clock.slept_ms.get()), (1, 0));
     }
 
     #[test]
