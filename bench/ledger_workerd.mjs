@@ -82,7 +82,20 @@ try {
   const send_ms = Date.now() - t2;
   if (sent.eligible !== N || sent.status !== "sent") throw new Error(`the send: ${JSON.stringify({ ...sent, batches: undefined })}`);
   const t3 = Date.now();
-  const quota = await json(await s.admin("/quota"));
+  // The quota view right after: some runs wait minutes here with every process idle (not
+  // diagnosed, docs/performance.md), longer than fetch's own 300 s limit for an answer's
+  // headers. Asked again every 60 s until it answers (a read: asking again is harmless), for at
+  // most 10 minutes; the time is until the first answer.
+  let quota;
+  for (let tries = 1; ; tries++) {
+    try {
+      quota = await json(await s.admin("/quota", { signal: AbortSignal.timeout(60_000) }));
+      break;
+    } catch (e) {
+      if (tries >= 10 || e.name !== "TimeoutError") throw e;
+      console.error(`the quota view: no answer after ${(Date.now() - t3) / 1000} s; asking again`);
+    }
+  }
   const quota_ms = Date.now() - t3;
   console.error(`sent in ${send_ms} ms, the quota view then in ${quota_ms} ms`);
   const after = workerds(s.pgid);
