@@ -7,7 +7,7 @@ use worker::{Env, Method, Request, Response, Result};
 use wxedge_core::api::Credentials;
 use wxedge_core::config::Config;
 use wxedge_core::flows::fanout::Shards;
-use wxedge_core::ports::{Kv, Read};
+use wxedge_core::ports::Read;
 use wxedge_core::reply::Reply;
 use wxedge_core::shard::conversation::{By, Entry, HubRequest, LiveLease, TICKET_SECS};
 use wxedge_core::shard::{shard_of, ShardRequest, ShardResponse};
@@ -32,7 +32,7 @@ thread_local! {
 async fn consoles_open(env: &Env) -> bool {
     let now = crate::platform::now_secs();
     let lease = LIVE.get();
-    if lease.is_live(now) || !lease.needs_check(now) {
+    if !lease.needs_check(now) {
         return lease.is_live(now);
     }
     let stored = Edge { env }.get(wxedge_core::keys::INBOX_LIVE).await;
@@ -47,13 +47,11 @@ async fn consoles_open(env: &Env) -> bool {
     lease.is_live(now)
 }
 
-/// Takes the live lease for `LIVE_LEASE_SECS` (a ticket was given): in this isolate at once, in
-/// KV for the others. The hub renews it while the console stays open.
-pub async fn take_live_lease(env: &Env, now: u64) -> std::result::Result<(), String> {
-    let lease = LiveLease::taken(now);
-    LIVE.set(lease);
-    let (value, ttl) = lease.stored(now);
-    Edge { env }.put(wxedge_core::keys::INBOX_LIVE, &value, Some(ttl)).await
+/// Takes the live lease (a ticket was given): in this isolate at once, in KV for the others. The
+/// hub renews it while the console stays open.
+async fn take_live_lease(env: &Env, now: u64) -> std::result::Result<(), String> {
+    LIVE.set(LiveLease::taken(now));
+    crate::platform::keep_live_lease(env, now).await
 }
 
 /// Tells the open consoles that `openid`'s conversation moved — when one may be open

@@ -649,7 +649,7 @@ impl DurableObject for InboxHub {
     /// Forgets tickets past their time, and while a console is open renews the live lease
     /// (`conversation::LiveLease`) every half of it, so pushes keep telling the hub.
     async fn alarm(&self) -> Result<Response> {
-        use wxedge_core::shard::conversation::{LiveLease, LIVE_LEASE_SECS, TICKET_SECS};
+        use wxedge_core::shard::conversation::{LIVE_LEASE_SECS, TICKET_SECS};
         let storage = self.state.storage();
         let now = crate::platform::now_secs();
         let listed = storage.list_with_options(worker::ListOptions::new().prefix(&keys::hub_ticket(""))).await?;
@@ -669,9 +669,7 @@ impl DurableObject for InboxHub {
         }
         let open = !self.state.get_websockets_with_tag("console").is_empty();
         if open {
-            let (value, ttl) = LiveLease::taken(now).stored(now);
-            let edge = Edge { env: &self.env };
-            if let Err(e) = edge.put(keys::INBOX_LIVE, &value, Some(ttl)).await {
+            if let Err(e) = crate::platform::keep_live_lease(&self.env, now).await {
                 worker::console_warn!("live lease not renewed: {e}");
             }
         }

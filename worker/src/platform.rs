@@ -44,6 +44,13 @@ pub fn load_config(env: &Env) -> wxedge_core::Result<Config> {
     })
 }
 
+/// Takes the console's live lease (`conversation::LiveLease`) in KV for `LIVE_LEASE_SECS` from
+/// `now`: a ticket was given (the front worker) or a console is still open (the hub's alarm).
+pub async fn keep_live_lease(env: &Env, now: u64) -> std::result::Result<(), String> {
+    let (value, ttl) = wxedge_core::shard::conversation::LiveLease::taken(now).stored(now);
+    wxedge_core::ports::Kv::put(&Edge { env }, wxedge_core::keys::INBOX_LIVE, &value, Some(ttl)).await
+}
+
 /// A JSON error body: `{"error": reason, "message": text}` with the given status.
 pub fn json_error(status: u16, reason: &str, message: &str) -> Result<Response> {
     Ok(Response::from_json(&serde_json::json!({ "error": reason, "message": message }))?.with_status(status))

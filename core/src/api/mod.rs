@@ -215,12 +215,13 @@ impl<P: Http + Kv + Clock> Client<'_, P> {
     async fn send(&self, req: HttpRequest, accept: &[i64]) -> Result<Value> {
         let mut backoff = FIRST_BACKOFF_MS;
         for attempt in 1.. {
-            let room = attempt < MAX_ATTEMPTS && self.platform.now_ms() + backoff < self.deadline_ms;
+            // Judged once the answer is in: a slow request leaves less time for another.
+            let room = || attempt < MAX_ATTEMPTS && self.platform.now_ms() + backoff < self.deadline_ms;
             let answer = match self.platform.send(req.clone()).await {
                 Ok(r) => parse_answer(r.status, &r.body, accept),
                 // The connection failed (a kept-alive connection WeChat's end had closed, a
                 // reset): a read is asked again; a write is not, WeChat may have acted on it.
-                Err(_) if req.method == Method::Get && room => {
+                Err(_) if req.method == Method::Get && room() => {
                     self.platform.sleep(backoff).await;
                     backoff *= 2;
                     continue;
@@ -228,7 +229,7 @@ impl<P: Http + Kv + Clock> Client<'_, P> {
                 Err(e) => Err(Error::Upstream(e)),
             };
             match answer {
-                Err(Error::WeChat(e)) if matches!(e.errcode, -1 | 45011) && room => {
+                Err(Error::WeChat(e)) if matches!(e.errcode, -1 | 45011) && room() => {
                     self.platform.sleep(backoff).await;
                     backoff *= 2;
                 }
